@@ -26,16 +26,17 @@ def _set_threads(threads: int) -> None:
 def _cmd_distill2d(args: argparse.Namespace) -> int:
     from .distill2d import Distill2DConfig, distill2d, write_outputs
 
-    config = Distill2DConfig(method=args.method, steps=args.steps, seed=args.seed, size=args.size)
+    config = Distill2DConfig(method=args.method, steps=args.steps, seed=args.seed, size=args.size, particles=args.particles, guidance_scale=args.guidance_scale)
     _set_threads(args.threads)
     prior = _load_prior(args)
     unknown = prior.unknown_words(args.prompt)
     if unknown:
         print(f"warning: the prior '{args.prior}' does not know the word(s) {unknown}; they are ignored.", file=sys.stderr)
 
-    def progress(step: int, norm: float) -> None:
+    def progress(step: int, norm: float, losses: dict) -> None:
         if (step + 1) % max(1, config.steps // 10) == 0:
-            print(f"step {step + 1}/{config.steps}  |g| {norm:.3f}", flush=True)
+            extra = "".join(f"  {k} {v:.4g}" for k, v in losses.items())
+            print(f"step {step + 1}/{config.steps}  |g| {norm:.3f}{extra}", flush=True)
 
     result = distill2d(prior, args.prompt, config, progress)
     paths = write_outputs(result, Path(args.out))
@@ -48,6 +49,14 @@ def _cmd_prior_train(args: argparse.Namespace) -> int:
 
     _set_threads(args.threads)
     train(TrainConfig(steps=args.steps, seed=args.seed), Path(args.out))
+    return 0
+
+
+def _cmd_prior_train_depth(args: argparse.Namespace) -> int:
+    from .builtin_prior.train_depth import DepthTrainConfig, train_depth
+
+    _set_threads(args.threads)
+    train_depth(DepthTrainConfig(steps=args.steps), Path(args.out))
     return 0
 
 
@@ -77,7 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("distill2d", help="optimise one image against the prior by score distillation")
     p.add_argument("prompt", help='what to draw, e.g. "a red cube, front view"')
     p.add_argument("--out", required=True, help="folder for distilled.png and progress.png")
-    p.add_argument("--method", default="sds", choices=["sds"])
+    p.add_argument("--method", default="sds", choices=["sds", "nfsd", "vsd", "ssd", "vdm"])
+    p.add_argument("--guidance-scale", type=float, default=None, help="classifier-free guidance scale (default: the method's)")
+    p.add_argument("--particles", type=int, default=1, help="images optimised together (VSD particles)")
     p.add_argument("--steps", type=int, default=400)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, default=None, help="image size in pixels (default: the prior's resolution)")
@@ -91,6 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     p.set_defaults(func=_cmd_prior_train)
+
+    p = prior.add_parser("train-depth", help="train the builtin depth estimator SSD uses with the builtin prior (minutes)")
+    p.add_argument("--out", required=True, help="folder for model.safetensors and config.json")
+    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
+    p.set_defaults(func=_cmd_prior_train_depth)
 
     p = prior.add_parser("eval", help="diffusion-classifier accuracy on held-out views, and a grid of samples")
     p.add_argument("--out", default="out/prior_eval", help="folder for prior_samples.png and prior_eval.json")
@@ -108,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError) as err:  # bad input or missing weights: say what to do, no traceback
+        if args.verbose:
+            raise
         print(f"propdreamer: error: {err}", file=sys.stderr)
         return 2
 

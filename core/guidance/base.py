@@ -1,0 +1,110 @@
+"""The shape every score-distillation method shares.
+
+A method sees a rendered batch, turns it into the prior's space `z`, draws `t` and `eps`, and produces
+an update direction `g` on `z` (METHODS.md). The base class does everything but `g`: each method
+implements `update(ctx)` (one fixed hook signature, one context object) and, when it owns auxiliary
+trainables (VSD's LoRA, SSD's `mu`, VDM's `M_psi`), steps them itself in `step_auxiliary(ctx)`,
+alternating with the 3D update.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from ..cameras import Cameras
+from ..priors.base import DiffusionPrior, add_noise
+from .common import Weighting, inject, weight
+from .timesteps import TimestepSchedule
+
+
+@dataclass(frozen=True)
+class GuidanceConfig:
+    guidance_scale: float = 100.0  # s, the classifier-free guidance scale
+    weighting: Weighting = "sds"  # w(t): "sds" = sigma_t^2, or "uniform"
+    timesteps: TimestepSchedule = field(default_factory=TimestepSchedule)
+    grad_clip: float | None = None  # clamp g elementwise (None: off)
+
+
+@dataclass
+class GuidanceContext:
+    """Everything a method's hooks may read for one step."""
+
+    images: Tensor  # [B, 3, H, W] rendered, in [0, 1]
+    z: Tensor  # [B, C, h, w] the prior's encoding of `images` (carries the renderer's graph)
+    z_t: Tensor  # [B, C, h, w] alpha_t z + sigma_t eps (detached)
+    t: Tensor  # [B]
+    eps: Tensor  # [B, C, h, w]
+    w: Tensor  # [B, 1, 1, 1] w(t)
+    prompts: list[str]  # [B]
+    step: int
+    steps: int
+    cameras: Cameras | None = None
+    alpha: Tensor | None = None  # [B, 1, H, W] rendered coverage (SSD masks with it)
+    depth: Tensor | None = None  # [B, 1, H, W] rendered depth (SSD)
+    generator: torch.Generator | None = None
+    scratch: dict[str, Tensor] = field(default_factory=dict)  # what `update` leaves for `step_auxiliary`
+
+
+@dataclass
+class GuidanceOutput:
+    loss: Tensor  # scalar; its gradient with respect to the images is the method's update
+    t: Tensor  # [B] timesteps used
+    update_norm: float  # ||g|| per image, averaged over the batch
+    losses: dict[str, float] = field(default_factory=dict)  # the method's own diagnostics
+
+
+class Guidance:
+    """Base class: subclasses implement `update` and, if they train something, `step_auxiliary`."""
+
+    def __init__(self, prior: DiffusionPrior, config: GuidanceConfig) -> None:
+        self.prior, self.config = prior, config
+
+    def update(self, ctx: GuidanceContext) -> tuple[Tensor, dict[str, float]]:
+        """g [B, C, h, w] (no gradient) and diagnostics."""
+        raise NotImplementedError
+
+    def step_auxiliary(self, ctx: GuidanceContext) -> dict[str, float]:
+        """Train the method's own networks one step; the default method has none."""
+        return {}
+
+    def conditions(self, prompts: list[str], extra: tuple[str, ...] = ()) -> Tensor:
+        """[K, B, L, D] embeddings: the per-image prompts, then the empty prompt, then `extra` prompts."""
+        B = len(prompts)
+        rows = [self.prior.text_embeddings(prompts), self.prior.text_embeddings([""] * B)]
+        rows += [self.prior.text_embeddings([e] * B) for e in extra]
+        return torch.stack(rows)
+
+    def __call__(
+        self,
+        images: Tensor,  # [B, 3, H, W] in [0, 1], differentiable
+        prompts: list[str],  # [B] one prompt per image (view-dependent prompts differ per image)
+        step: int,
+        steps: int,
+        cameras: Cameras | None = None,
+        alpha: Tensor | None = None,  # [B, 1, H, W]
+        depth: Tensor | None = None,  # [B, 1, H, W]
+        generator: torch.Generator | None = None,
+        t: Tensor | None = None,  # [B] fixes the timesteps (tests)
+        eps: Tensor | None = None,  # [B, C, h, w] fixes the noise (tests)
+    ) -> GuidanceOutput:
+        if len(prompts) != images.shape[0]:
+            raise ValueError(f"guidance needs one prompt per image: got {len(prompts)} prompts for {images.shape[0]} images")
+        prior, c = self.prior, self.config
+        z = prior.encode(images)
+        B = z.shape[0]
+        if t is None:
+            t = c.timesteps.sample(step, steps, B, prior.num_train_timesteps, generator)
+        t = t.to(prior.device)
+        if eps is None:
+            eps = torch.randn(z.shape, generator=generator).to(z.device)
+        z_t = add_noise(prior.alphas_cumprod, z.detach(), eps, t)
+        ctx = GuidanceContext(
+            images=images, z=z, z_t=z_t, t=t, eps=eps, w=weight(prior.alphas_cumprod, t, c.weighting), prompts=prompts,
+            step=step, steps=steps, cameras=cameras, alpha=alpha, depth=depth, generator=generator,
+        )
+        g, losses = self.update(ctx)
+        losses.update(self.step_auxiliary(ctx))
+        return GuidanceOutput(loss=inject(z, g, c.grad_clip), t=t, update_norm=float(g.flatten(1).norm(dim=1).mean()), losses=losses)

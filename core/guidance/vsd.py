@@ -1,0 +1,133 @@
+"""VSD, ProlificDreamer's Variational Score Distillation (seeds 001, 004; METHODS.md "VSD").
+
+A second noise predictor eps_phi(z_t, t, y, c) models the distribution of *rendered* images: a rank-4
+LoRA on the attention projections of the prior's own UNet (base weights shared and frozen) plus a
+camera embedding (the flattened 4x4 camera-to-world matrix through a small MLP) added to the UNet's
+timestep embedding.
+
+    g = w(t) * (eps_cfg(7.5) - eps_phi(z_t, t, y, c))
+
+then one LoRA step on a detached batch, alternating with the 3D update:
+
+    t', eps' fresh;  z' = alpha_t' z.detach() + sigma_t' eps'
+    loss = || eps_phi(z', t', y, c_drop) - eps' ||^2    (the v-target for v-prediction priors)
+
+with the camera replaced by zeros with probability 0.1. Several particles (independent 3D models)
+share one eps_phi: render them into the same batch.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+from ..priors.base import add_noise, alpha_sigma
+from .base import Guidance, GuidanceConfig, GuidanceContext
+from .common import cfg
+
+LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]  # the attention projections of diffusers' UNet
+ADAPTER = "vsd"
+
+
+@dataclass(frozen=True)
+class VSDConfig(GuidanceConfig):
+    guidance_scale: float = 7.5
+    lora_rank: int = 4
+    lr: float = 1e-4  # AdamW, for the LoRA and the camera embedding
+    camera_dropout: float = 0.1
+
+
+class CameraEmbedding(nn.Module):
+    """Flattened 4x4 camera-to-world matrix [B, 16] -> a timestep-embedding offset [B, D]; starts at zero."""
+
+    def __init__(self, dim: int, hidden: int = 128) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(16, hidden), nn.SiLU(), nn.Linear(hidden, dim))
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, c2w_flat: Tensor) -> Tensor:
+        return self.net(c2w_flat)
+
+
+class VSD(Guidance):
+    def __init__(self, prior, config: VSDConfig = VSDConfig()) -> None:
+        from peft import LoraConfig
+
+        super().__init__(prior, config)
+        unet = prior.unet
+        if ADAPTER not in getattr(unet, "peft_config", {}):
+            unet.add_adapter(LoraConfig(r=config.lora_rank, lora_alpha=config.lora_rank, init_lora_weights="gaussian", target_modules=LORA_TARGETS), adapter_name=ADAPTER)
+        self.lora_params = [p for n, p in unet.named_parameters() if "lora_" in n]
+        for p in self.lora_params:  # train the adapter in float32 even when the prior runs in half precision
+            p.data = p.data.float()
+            p.requires_grad_(True)
+        unet.disable_adapters()
+        self.camera_mlp = CameraEmbedding(unet.time_embedding.linear_2.out_features).to(prior.device)
+        self._camera_offset: Tensor | None = None
+        unet.time_embedding.register_forward_hook(self._add_camera)
+        self.optimiser = torch.optim.AdamW(self.lora_params + list(self.camera_mlp.parameters()), lr=config.lr)
+
+    # eps_phi: the prior's UNet with the LoRA on and the camera embedding added to the time embedding.
+    def _add_camera(self, module: nn.Module, inputs, output: Tensor) -> Tensor:
+        if self._camera_offset is None:
+            return output
+        return output + self._camera_offset.to(output.dtype)
+
+    @contextmanager
+    def _phi(self, cameras_flat: Tensor):
+        self.prior.unet.enable_adapters()
+        self._camera_offset = self.camera_mlp(cameras_flat)
+        try:
+            yield
+        finally:
+            self._camera_offset = None
+            self.prior.unet.disable_adapters()
+
+    def _camera_input(self, ctx: GuidanceContext) -> Tensor:  # [B, 16]
+        B = ctx.z.shape[0]
+        if ctx.cameras is None:
+            return torch.zeros(B, 16, device=self.prior.device)
+        return ctx.cameras.c2w.reshape(B, 16).to(self.prior.device, torch.float32)
+
+    def eps_phi(self, z_t: Tensor, t: Tensor, prompts: list[str], cameras_flat: Tensor) -> Tensor:
+        """eps_phi(z_t, t, y, c) [B, C, h, w] (converted to eps for v-prediction priors)."""
+        with self._phi(cameras_flat):
+            return self.prior.predict_noise(z_t, t, self.prior.text_embeddings(prompts)[None])[0]
+
+    def update(self, ctx: GuidanceContext) -> tuple[Tensor, dict[str, float]]:
+        with torch.no_grad():
+            eps_y, eps_0 = self.prior.predict_noise(ctx.z_t, ctx.t, self.conditions(ctx.prompts))  # base weights
+            eps_c = cfg(eps_y, eps_0, self.config.guidance_scale)
+            eps_p = self.eps_phi(ctx.z_t, ctx.t, ctx.prompts, self._camera_input(ctx))
+        return ctx.w * (eps_c - eps_p), {}
+
+    def lora_loss(self, z: Tensor, prompts: list[str], cameras_flat: Tensor, t: Tensor, eps: Tensor) -> Tensor:
+        """|| eps_phi(z', t', y, c) - target ||^2 with z' = alpha_t' z + sigma_t' eps' (target eps', or v')."""
+        prior = self.prior
+        z_t = add_noise(prior.alphas_cumprod, z, eps, t)
+        if prior.prediction_type == "v_prediction":
+            alpha, sigma = alpha_sigma(prior.alphas_cumprod, t)
+            target = alpha * eps - sigma * z  # v = alpha_t eps - sigma_t z
+        else:
+            target = eps
+        with self._phi(cameras_flat):
+            states = prior.text_embeddings(prompts).to(prior.dtype)
+            raw = prior.unet(z_t.to(prior.dtype), t, encoder_hidden_states=states).sample.float()
+        return (raw - target).pow(2).mean()
+
+    def step_auxiliary(self, ctx: GuidanceContext) -> dict[str, float]:
+        B = ctx.z.shape[0]
+        generator = ctx.generator
+        t = torch.randint(0, self.prior.num_train_timesteps, (B,), generator=generator).to(self.prior.device)
+        eps = torch.randn(ctx.z.shape, generator=generator).to(self.prior.device)
+        keep = (torch.rand(B, 1, generator=generator) >= self.config.camera_dropout).float().to(self.prior.device)
+        loss = self.lora_loss(ctx.z.detach(), ctx.prompts, self._camera_input(ctx) * keep, t, eps)
+        self.optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimiser.step()
+        return {"vsd_lora_loss": loss.item()}

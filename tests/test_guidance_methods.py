@@ -1,0 +1,244 @@
+"""Each score-distillation method against its formula (METHODS.md), computed independently here."""
+
+import pytest
+import torch
+
+from propdreamer.core.guidance import build_guidance
+from propdreamer.core.guidance.nfsd import NEGATIVE_PROMPT
+from propdreamer.core.guidance.ssd import SSD, SSDConfig, control_variate
+from propdreamer.core.guidance.vdm import dca_lambda
+from propdreamer.core.priors import PriorConfig, add_noise, load_prior
+from tiny_models import build_tiny_sd
+
+PROMPTS = ["a red cube, front view", "a red cube, side view"]
+
+
+@pytest.fixture(scope="module")
+def prior(tmp_path_factory):
+    """A tiny pixel-space prior: z = 2x - 1, so d loss / d x = 2 g / B exactly."""
+    return load_prior(PriorConfig(source=str(build_tiny_sd(tmp_path_factory.mktemp("px"), with_vae=False)), device="cpu"))
+
+
+def _eps(prior, z_t, t, prompts):
+    with torch.no_grad():
+        return prior.unet(z_t, t, encoder_hidden_states=prior.text_embeddings(prompts)).sample
+
+
+def _run(guidance, t, seed=0):
+    """Images, the fixed eps, the gradient the method put on the images, and its output."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(2, 3, 8, 8, generator=g).requires_grad_(True)
+    eps = torch.randn(2, 3, 8, 8, generator=g)
+    out = guidance(x, PROMPTS, step=0, steps=1, t=t, eps=eps, generator=g)
+    out.loss.backward()
+    z_t = add_noise(guidance.prior.alphas_cumprod, 2 * x.detach() - 1, eps, t)
+    return z_t, eps, x.grad, out  # B = 2 and dz/dx = 2, so x.grad = 2 g / B = g
+
+
+def test_nfsd_uses_the_right_domain_term_on_each_side_of_the_cutoff(prior):
+    t = torch.tensor([150, 600])  # one below, one above the 200 cut-off
+    z_t, eps, g, _ = _run(build_guidance("nfsd", prior), t)
+    e_y, e_0 = _eps(prior, z_t, t, PROMPTS), _eps(prior, z_t, t, ["", ""])
+    e_neg = _eps(prior, z_t, t, [NEGATIVE_PROMPT] * 2)
+    w = (1 - prior.alphas_cumprod[t]).reshape(-1, 1, 1, 1)
+    d_c = e_y - e_0
+    expected_low = w[0] * (e_0[0] + 7.5 * d_c[0])  # t < 200: dD = eps_0
+    expected_high = w[1] * (e_0[1] - e_neg[1] + 7.5 * d_c[1])  # t >= 200: dD = eps_0 - eps_neg
+    torch.testing.assert_close(g[0], expected_low, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(g[1], expected_high, atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(g[1], w[1] * (e_0[1] + 7.5 * d_c[1]), atol=1e-4)  # the branch matters
+
+
+def test_nfsd_evaluates_three_branches_in_one_unet_call(prior):
+    calls = []
+    hook = prior.unet.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    _run(build_guidance("nfsd", prior), torch.tensor([100, 900]))
+    hook.remove()
+    assert calls == [6]
+
+
+def test_dca_lambda_on_each_side_of_300(prior):
+    t = torch.tensor([299, 300, 301, 800])
+    lam = dca_lambda(prior.alphas_cumprod, t, 300).flatten()
+    abar = prior.alphas_cumprod
+    torch.testing.assert_close(lam, torch.stack([1 - abar[299], 1 - abar[300], torch.tensor(1.0), torch.tensor(1.0)]))
+
+
+def test_vdm_update_matches_formula_and_its_mapping_learns(prior):
+    vdm = build_guidance("vdm", prior)
+    with torch.no_grad():  # make M_psi non-trivial so the formula is really exercised
+        for p in vdm.m_psi.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    m_psi_before = [p.detach().clone() for p in vdm.m_psi.parameters()]
+    t = torch.tensor([200, 700])
+    snapshot = __import__("copy").deepcopy(vdm.m_psi)
+    z_t, eps, g, out = _run(vdm, t)
+    e_y, e_0 = _eps(prior, z_t, t, PROMPTS), _eps(prior, z_t, t, ["", ""])
+    e_c = e_0 + 7.5 * (e_y - e_0)
+    abar = prior.alphas_cumprod[t].reshape(-1, 1, 1, 1)
+    lam = torch.where(t.reshape(-1, 1, 1, 1) > 300, torch.ones_like(abar), 1 - abar)
+    with torch.no_grad():
+        expected = (1 - abar) * (e_c - lam * snapshot(e_c))
+    torch.testing.assert_close(g, expected, atol=1e-5, rtol=1e-4)
+    assert any(not torch.equal(a, b) for a, b in zip(m_psi_before, vdm.m_psi.parameters()))  # it took a step
+    # L_op falls when M_psi trains on a fixed batch
+    losses = [vdm.step_auxiliary(_fixed_ctx(vdm, e_c, eps, t))["vdm_loss"] for _ in range(30)]
+    assert losses[-1] < 0.8 * losses[0]
+
+
+def _fixed_ctx(guidance, eps_c, eps, t):
+    from propdreamer.core.guidance.base import GuidanceContext
+
+    z = torch.zeros_like(eps)
+    ctx = GuidanceContext(images=z, z=z, z_t=z, t=t, eps=eps, w=torch.ones(2, 1, 1, 1), prompts=PROMPTS, step=0, steps=1)
+    ctx.scratch["eps_cfg"] = eps_c
+    return ctx
+
+
+def test_vsd_update_matches_formula_at_init(prior):
+    """At initialisation the LoRA (B = 0) and camera embedding (last layer 0) are off: eps_phi = eps_y."""
+    vsd = build_guidance("vsd", prior)
+    t = torch.tensor([300, 900])
+    z_t, eps, g, _ = _vsd_update_only(vsd, t)
+    e_y, e_0 = _eps(prior, z_t, t, PROMPTS), _eps(prior, z_t, t, ["", ""])
+    w = (1 - prior.alphas_cumprod[t]).reshape(-1, 1, 1, 1)
+    torch.testing.assert_close(g, w * (e_0 + 7.5 * (e_y - e_0) - e_y), atol=1e-5, rtol=1e-4)
+
+
+def _vsd_update_only(vsd, t):
+    from propdreamer.core.guidance.base import GuidanceContext
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 8, 8, generator=gen)
+    eps = torch.randn(2, 3, 8, 8, generator=gen)
+    z = 2 * x - 1
+    z_t = add_noise(vsd.prior.alphas_cumprod, z, eps, t)
+    w = (1 - vsd.prior.alphas_cumprod[t]).reshape(-1, 1, 1, 1)
+    ctx = GuidanceContext(images=x, z=z, z_t=z_t, t=t, eps=eps, w=w, prompts=PROMPTS, step=0, steps=1, generator=gen)
+    g, _ = vsd.update(ctx)
+    return z_t, eps, g, ctx
+
+
+def test_vsd_lora_step_lowers_its_loss_and_never_touches_the_base_unet(prior):
+    vsd = build_guidance("vsd", prior, lr=1e-2)
+    base = {n: p.detach().clone() for n, p in prior.unet.named_parameters() if "lora_" not in n}
+    gen = torch.Generator().manual_seed(1)
+    z = torch.rand(2, 3, 8, 8, generator=gen) * 2 - 1
+    t, eps = torch.tensor([400, 600]), torch.randn(2, 3, 8, 8, generator=gen)
+    cams = torch.randn(2, 16, generator=gen)
+    before = vsd.lora_loss(z, PROMPTS, cams, t, eps).item()
+    for _ in range(20):
+        loss = vsd.lora_loss(z, PROMPTS, cams, t, eps)
+        vsd.optimiser.zero_grad()
+        loss.backward()
+        vsd.optimiser.step()
+    assert vsd.lora_loss(z, PROMPTS, cams, t, eps).item() < 0.9 * before
+    for n, p in prior.unet.named_parameters():
+        if "lora_" not in n:
+            assert torch.equal(p, base[n]), f"base weight {n} changed"
+    # and the base predictions used for eps_cfg are unaffected by the trained adapter
+    z_t = add_noise(prior.alphas_cumprod, z, eps, t)
+    direct = prior.predict_noise(z_t, t, prior.text_embeddings(PROMPTS)[None])[0]
+    prior.unet.disable_adapters()
+    torch.testing.assert_close(direct, _eps(prior, z_t, t, PROMPTS))
+
+
+def test_ssd_with_phi_1_and_mu_1_is_exactly_sds(prior):
+    t = torch.tensor([250, 750])
+    ssd = SSD(prior, SSDConfig(guidance_scale=100.0), baseline=lambda z_t, ctx: torch.ones(z_t.shape[0]))
+    sds = build_guidance("sds", prior, guidance_scale=100.0)
+    _, _, g_ssd, _ = _run(ssd, t)
+    _, _, g_sds, _ = _run(sds, t)
+    torch.testing.assert_close(g_ssd, g_sds)
+
+
+def _nontrivial_phi(z_t, ctx):
+    a = torch.linspace(-1, 1, z_t[0].numel()).reshape(z_t.shape[1:])
+    return torch.sin((a * z_t).flatten(1).sum(1)) + 0.5 * (z_t**2).flatten(1).sum(1)
+
+
+@pytest.mark.parametrize("sign, should_be_zero", [(1.0, True), (-1.0, False)])
+def test_stein_control_variate_has_zero_mean(prior, sign, should_be_zero):
+    """E_eps[eps phi(z_t) - sigma_t grad phi(z_t)] = 0 (Gaussian integration by parts); the wrong sign is not."""
+    torch.manual_seed(0)
+    N, t = 20000, torch.tensor(500)
+    alpha, sigma = prior.alphas_cumprod[t].sqrt(), (1 - prior.alphas_cumprod[t]).sqrt()
+    z = torch.tensor([[[[0.8, -0.5], [0.3, -0.9]]]])  # [1, 1, 2, 2]
+    eps = torch.randn(N, 1, 2, 2)
+    z_t = (alpha * z + sigma * eps).requires_grad_(True)
+    phi = _nontrivial_phi(z_t, None)
+    (grad,) = torch.autograd.grad(phi.sum(), z_t)
+    h = control_variate(phi.detach(), sign * grad, eps, sigma)
+    mean, stderr = h.mean(0), h.std(0) / N**0.5
+    chi2 = ((mean / stderr) ** 2).mean().item()  # about 1 when the true mean is 0
+    assert (chi2 < 4.0) == should_be_zero, chi2
+
+
+def test_ssd_depth_baseline_is_a_valid_control_variate(prior):
+    """The real baseline (a depth estimator on the decoded noisy image) also gives mean-zero h."""
+    from propdreamer.core.guidance.base import GuidanceContext
+    from propdreamer.core.guidance.depth import BuiltinDepth
+
+    torch.manual_seed(0)
+    ssd = SSD(prior, SSDConfig(lambda_phi=1.0), baseline=lambda z, c: z.sum())
+    ssd.estimator = BuiltinDepth().eval().requires_grad_(False)
+    for p in ssd.estimator.net.head.parameters():  # a random, non-zero estimator
+        p.data.normal_(0, 0.1)
+    N, t = 2000, torch.full((2000,), 500)
+    sigma = (1 - prior.alphas_cumprod[500]).sqrt()
+    x = torch.rand(1, 3, 8, 8).expand(N, 3, 8, 8)
+    depth = torch.full((N, 1, 8, 8), 2.0) + torch.linspace(0, 0.5, 8).reshape(1, 1, 1, 8)
+    eps = torch.randn(N, 3, 8, 8)
+    z_t = add_noise(prior.alphas_cumprod, 2 * x - 1, eps, t)
+    ctx = GuidanceContext(images=x, z=2 * x - 1, z_t=z_t, t=t, eps=eps, w=torch.ones(N, 1, 1, 1), prompts=[""] * N, step=0, steps=1, depth=depth, alpha=torch.ones(N, 1, 8, 8))
+    ssd.baseline = ssd.depth_baseline
+    phi, grad = ssd.phi_and_grad(z_t, ctx)
+    assert phi.std() > 0 and grad.abs().sum() > 0
+    h = control_variate(phi, grad, eps, sigma)
+    chi2 = ((h.mean(0) / (h.std(0) / N**0.5)) ** 2).mean().item()
+    assert chi2 < 2.0
+
+
+def test_ssd_mu_step_lowers_the_second_moment(prior):
+    ssd = SSD(prior, SSDConfig(mu_lr=0.05), baseline=_nontrivial_phi)
+    t = torch.tensor([400, 600])
+    _, _, _, out = _run(ssd, t)
+    first = out.losses["ssd_second_moment"]
+    for _ in range(30):
+        _, _, _, out = _run(ssd, t)
+    assert out.losses["ssd_second_moment"] < first
+
+
+def test_tiny_dpt_loads_from_a_local_folder_and_is_differentiable(tmp_path):
+    from transformers import DPTConfig, DPTForDepthEstimation
+
+    from propdreamer.core.guidance.depth import load_depth_estimator
+
+    config = DPTConfig(
+        hidden_size=16, num_hidden_layers=4, num_attention_heads=2, intermediate_size=32, image_size=32, patch_size=8,
+        backbone_out_indices=[0, 1, 2, 3], neck_hidden_sizes=[8, 8, 8, 8], fusion_hidden_size=8, head_in_index=-1,
+    )
+    DPTForDepthEstimation(config).save_pretrained(tmp_path / "dpt")
+    estimator = load_depth_estimator(str(tmp_path / "dpt"), torch.device("cpu"), offline=True)
+    x = torch.rand(2, 3, 20, 20, requires_grad=True)
+    d = estimator(x)
+    assert d.shape == (2, 1, 20, 20)
+    d.sum().backward()
+    assert x.grad.abs().sum() > 0
+
+
+def test_missing_dpt_id_error_teaches(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    from propdreamer.core.guidance.depth import load_depth_estimator
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="Intel/dpt-hybrid-midas"):
+        load_depth_estimator("Intel/dpt-hybrid-midas", torch.device("cpu"), offline=True)
+
+
+def test_unknown_method_and_field_are_named(prior):
+    with pytest.raises(ValueError, match="choose one of"):
+        build_guidance("dds", prior)
+    with pytest.raises(ValueError, match="lambda_phi"):
+        build_guidance("sds", prior, lambda_phi=1.0)
