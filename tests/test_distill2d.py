@@ -49,3 +49,25 @@ def test_cli_bad_prior_fails_with_advice(tmp_path):
     assert "Traceback" not in out.stderr
     bad = _cli("distill2d", "a red cube", "--out", str(tmp_path), "--steps", "0")
     assert bad.returncode == 2 and "steps must be at least 1" in bad.stderr
+
+
+@pytest.mark.parametrize("method", ["nfsd", "vsd", "ssd", "vdm"])
+def test_every_method_runs_2d_distillation_on_cpu(builtin_prior, method):
+    result = distill2d(builtin_prior, "a green cone, front view", Distill2DConfig(method=method, steps=6, seed=0, particles=2 if method == "vsd" else 1))
+    assert torch.isfinite(result.particles).all()
+    start = torch.sigmoid(0.1 * torch.randn((1, 3, 32, 32), generator=torch.Generator().manual_seed(0)))[0]
+    assert not torch.allclose(result.image, start, atol=1e-3)  # the image moved
+
+
+def test_guidance_benchmark_runs_and_writes_its_files(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "benchmarks/guidance_2d.py", "--steps", "4", "--every", "2", "--draws", "2", "--classifier-timesteps", "2",
+         "--prompts", "a red cube", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=600, cwd=os.path.dirname(os.path.dirname(__file__)),
+    )
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "guidance_2d.png").stat().st_size > 1000
+    rows = (tmp_path / "guidance_2d.csv").read_text().splitlines()
+    assert len(rows) == 1 + 5 * 3  # header + 5 methods x steps 0, 2, 4
+    for method in ("sds", "nfsd", "vsd", "ssd", "vdm"):
+        assert any(line.startswith(method) for line in out.stdout.splitlines())

@@ -141,6 +141,8 @@ def test_vsd_lora_step_lowers_its_loss_and_never_touches_the_base_unet(prior):
     direct = prior.predict_noise(z_t, t, prior.text_embeddings(PROMPTS)[None])[0]
     prior.unet.disable_adapters()
     torch.testing.assert_close(direct, _eps(prior, z_t, t, PROMPTS))
+    # a new VSD run starts from a fresh eps_phi, not the adapter trained above
+    test_vsd_update_matches_formula_at_init(prior)
 
 
 def test_ssd_with_phi_1_and_mu_1_is_exactly_sds(prior):

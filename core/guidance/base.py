@@ -77,7 +77,7 @@ class Guidance:
         rows += [self.prior.text_embeddings([e] * B) for e in extra]
         return torch.stack(rows)
 
-    def __call__(
+    def context(
         self,
         images: Tensor,  # [B, 3, H, W] in [0, 1], differentiable
         prompts: list[str],  # [B] one prompt per image (view-dependent prompts differ per image)
@@ -89,7 +89,8 @@ class Guidance:
         generator: torch.Generator | None = None,
         t: Tensor | None = None,  # [B] fixes the timesteps (tests)
         eps: Tensor | None = None,  # [B, C, h, w] fixes the noise (tests)
-    ) -> GuidanceOutput:
+    ) -> GuidanceContext:
+        """Encode the images and draw t and eps for one step."""
         if len(prompts) != images.shape[0]:
             raise ValueError(f"guidance needs one prompt per image: got {len(prompts)} prompts for {images.shape[0]} images")
         prior, c = self.prior, self.config
@@ -101,10 +102,17 @@ class Guidance:
         if eps is None:
             eps = torch.randn(z.shape, generator=generator).to(z.device)
         z_t = add_noise(prior.alphas_cumprod, z.detach(), eps, t)
-        ctx = GuidanceContext(
+        return GuidanceContext(
             images=images, z=z, z_t=z_t, t=t, eps=eps, w=weight(prior.alphas_cumprod, t, c.weighting), prompts=prompts,
             step=step, steps=steps, cameras=cameras, alpha=alpha, depth=depth, generator=generator,
         )
+
+    def __call__(self, images: Tensor, prompts: list[str], step: int, steps: int, **kwargs) -> GuidanceOutput:
+        """One distillation step: the loss that carries g to the images, then the method's own training step.
+
+        Keyword arguments are those of `context` (cameras, alpha, depth, generator, t, eps).
+        """
+        ctx = self.context(images, prompts, step, steps, **kwargs)
         g, losses = self.update(ctx)
         losses.update(self.step_auxiliary(ctx))
-        return GuidanceOutput(loss=inject(z, g, c.grad_clip), t=t, update_norm=float(g.flatten(1).norm(dim=1).mean()), losses=losses)
+        return GuidanceOutput(loss=inject(ctx.z, g, self.config.grad_clip), t=ctx.t, update_norm=float(g.flatten(1).norm(dim=1).mean()), losses=losses)

@@ -60,8 +60,12 @@ class VSD(Guidance):
 
         super().__init__(prior, config)
         unet = prior.unet
-        if ADAPTER not in getattr(unet, "peft_config", {}):
-            unet.add_adapter(LoraConfig(r=config.lora_rank, lora_alpha=config.lora_rank, init_lora_weights="gaussian", target_modules=LORA_TARGETS), adapter_name=ADAPTER)
+        # A fresh eps_phi for every run: drop the adapter and hook an earlier VSD left on this prior.
+        if ADAPTER in getattr(unet, "peft_config", {}):
+            unet.delete_adapters(ADAPTER)
+        if getattr(unet, "_vsd_camera_hook", None) is not None:
+            unet._vsd_camera_hook.remove()
+        unet.add_adapter(LoraConfig(r=config.lora_rank, lora_alpha=config.lora_rank, init_lora_weights="gaussian", target_modules=LORA_TARGETS), adapter_name=ADAPTER)
         self.lora_params = [p for n, p in unet.named_parameters() if "lora_" in n]
         for p in self.lora_params:  # train the adapter in float32 even when the prior runs in half precision
             p.data = p.data.float()
@@ -69,7 +73,7 @@ class VSD(Guidance):
         unet.disable_adapters()
         self.camera_mlp = CameraEmbedding(unet.time_embedding.linear_2.out_features).to(prior.device)
         self._camera_offset: Tensor | None = None
-        unet.time_embedding.register_forward_hook(self._add_camera)
+        unet._vsd_camera_hook = unet.time_embedding.register_forward_hook(self._add_camera)
         self.optimiser = torch.optim.AdamW(self.lora_params + list(self.camera_mlp.parameters()), lr=config.lr)
 
     # eps_phi: the prior's UNet with the LoRA on and the camera embedding added to the time embedding.
