@@ -28,6 +28,9 @@ class Distill2DConfig:
     method: str = "sds"  # sds, nfsd, vsd, ssd, vdm
     steps: int = 400
     lr: float = 0.05
+    # theta starts here (+ small noise): 2.0 is a near-white canvas like the builtin prior's backgrounds;
+    # from mid-grey (0.0) SDS tends to fill the whole frame with colour.
+    init_logit: float = 2.0
     size: int | None = None  # image size; None: the prior's own resolution
     seed: int = 0
     particles: int = 1  # images optimised together (VSD's particles share one eps_phi)
@@ -67,7 +70,7 @@ def distill2d(prior: DiffusersPrior, prompt: str, config: Distill2DConfig = Dist
     generator = torch.Generator().manual_seed(config.seed)
     size = config.size or prior.image_size
     P = config.particles
-    theta = (0.1 * torch.randn((P, 3, size, size), generator=generator)).to(prior.device).requires_grad_(True)
+    theta = (config.init_logit + 0.1 * torch.randn((P, 3, size, size), generator=generator)).to(prior.device).requires_grad_(True)
     optimiser = torch.optim.Adam([theta], lr=config.lr)
     guidance = build_guidance(config.method, prior, **config.guidance_overrides(prior.latent))
     every = max(1, config.steps // config.snapshots)

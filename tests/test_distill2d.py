@@ -55,7 +55,7 @@ def test_cli_bad_prior_fails_with_advice(tmp_path):
 def test_every_method_runs_2d_distillation_on_cpu(builtin_prior, method):
     result = distill2d(builtin_prior, "a green cone, front view", Distill2DConfig(method=method, steps=6, seed=0, particles=2 if method == "vsd" else 1))
     assert torch.isfinite(result.particles).all()
-    start = torch.sigmoid(0.1 * torch.randn((1, 3, 32, 32), generator=torch.Generator().manual_seed(0)))[0]
+    start = torch.sigmoid(2.0 + 0.1 * torch.randn((1, 3, 32, 32), generator=torch.Generator().manual_seed(0)))[0]
     assert not torch.allclose(result.image, start, atol=1e-3)  # the image moved
 
 
