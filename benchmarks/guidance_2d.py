@@ -57,7 +57,7 @@ def run_one(prior, method: str, prompt: str, args, writer) -> dict:
     config = Distill2DConfig(method=method, steps=args.steps, seed=args.seed)
     guidance = build_guidance(method, prior, **config.guidance_overrides(prior.latent))
     gen = torch.Generator().manual_seed(args.seed)
-    theta = (0.1 * torch.randn((1, 3, prior.image_size, prior.image_size), generator=gen)).requires_grad_(True)
+    theta = (config.init_logit + 0.1 * torch.randn((1, 3, prior.image_size, prior.image_size), generator=gen)).requires_grad_(True)
     optimiser = torch.optim.Adam([theta], lr=config.lr)
     clf = ClassifierConfig(timesteps=args.classifier_timesteps)
     full_prompt = prompt + VIEW
