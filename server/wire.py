@@ -1,0 +1,166 @@
+"""The one message shape on the wire, and its safe decoding (docs/protocol.md describes it in full).
+
+A message is a list of ZeroMQ frames:
+
+    [signature]  header  body  *buffers
+
+- `header`: msgpack map {"v": protocol version "MAJOR.MINOR", "type", "id", "client", "seq", "ts"};
+- `body`: msgpack map, the message type's fields;
+- `buffers`: bulk data (meshes, images) as raw frames, never inside the msgpack body;
+- `signature` (shared-key mode only): HMAC-SHA256 over every following frame, checked with
+  `hmac.compare_digest` before anything is decoded. Replays are rejected: per client, `seq` must grow,
+  and `ts` must lie within `max_clock_skew_s` of the receiver's clock.
+
+msgpack is decoded with explicit limits (string, binary, array and map lengths; no extension types;
+bounded nesting) and every frame has a size cap, so hostile input costs little and never crashes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+PROTOCOL_VERSION = "1.0"
+
+
+class ProtocolError(ValueError):
+    """A message that cannot be accepted; `code` is machine-readable, the text says what to do."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class WireLimits:
+    max_frames: int = 8
+    max_frame_bytes: int = 64 * 2**20  # buffers (meshes) may be large
+    max_header_bytes: int = 4096
+    max_body_bytes: int = 1 * 2**20
+    max_str_len: int = 64 * 1024
+    max_bin_len: int = 0  # no binary inside msgpack: bulk data travels as buffers
+    max_array_len: int = 4096
+    max_map_len: int = 256
+    max_depth: int = 16
+
+
+@dataclass
+class Message:
+    type: str
+    body: dict[str, Any] = field(default_factory=dict)
+    buffers: list[bytes] = field(default_factory=list)
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    client: str = ""
+    seq: int = 0
+    ts: float = field(default_factory=time.time)
+    version: str = PROTOCOL_VERSION
+
+    def header(self) -> dict[str, Any]:
+        return {"v": self.version, "type": self.type, "id": self.id, "client": self.client, "seq": self.seq, "ts": self.ts}
+
+
+def _depth(obj: Any, limit: int, level: int = 1) -> None:
+    if level > limit:
+        raise ProtocolError("too_deep", f"message nests deeper than {limit} levels")
+    if isinstance(obj, dict):
+        for v in obj.values():
+            _depth(v, limit, level + 1)
+    elif isinstance(obj, list):
+        for v in obj:
+            _depth(v, limit, level + 1)
+
+
+def unpack_map(data: bytes, limits: WireLimits, what: str) -> dict[str, Any]:
+    """Decode one msgpack map with every limit enforced; anything else raises ProtocolError."""
+    try:
+        obj = msgpack.unpackb(
+            data,
+            raw=False,  # invalid UTF-8 raises
+            strict_map_key=True,
+            max_str_len=limits.max_str_len,
+            max_bin_len=limits.max_bin_len,
+            max_array_len=limits.max_array_len,
+            max_map_len=limits.max_map_len,
+            max_ext_len=0,
+            use_list=True,
+        )
+    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, TypeError) as err:
+        raise ProtocolError("bad_msgpack", f"{what} is not valid msgpack within the limits: {type(err).__name__}: {err}") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError("bad_msgpack", f"{what} must be a msgpack map, got {type(obj).__name__}")
+    if not all(isinstance(k, str) for k in obj):
+        raise ProtocolError("bad_msgpack", f"{what} keys must be strings")
+    _depth(obj, limits.max_depth)
+    return obj
+
+
+def _pack(obj: dict[str, Any]) -> bytes:
+    return msgpack.packb(obj, use_bin_type=True)
+
+
+def sign(key: bytes, frames: list[bytes]) -> bytes:
+    mac = hmac.new(key, digestmod=hashlib.sha256)
+    for frame in frames:
+        mac.update(len(frame).to_bytes(8, "big"))  # length-prefixed: frame boundaries are signed too
+        mac.update(frame)
+    return mac.hexdigest().encode()
+
+
+def encode(message: Message, key: bytes | None = None) -> list[bytes]:
+    frames = [_pack(message.header()), _pack(message.body), *message.buffers]
+    return [sign(key, frames), *frames] if key else frames
+
+
+class ReplayGuard:
+    """Remembers the highest `seq` seen per client; rejects anything not newer or too far off in time."""
+
+    def __init__(self, max_clock_skew_s: float = 120.0, max_clients: int = 10_000) -> None:
+        self.max_clock_skew_s, self.max_clients = max_clock_skew_s, max_clients
+        self._last: dict[str, int] = {}
+
+    def check(self, client: str, seq: int, ts: float) -> None:
+        if abs(time.time() - ts) > self.max_clock_skew_s:
+            raise ProtocolError("replayed", f"message timestamp is more than {self.max_clock_skew_s:.0f} s from the server's clock; check both clocks")
+        if seq <= self._last.get(client, -1):
+            raise ProtocolError("replayed", "message sequence number was already used (a replay, or a client restarted without a new client id)")
+        if client not in self._last and len(self._last) >= self.max_clients:
+            self._last.pop(next(iter(self._last)))
+        self._last[client] = seq
+
+
+def decode(frames: list[bytes], key: bytes | None = None, limits: WireLimits = WireLimits(), replay: ReplayGuard | None = None) -> Message:
+    """Frames -> Message, checking size, signature (before any decoding), msgpack limits and the header."""
+    if len(frames) > limits.max_frames + (1 if key else 0):
+        raise ProtocolError("too_many_frames", f"a message has at most {limits.max_frames} frames")
+    if any(len(f) > limits.max_frame_bytes for f in frames):
+        raise ProtocolError("frame_too_large", f"a frame is larger than {limits.max_frame_bytes} bytes")
+    if key:
+        if len(frames) < 3:
+            raise ProtocolError("unsigned", "this server requires signed messages: [signature, header, body, *buffers]")
+        signature, frames = frames[0], frames[1:]
+        if not hmac.compare_digest(signature, sign(key, frames)):
+            raise ProtocolError("bad_signature", "message signature does not match: check that client and server use the same key")
+    if len(frames) < 2:
+        raise ProtocolError("too_few_frames", "a message needs a header frame and a body frame")
+    if len(frames[0]) > limits.max_header_bytes or len(frames[1]) > limits.max_body_bytes:
+        raise ProtocolError("frame_too_large", f"header is limited to {limits.max_header_bytes} bytes and body to {limits.max_body_bytes}")
+    header = unpack_map(frames[0], limits, "header")
+    body = unpack_map(frames[1], limits, "body")
+    expected = {"v": str, "type": str, "id": str, "client": str, "seq": int, "ts": (int, float)}
+    for name, kind in expected.items():
+        if name not in header:
+            raise ProtocolError("bad_header", f"header field '{name}' is missing")
+        if not isinstance(header[name], kind) or isinstance(header[name], bool):
+            raise ProtocolError("bad_header", f"header field '{name}' has the wrong type ({type(header[name]).__name__})")
+    major = header["v"].split(".")[0]
+    if major != PROTOCOL_VERSION.split(".")[0]:
+        raise ProtocolError("version_mismatch", f"protocol version {header['v']} is not compatible with the server's {PROTOCOL_VERSION}; update the add-on or the server so their major versions match")
+    if replay is not None:
+        replay.check(header["client"], header["seq"], float(header["ts"]))
+    return Message(type=header["type"], body=body, buffers=list(frames[2:]), id=header["id"], client=header["client"], seq=header["seq"], ts=float(header["ts"]), version=header["v"])
