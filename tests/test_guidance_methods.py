@@ -244,3 +244,5 @@ def test_unknown_method_and_field_are_named(prior):
         build_guidance("dds", prior)
     with pytest.raises(ValueError, match="lambda_phi"):
         build_guidance("sds", prior, lambda_phi=1.0)
+    with pytest.raises(ValueError, match="weighting"):
+        build_guidance("nfsd", prior, weighting="sigma")

@@ -27,6 +27,14 @@ class GuidanceConfig:
     timesteps: TimestepSchedule = field(default_factory=TimestepSchedule)
     grad_clip: float | None = None  # clamp g elementwise (None: off)
 
+    def __post_init__(self) -> None:
+        if self.weighting not in ("sds", "uniform"):
+            raise ValueError(f"{type(self).__name__}.weighting must be 'sds' or 'uniform', got '{self.weighting}'")
+        if not self.guidance_scale >= 0:
+            raise ValueError(f"{type(self).__name__}.guidance_scale must be >= 0, got {self.guidance_scale}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ValueError(f"{type(self).__name__}.grad_clip must be positive or None, got {self.grad_clip}")
+
 
 @dataclass
 class GuidanceContext:
