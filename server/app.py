@@ -1,0 +1,301 @@
+"""The job server: a ZeroMQ ROUTER socket, a table of message handlers, the spool and the worker.
+
+One loop, one thread: it polls the socket and the worker's pipe, so a slow or vanished client never
+blocks anything (ROUTER drops what a peer over its high-water mark cannot take; that client catches
+up by re-subscribing from the last sequence number it saw). Every handler runs inside one try block:
+a bad message gets an `error` reply and the server goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import zmq
+
+from .schema import JOB_KINDS, METHODS, PRESETS, REPRESENTATIONS, JobRequest
+from .spool import FINAL, Spool
+from .wire import PROTOCOL_VERSION, Message, ProtocolError, ReplayGuard, WireLimits, decode, encode
+from .worker import Supervisor, WorkerConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServerConfig:
+    bind: str = "tcp://127.0.0.1:5757"
+    spool: Path = Path("~/.cache/propdreamer/spool")
+    key: bytes | None = None  # shared-key mode: HMAC over all frames
+    share_jobs: bool = False  # let every client see, cancel and fetch every job
+    result_ttl_s: float = 7 * 24 * 3600
+    chunk_bytes: int = 1 * 2**20
+    send_hwm: int = 1000
+    prior: str = "builtin"
+    device: str = "cpu"
+    worker: WorkerConfig = field(default_factory=WorkerConfig)
+    limits: WireLimits = field(default_factory=WireLimits)
+
+
+class Server:
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.spool = Spool(Path(config.spool).expanduser())
+        queued, interrupted = self.spool.recover()
+        self.queue: list[str] = queued
+        if queued or interrupted:
+            log.info("recovered %d queued job(s); %d interrupted by the last shutdown", len(queued), len(interrupted))
+        self.context = zmq.Context()
+        self.socket = self.context.socket(zmq.ROUTER)
+        self.socket.setsockopt(zmq.SNDHWM, config.send_hwm)
+        self.socket.setsockopt(zmq.MAXMSGSIZE, config.limits.max_frame_bytes)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.bind(config.bind)
+        self.endpoint = self.socket.getsockopt(zmq.LAST_ENDPOINT).decode()
+        self.routes: dict[str, bytes] = {}  # client id -> ROUTER identity of its latest connection
+        self.replay = ReplayGuard() if config.key else None
+        self.seq = 0
+        self.worker = Supervisor(config.worker)
+        self.handlers: dict[str, Callable[[Message], Message]] = {
+            "hello": self.on_hello,
+            "submit": self.on_submit,
+            "cancel": self.on_cancel,
+            "status": self.on_status,
+            "list": self.on_list,
+            "subscribe": self.on_subscribe,
+            "fetch": self.on_fetch,
+            "ack": self.on_ack,
+            "unload": self.on_unload,
+        }
+        self._stop = False
+        log.info("listening on %s (prior %s, device %s, spool %s)", self.endpoint, config.prior, config.device, self.spool.root)
+
+    # -- sending -------------------------------------------------------------------------------
+    def send(self, client: str, message: Message) -> None:
+        route = self.routes.get(client)
+        if route is None:
+            return  # not connected now: the event is in the spool; the client re-subscribes later
+        self.seq += 1
+        message.client, message.seq = "server", self.seq
+        try:
+            self.socket.send_multipart([route, *encode(message, self.config.key)], flags=zmq.NOBLOCK)
+        except zmq.Again:
+            pass  # over the high-water mark: dropped, the client catches up by re-subscribing
+
+    def emit(self, job_id: str, kind: str, data: dict[str, Any], buffers: list[bytes] | None = None) -> None:
+        event = self.spool.append_event(job_id, kind, data)
+        self.send(self.spool.get(job_id).client, Message("event", event, buffers or []))
+
+    @staticmethod
+    def error(code: str, text: str, reply_to: str = "") -> Message:
+        return Message("error", {"code": code, "message": text, "reply_to": reply_to})
+
+    # -- the loop ------------------------------------------------------------------------------
+    def serve_forever(self, poll_ms: int = 20) -> None:
+        poller = zmq.Poller()
+        poller.register(self.socket, zmq.POLLIN)
+        while not self._stop:
+            if poller.poll(poll_ms):
+                for _ in range(100):  # bounded burst, so the worker is never starved
+                    try:
+                        frames = self.socket.recv_multipart(flags=zmq.NOBLOCK)
+                    except zmq.Again:
+                        break
+                    self.handle(frames)
+            self.tend_worker()
+
+    def stop(self) -> None:
+        self._stop = True
+
+    def close(self) -> None:
+        self.worker.close()
+        self.socket.close(0)
+        self.context.term()
+
+    def handle(self, frames: list[bytes]) -> None:
+        route, frames = frames[0], frames[1:]
+        try:
+            message = decode(frames, self.config.key, self.config.limits, self.replay)
+        except ProtocolError as err:
+            self._reply_raw(route, self.error(err.code, str(err)))
+            return
+        self.routes[message.client] = route
+        handler = self.handlers.get(message.type)
+        try:
+            if handler is None:
+                reply = self.error("unknown_type", f"unknown message type '{message.type}'; this server handles {sorted(self.handlers)}", message.id)
+            else:
+                reply = handler(message)
+        except ProtocolError as err:
+            reply = self.error(err.code, str(err), message.id)
+        except Exception as err:  # one bad message never stops the server
+            log.exception("handler %s failed", message.type)
+            reply = self.error("internal", f"the server failed on this message ({type(err).__name__}: {err}); it keeps running", message.id)
+        reply.body.setdefault("reply_to", message.id)
+        self.send(message.client, reply)
+
+    def _reply_raw(self, route: bytes, message: Message) -> None:
+        self.seq += 1
+        message.client, message.seq = "server", self.seq
+        try:
+            self.socket.send_multipart([route, *encode(message, self.config.key)], flags=zmq.NOBLOCK)
+        except zmq.Again:
+            pass
+
+    # -- jobs and the worker ---------------------------------------------------------------------
+    def tend_worker(self) -> None:
+        w = self.worker
+        for message in w.poll():
+            kind, job_id = message[0], message[1]
+            if kind == "event":
+                self.emit(job_id, message[2], message[3])
+            elif kind == "preview":
+                self.emit(job_id, "preview", {"format": "png"}, [message[2]])
+            elif kind == "done":
+                digest = self.spool.store_result(job_id, message[2])
+                self.spool.set_state(job_id, "done")
+                self.emit(job_id, "done", {"size": len(message[2]), "sha256": digest})
+            elif kind == "failed":
+                self.spool.set_state(job_id, "failed", message[2])
+                self.emit(job_id, "failed", {"reason": message[2]})
+            elif kind == "cancelled":
+                self.spool.set_state(job_id, "cancelled")
+                self.emit(job_id, "cancelled", {})
+        if not w.alive():
+            if w.current is not None:
+                reason = w.exit_reason()
+                self.spool.set_state(w.current, "failed", reason)
+                self.emit(w.current, "failed", {"reason": reason})
+            log.warning("worker died (%s); starting a new one", w.exit_reason())
+            w.kill_and_restart()
+        elif w.overdue_cancel():
+            job_id = w.current
+            log.warning("job %s ignored cancel for %.1f s; restarting the worker", job_id, w.config.cancel_grace_s)
+            w.kill_and_restart()
+            self.spool.set_state(job_id, "cancelled", "stopped by restarting the worker")
+            self.emit(job_id, "cancelled", {"forced": True})
+        if w.current is None and w.ready and self.queue:
+            job_id = self.queue.pop(0)
+            record = self.spool.get(job_id)
+            self.spool.set_state(job_id, "running")
+            self.emit(job_id, "started", {})
+            w.submit(job_id, record.request, self.spool.input_mesh(job_id))
+            for position, queued in enumerate(self.queue):
+                self.emit(queued, "queued", {"position": position + 1})
+
+    def _own(self, message: Message) -> str:
+        job_id = message.body.get("job")
+        if not isinstance(job_id, str):
+            raise ProtocolError("invalid_field", "field 'job': must be a job id string")
+        try:
+            record = self.spool.get(job_id)
+        except KeyError:
+            raise ProtocolError("unknown_job", f"no job {job_id} (finished jobs are kept until fetched and acknowledged, or for {self.config.result_ttl_s / 3600:.0f} h)") from None
+        if record.client != message.client and not self.config.share_jobs:
+            raise ProtocolError("unknown_job", f"no job {job_id} for this client")
+        return job_id
+
+    # -- handlers --------------------------------------------------------------------------------
+    def on_hello(self, message: Message) -> Message:
+        return Message(
+            "welcome",
+            {
+                "protocol": PROTOCOL_VERSION,
+                "kinds": list(JOB_KINDS),
+                "methods": list(METHODS),
+                "representations": list(REPRESENTATIONS),
+                "presets": list(PRESETS),
+                "prior": self.config.prior,
+                "device": self.config.device,
+                "free_gpu_memory": self._free_gpu_memory(),
+                "signed": self.config.key is not None,
+            },
+        )
+
+    @staticmethod
+    def _free_gpu_memory() -> int | None:
+        import sys
+
+        torch = sys.modules.get("torch")  # never import torch into the server process just for this
+        if torch is not None and torch.cuda.is_available():
+            return int(torch.cuda.mem_get_info()[0])
+        return None
+
+    def on_submit(self, message: Message) -> Message:
+        request = JobRequest.from_body(message.body, len(message.buffers))
+        job_id = self.spool.accept(message.client, request.to_body(), message.buffers[0] if message.buffers else None)
+        self.queue.append(job_id)  # acknowledged only now, after the spool has it on disk
+        position = len(self.queue) + (1 if self.worker.current else 0)
+        return Message("accepted", {"job": job_id, "position": position})
+
+    def on_cancel(self, message: Message) -> Message:
+        job_id = self._own(message)
+        record = self.spool.get(job_id)
+        if record.state == "queued":
+            self.queue.remove(job_id) if job_id in self.queue else None
+            self.spool.set_state(job_id, "cancelled")
+            self.emit(job_id, "cancelled", {})
+            return Message("cancel", {"job": job_id, "state": "cancelled"})
+        if record.state == "running":
+            self.worker.cancel()
+            return Message("cancel", {"job": job_id, "state": "cancelling"})
+        return Message("cancel", {"job": job_id, "state": record.state, "note": "the job had already finished"})
+
+    def on_status(self, message: Message) -> Message:
+        job_id = self._own(message)
+        record = self.spool.get(job_id)
+        progress = [e for e in self.spool.events(job_id) if e["event"] == "progress"][-1:]
+        return Message("status", {"job": job_id, "state": record.state, "reason": record.reason, "progress": progress[0] if progress else None, "request": record.request})
+
+    def on_list(self, message: Message) -> Message:
+        jobs = [r for r in self.spool.all() if r.client == message.client or self.config.share_jobs]
+        return Message("list", {"jobs": [{"job": r.id, "state": r.state, "prompt": r.request.get("prompt", ""), "created": r.created} for r in jobs]})
+
+    def on_subscribe(self, message: Message) -> Message:
+        job_id = self._own(message)
+        since = message.body.get("since", 0)
+        if isinstance(since, bool) or not isinstance(since, int) or since < 0:
+            raise ProtocolError("invalid_field", "field 'since': must be a sequence number >= 0")
+        events = [e for e in self.spool.events(job_id, since) if e["event"] != "preview"]  # preview images are not kept
+        for event in events:
+            self.send(message.client, Message("event", event))
+        return Message("subscribed", {"job": job_id, "replayed": len(events)})
+
+    def on_fetch(self, message: Message) -> Message:
+        job_id = self._own(message)
+        offset = message.body.get("offset", 0)
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise ProtocolError("invalid_field", "field 'offset': must be an integer >= 0")
+        try:
+            size, digest = self.spool.result(job_id)
+        except KeyError:
+            raise ProtocolError("no_result", f"job {job_id} has no result yet (state: {self.spool.get(job_id).state})") from None
+        if offset > size:
+            raise ProtocolError("invalid_field", f"field 'offset': {offset} is past the end of the result ({size} bytes)")
+        chunk = self.spool.read_result(job_id, offset, self.config.chunk_bytes)
+        return Message("chunk", {"job": job_id, "offset": offset, "size": size, "sha256": digest, "last": offset + len(chunk) >= size}, [chunk])
+
+    def on_ack(self, message: Message) -> Message:
+        job_id = self._own(message)
+        if self.spool.get(job_id).state not in FINAL:
+            raise ProtocolError("invalid_state", f"job {job_id} is still {self.spool.get(job_id).state}; cancel it first")
+        self.spool.remove(job_id)
+        return Message("acked", {"job": job_id})
+
+    def on_unload(self, message: Message) -> Message:
+        if self.worker.current is not None:
+            raise ProtocolError("busy", "a job is running; unload frees GPU memory between jobs")
+        self.worker.kill_and_restart()  # a fresh process holds no models and no GPU memory
+        return Message("unloaded", {})
+
+
+def serve(config: ServerConfig) -> None:
+    server = Server(config)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        log.info("stopping")
+    finally:
+        server.close()

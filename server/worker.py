@@ -1,0 +1,170 @@
+"""The supervised child process that runs the GPU work, one job at a time.
+
+The server talks to it over a `multiprocessing` pipe. If the child dies (an exception escaping the
+pipeline, out of memory, a kill), the supervisor fails the job with the reason and starts a new child,
+so the next job runs. Cancellation is cooperative (the pipeline checks `cancelled()` every step); a
+child that does not stop within `cancel_grace_s` is killed and replaced.
+
+The pipeline is named by an import path "module:function" with the signature
+
+    run(request: dict, input_mesh: bytes | None, job: JobHandle) -> bytes   (the result GLB)
+
+and reports through `job.progress(...)`, `job.preview(png)` and `job.cancelled()`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import multiprocessing as mp
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+
+class JobCancelled(Exception):
+    """Raised by a pipeline that noticed `job.cancelled()`."""
+
+
+class JobHandle:
+    """What a pipeline sees of the server: progress and preview reporting, and the cancel flag."""
+
+    def __init__(self, conn, job_id: str, cancel_flag, preview_interval_s: float) -> None:
+        self._conn, self.job_id, self._cancel = conn, job_id, cancel_flag
+        self._preview_interval_s, self._last_preview = preview_interval_s, 0.0
+
+    def progress(self, stage: str, step: int, total: int, eta_s: float | None = None, losses: dict[str, float] | None = None) -> None:
+        self._conn.send(("event", self.job_id, "progress", {"stage": stage, "step": step, "total": total, "eta_s": eta_s, "losses": losses or {}}))
+
+    def preview(self, png: bytes) -> None:
+        now = time.monotonic()
+        if now - self._last_preview >= self._preview_interval_s:  # throttled
+            self._last_preview = now
+            self._conn.send(("preview", self.job_id, png))
+
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+
+def _resolve(path: str):
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def worker_main(conn, pipeline_path: str, cancel_flag, preview_interval_s: float) -> None:
+    run = _resolve(pipeline_path)
+    conn.send(("ready", "", None))
+    while True:
+        message = conn.recv()
+        if message is None:
+            return
+        job_id, request, input_mesh = message
+        handle = JobHandle(conn, job_id, cancel_flag, preview_interval_s)
+        try:
+            result = run(request, input_mesh, handle)
+        except JobCancelled:
+            conn.send(("cancelled", job_id, None))
+        except MemoryError:
+            conn.send(("failed", job_id, "out of memory on the server; try the draft preset or free GPU memory with 'unload'"))
+        except Exception as err:  # the job fails with its reason; the worker lives on for the next job
+            if type(err).__name__ == "OutOfMemoryError":
+                reason = "out of GPU memory; try the draft preset, a smaller batch, or free memory with 'unload'"
+            else:
+                reason = f"{type(err).__name__}: {err}"
+            conn.send(("failed", job_id, reason, traceback.format_exc(limit=8)))
+        else:
+            conn.send(("done", job_id, bytes(result)))
+
+
+@dataclass
+class WorkerConfig:
+    pipeline: str = "propdreamer.core.pipeline:run_job"
+    cancel_grace_s: float = 1.0
+    preview_interval_s: float = 1.0
+    start_timeout_s: float = 120.0
+
+
+class Supervisor:
+    """Starts, feeds and, when it must, replaces the worker process."""
+
+    def __init__(self, config: WorkerConfig) -> None:
+        self.config = config
+        self._ctx = mp.get_context("spawn")
+        self.process = None
+        self.conn = None
+        self.current: str | None = None
+        self.cancel_requested_at: float | None = None
+        self.restarts = 0
+        self.start()
+
+    def start(self) -> None:
+        self.cancel_flag = self._ctx.Event()
+        parent, child = self._ctx.Pipe()
+        self.process = self._ctx.Process(target=worker_main, args=(child, self.config.pipeline, self.cancel_flag, self.config.preview_interval_s), daemon=True)
+        self.process.start()
+        child.close()
+        self.conn = parent
+        self.ready = False
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.is_alive()
+
+    def submit(self, job_id: str, request: dict[str, Any], input_mesh: bytes | None) -> None:
+        self.cancel_flag.clear()
+        self.cancel_requested_at = None
+        self.current = job_id
+        self.conn.send((job_id, request, input_mesh))
+
+    def cancel(self) -> None:
+        if self.current is not None and self.cancel_requested_at is None:
+            self.cancel_flag.set()
+            self.cancel_requested_at = time.monotonic()
+
+    def kill_and_restart(self) -> None:
+        if self.process is not None and self.process.is_alive():
+            self.process.kill()
+        if self.process is not None:
+            self.process.join(timeout=5)
+        self.restarts += 1
+        self.current = None
+        self.cancel_requested_at = None
+        self.start()
+
+    def overdue_cancel(self) -> bool:
+        return self.cancel_requested_at is not None and time.monotonic() - self.cancel_requested_at > self.config.cancel_grace_s
+
+    def poll(self) -> list[tuple]:
+        """Messages from the worker, without blocking."""
+        out = []
+        try:
+            while self.conn.poll():
+                message = self.conn.recv()
+                if message[0] == "ready":
+                    self.ready = True
+                    continue
+                if message[0] in ("done", "failed", "cancelled"):
+                    self.current = None
+                    self.cancel_requested_at = None
+                out.append(message)
+        except (EOFError, OSError):
+            pass  # the worker died; `alive()` tells the server
+        return out
+
+    def exit_reason(self) -> str:
+        code = self.process.exitcode if self.process is not None else None
+        if code is not None and code < 0:
+            import signal
+
+            return f"the worker process was killed by signal {signal.Signals(-code).name} (out of memory, or killed by hand)"
+        return f"the worker process exited with code {code}"
+
+    def close(self) -> None:
+        if self.process is not None and self.process.is_alive():
+            try:
+                self.conn.send(None)
+                self.process.join(timeout=2)
+            except (OSError, BrokenPipeError):
+                pass
+            if self.process.is_alive():
+                self.process.kill()
+                self.process.join(timeout=5)

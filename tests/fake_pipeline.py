@@ -1,0 +1,28 @@
+"""A fast stand-in for the real pipeline, for server tests: the prompt picks the behaviour."""
+
+import os
+import signal
+import time
+
+
+def run(request, input_mesh, job):
+    prompt = request["prompt"]
+    if prompt == "crash":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if prompt == "error":
+        raise RuntimeError("boom: the pipeline failed")
+    if prompt.startswith("slow"):  # cooperative: stops within a step when cancelled
+        for step in range(400):
+            if job.cancelled():
+                from propdreamer.server.worker import JobCancelled
+
+                raise JobCancelled()
+            job.progress("stage1", step, 400)
+            time.sleep(0.05)
+    if prompt == "stubborn":  # ignores cancel
+        time.sleep(30)
+    for step in range(3):
+        job.progress("stage1", step, 3, eta_s=0.1 * (3 - step), losses={"sds": 1.0 / (step + 1)})
+    job.preview(b"\x89PNG fake")
+    echo = input_mesh or b""
+    return b"GLB:" + prompt.encode() + b":" + echo

@@ -1,0 +1,195 @@
+"""The job server on real loopback sockets, with a fast stand-in pipeline."""
+
+import threading
+import time
+
+import pytest
+
+from propdreamer.server.app import Server, ServerConfig
+from propdreamer.server.client import Client, ServerError
+from propdreamer.server.worker import WorkerConfig
+
+
+def _start(tmp_path, **overrides):
+    config = ServerConfig(bind="tcp://127.0.0.1:0", spool=tmp_path / "spool", worker=WorkerConfig(pipeline="fake_pipeline:run", cancel_grace_s=1.0, preview_interval_s=0.0), **overrides)
+    server = Server(config)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    return server, thread
+
+
+@pytest.fixture
+def server(tmp_path):
+    server, thread = _start(tmp_path)
+    yield server
+    server.stop()
+    thread.join(5)
+    server.close()
+
+
+def test_hello_submit_progress_fetch_ack(server):
+    c = Client(server.endpoint, timeout_s=30)
+    welcome = c.request("hello")
+    assert welcome.type == "welcome" and welcome.body["protocol"] == "1.0" and "vdm" in welcome.body["methods"]
+    job = c.request("submit", {"prompt": "a red cube", "method": "nfsd"}).body["job"]
+    done = c.wait_for(job, ("done", "failed"), timeout_s=60)
+    assert done.body["event"] == "done", done.body
+    status = c.request("status", {"job": job}).body
+    assert status["state"] == "done" and status["progress"]["stage"] == "stage1"
+    assert c.fetch(job) == b"GLB:a red cube:"
+    assert [j["job"] for j in c.request("list").body["jobs"]] == [job]
+    assert c.request("ack", {"job": job}).type == "acked"
+    with pytest.raises(ServerError) as err:
+        c.request("status", {"job": job})
+    assert err.value.code == "unknown_job"
+    c.close()
+
+
+def test_events_replay_in_order_after_reconnect(server):
+    c = Client(server.endpoint, client_id="artist", timeout_s=30)
+    job = c.request("submit", {"prompt": "a blue torus"}).body["job"]
+    c.wait_for(job, ("done",), timeout_s=60)
+    c.close()
+    again = Client(server.endpoint, client_id="artist", timeout_s=30)  # Blender restarted, same client id
+    reply = again.request("subscribe", {"job": job, "since": 0})  # replayed events arrive before the reply
+    events = [e.body for e in again.events if e.body["job"] == job]
+    assert reply.body["replayed"] == len(events)
+    assert [e["seq"] for e in events] == sorted(e["seq"] for e in events)
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "queued" and kinds[-1] == "done" and "started" in kinds and kinds.count("progress") == 3
+    later = Client(server.endpoint, client_id="artist", timeout_s=30)
+    later.request("subscribe", {"job": job, "since": events[-2]["seq"]})
+    assert [e.body["event"] for e in later.events] == [events[-2]["event"], "done"]
+    assert later.fetch(job).startswith(b"GLB:")
+    again.close()
+    later.close()
+
+
+def test_other_clients_cannot_see_or_cancel_my_jobs(server):
+    mine, theirs = Client(server.endpoint, timeout_s=30), Client(server.endpoint, timeout_s=30)
+    job = mine.request("submit", {"prompt": "slow one"}).body["job"]
+    for action in ("status", "cancel", "fetch"):
+        with pytest.raises(ServerError) as err:
+            theirs.request(action, {"job": job})
+        assert err.value.code == "unknown_job"
+    assert theirs.request("list").body["jobs"] == []
+    mine.request("cancel", {"job": job})
+    mine.close()
+    theirs.close()
+
+
+def test_cancel_queued_running_finished_and_twice(server):
+    c = Client(server.endpoint, timeout_s=30)
+    running = c.request("submit", {"prompt": "slow A"}).body["job"]
+    queued = c.request("submit", {"prompt": "slow B"}).body["job"]
+    c.wait_for(running, ("started",), timeout_s=60)
+    assert c.request("cancel", {"job": queued}).body["state"] == "cancelled"
+    assert c.request("cancel", {"job": queued}).body["state"] == "cancelled"  # twice: same answer
+    t0 = time.time()
+    assert c.request("cancel", {"job": running}).body["state"] == "cancelling"
+    c.request("cancel", {"job": running})
+    c.wait_for(running, ("cancelled",), timeout_s=10)
+    assert time.time() - t0 < 1.5  # stops within about a second
+    assert c.request("status", {"job": running}).body["state"] == "cancelled"
+    done = c.request("submit", {"prompt": "quick"}).body["job"]
+    c.wait_for(done, ("done",), timeout_s=60)
+    assert c.request("cancel", {"job": done}).body["state"] == "done"
+    c.close()
+
+
+def test_stubborn_job_is_stopped_by_restarting_the_worker(server):
+    c = Client(server.endpoint, timeout_s=30)
+    job = c.request("submit", {"prompt": "stubborn"}).body["job"]
+    c.wait_for(job, ("started",), timeout_s=60)
+    time.sleep(0.2)
+    c.request("cancel", {"job": job})
+    forced = c.wait_for(job, ("cancelled",), timeout_s=10)
+    assert forced.body.get("forced") is True
+    nxt = c.request("submit", {"prompt": "after"}).body["job"]
+    assert c.wait_for(nxt, ("done", "failed"), timeout_s=120).body["event"] == "done"
+    c.close()
+
+
+def test_worker_death_fails_the_job_and_the_next_job_runs(server):
+    c = Client(server.endpoint, timeout_s=30)
+    dead = c.request("submit", {"prompt": "crash"}).body["job"]
+    nxt = c.request("submit", {"prompt": "next"}).body["job"]
+    failed = c.wait_for(dead, ("failed",), timeout_s=60)
+    assert "SIGKILL" in failed.body["reason"]
+    assert c.wait_for(nxt, ("done", "failed"), timeout_s=120).body["event"] == "done"
+    err = c.request("submit", {"prompt": "error"}).body["job"]
+    assert "boom" in c.wait_for(err, ("failed",), timeout_s=60).body["reason"]
+    c.close()
+
+
+def test_restart_runs_queued_jobs_and_reports_interrupted_ones(tmp_path):
+    server, thread = _start(tmp_path)
+    c = Client(server.endpoint, client_id="me", timeout_s=30)
+    running = c.request("submit", {"prompt": "slow R"}).body["job"]
+    queued = c.request("submit", {"prompt": "survivor"}).body["job"]
+    c.wait_for(running, ("started",), timeout_s=60)
+    server.stop()
+    thread.join(5)
+    server.close()  # the server goes down with one job running and one queued
+    c.close()
+    server, thread = _start(tmp_path)
+    try:
+        c = Client(server.endpoint, client_id="me", timeout_s=30)
+        assert c.request("status", {"job": running}).body["state"] == "interrupted"
+        deadline = time.time() + 60
+        while c.request("status", {"job": queued}).body["state"] != "done" and time.time() < deadline:
+            time.sleep(0.2)
+        assert c.fetch(queued) == b"GLB:survivor:"
+        c.close()
+    finally:
+        server.stop()
+        thread.join(5)
+        server.close()
+
+
+def test_bad_messages_get_error_replies_and_the_server_goes_on(server):
+    import zmq
+
+    c = Client(server.endpoint, timeout_s=10)
+    with pytest.raises(ServerError) as err:
+        c.request("teleport")
+    assert err.value.code == "unknown_type"
+    with pytest.raises(ServerError) as err:
+        c.request("submit", {"prompt": "x", "method": "magic"})
+    assert err.value.code == "invalid_field" and "'method'" in str(err.value)
+    raw = zmq.Context.instance().socket(zmq.DEALER)
+    raw.connect(server.endpoint)
+    raw.send_multipart([b"\xdf\xff\xff\xff\xff", b"junk"])  # a header claiming 4 billion entries
+    assert raw.poll(5000)
+    reply = raw.recv_multipart()
+    from propdreamer.server.wire import decode
+
+    assert decode(reply).body["code"] == "bad_msgpack"
+    raw.close(0)
+    assert c.request("hello").type == "welcome"  # still serving
+    c.close()
+
+
+def test_texture_job_carries_its_mesh(server):
+    c = Client(server.endpoint, timeout_s=30)
+    job = c.request("submit", {"prompt": "paint", "kind": "texture"}, buffers=[b"MESH"]).body["job"]
+    c.wait_for(job, ("done",), timeout_s=60)
+    assert c.fetch(job) == b"GLB:paint:MESH"
+    c.close()
+
+
+def test_signed_mode_rejects_unsigned_and_forged_clients(tmp_path):
+    key = b"s" * 32
+    server, thread = _start(tmp_path, key=key)
+    try:
+        good = Client(server.endpoint, key=key, timeout_s=10)
+        assert good.request("hello").body["signed"] is True
+        bad = Client(server.endpoint, key=b"x" * 32, timeout_s=3)
+        with pytest.raises((ServerError, Exception)):
+            bad.request("hello")
+        good.close()
+        bad.close()
+    finally:
+        server.stop()
+        thread.join(5)
+        server.close()
