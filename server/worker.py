@@ -52,13 +52,20 @@ def _resolve(path: str):
 
 
 def worker_main(conn, pipeline_path: str, cancel_flag, preview_interval_s: float) -> None:
-    run = _resolve(pipeline_path)
-    conn.send(("ready", "", None))
+    try:
+        run = _resolve(pipeline_path)
+        broken = None
+    except Exception as err:  # stay up and fail each job with the reason, rather than die and respawn forever
+        run, broken = None, f"the server cannot load its pipeline '{pipeline_path}': {type(err).__name__}: {err}"
+    conn.send(("ready", "", broken))
     while True:
         message = conn.recv()
         if message is None:
             return
         job_id, request, input_mesh = message
+        if broken:
+            conn.send(("failed", job_id, broken))
+            continue
         handle = JobHandle(conn, job_id, cancel_flag, preview_interval_s)
         try:
             result = run(request, input_mesh, handle)

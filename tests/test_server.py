@@ -193,3 +193,60 @@ def test_signed_mode_rejects_unsigned_and_forged_clients(tmp_path):
         server.stop()
         thread.join(5)
         server.close()
+
+
+def test_load_eight_clients_ten_jobs_each_with_one_that_never_reads(server):
+    import zmq
+
+    deaf = zmq.Context.instance().socket(zmq.DEALER)  # submits, then never reads a byte
+    deaf.setsockopt(zmq.RCVHWM, 10)
+    deaf.connect(server.endpoint)
+    from propdreamer.server.wire import Message, encode
+
+    for i in range(10):
+        deaf.send_multipart(encode(Message("submit", {"prompt": f"deaf {i}"}, client="deaf", seq=i + 1)))
+    clients = [Client(server.endpoint, timeout_s=30) for _ in range(7)]
+    jobs = {c.client_id: [c.request("submit", {"prompt": f"job {i}"}).body["job"] for i in range(10)] for c in clients}
+    # Poll every reading client round-robin until all their jobs are done; none waits over a second
+    # for its next event while it has work pending, whatever the deaf client does.
+    pending = {c.client_id: set(jobs[c.client_id]) for c in clients}
+    last_event = {c.client_id: time.monotonic() for c in clients}
+    worst_gap = 0.0
+    deadline = time.monotonic() + 180
+    while any(pending.values()) and time.monotonic() < deadline:
+        for c in clients:
+            m = c.receive(0.01)
+            now = time.monotonic()
+            if m is not None and m.type == "event":
+                worst_gap = max(worst_gap, now - last_event[c.client_id])
+                last_event[c.client_id] = now
+                if m.body["event"] == "done":
+                    pending[c.client_id].discard(m.body["job"])
+            elif not pending[c.client_id]:
+                last_event[c.client_id] = now
+    assert not any(pending.values()), "some jobs never finished"
+    assert worst_gap < 1.0, worst_gap
+    for c in clients:  # everyone still gets answers within a second
+        t0 = time.monotonic()
+        assert c.request("hello", timeout_s=5).type == "welcome"
+        assert time.monotonic() - t0 < 1.0
+        c.close()
+    deaf.close(0)
+
+
+def test_a_pipeline_that_cannot_load_fails_jobs_with_the_reason(tmp_path):
+    config = ServerConfig(bind="tcp://127.0.0.1:0", spool=tmp_path / "spool", worker=WorkerConfig(pipeline="no_such_module:run"))
+    server = Server(config)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        c = Client(server.endpoint, timeout_s=30)
+        job = c.request("submit", {"prompt": "a red cube"}).body["job"]
+        failed = c.wait_for(job, ("failed", "done"), timeout_s=60)
+        assert failed.body["event"] == "failed" and "no_such_module" in failed.body["reason"]
+        assert server.worker.restarts == 0
+        c.close()
+    finally:
+        server.stop()
+        thread.join(5)
+        server.close()
