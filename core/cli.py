@@ -1,4 +1,5 @@
-"""The `propdreamer` command line. Each subcommand is one small function; heavy imports stay inside them."""
+"""The `propdreamer` command line's core subcommands (distill2d, prior). Each is one small function;
+heavy imports stay inside them. The server adds `serve` and `submit` (server/cli.py, the entry point)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import Callable
 
 from .priors.loading import BUILTIN
 
@@ -78,7 +80,7 @@ def _add_prior_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(extra: Callable[[argparse._SubParsersAction], None] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="propdreamer", description="PropDreamer: text-to-3D props for Blender.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what is loaded and from where")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -116,15 +118,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", type=float, default=0.9, help="exit non-zero below this accuracy")
     _add_prior_args(p)
     p.set_defaults(func=_cmd_prior_eval)
+    if extra is not None:
+        extra(sub)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, extra: Callable[[argparse._SubParsersAction], None] | None = None) -> int:
+    args = build_parser(extra).parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as err:  # bad input or missing weights: say what to do, no traceback
+    except (ValueError, FileNotFoundError, ConnectionError, TimeoutError) as err:  # bad input, missing weights, no server
         if args.verbose:
             raise
         print(f"propdreamer: error: {err}", file=sys.stderr)

@@ -18,7 +18,7 @@ import importlib
 import multiprocessing as mp
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -29,8 +29,9 @@ class JobCancelled(Exception):
 class JobHandle:
     """What a pipeline sees of the server: progress and preview reporting, and the cancel flag."""
 
-    def __init__(self, conn, job_id: str, cancel_flag, preview_interval_s: float) -> None:
+    def __init__(self, conn, job_id: str, cancel_flag, preview_interval_s: float, settings: dict[str, Any] | None = None) -> None:
         self._conn, self.job_id, self._cancel = conn, job_id, cancel_flag
+        self.settings = settings or {}  # the server's prior and device
         self._preview_interval_s, self._last_preview = preview_interval_s, 0.0
 
     def progress(self, stage: str, step: int, total: int, eta_s: float | None = None, losses: dict[str, float] | None = None) -> None:
@@ -51,7 +52,7 @@ def _resolve(path: str):
     return getattr(importlib.import_module(module), name)
 
 
-def worker_main(conn, pipeline_path: str, cancel_flag, preview_interval_s: float) -> None:
+def worker_main(conn, pipeline_path: str, cancel_flag, preview_interval_s: float, settings: dict[str, Any]) -> None:
     try:
         run = _resolve(pipeline_path)
         broken = None
@@ -66,7 +67,7 @@ def worker_main(conn, pipeline_path: str, cancel_flag, preview_interval_s: float
         if broken:
             conn.send(("failed", job_id, broken))
             continue
-        handle = JobHandle(conn, job_id, cancel_flag, preview_interval_s)
+        handle = JobHandle(conn, job_id, cancel_flag, preview_interval_s, settings)
         try:
             result = run(request, input_mesh, handle)
         except JobCancelled:
@@ -88,7 +89,7 @@ class WorkerConfig:
     pipeline: str = "propdreamer.core.pipeline:run_job"
     cancel_grace_s: float = 1.0
     preview_interval_s: float = 1.0
-    start_timeout_s: float = 120.0
+    settings: dict[str, Any] = field(default_factory=dict)  # passed to the pipeline as job.settings
 
 
 class Supervisor:
@@ -107,7 +108,7 @@ class Supervisor:
     def start(self) -> None:
         self.cancel_flag = self._ctx.Event()
         parent, child = self._ctx.Pipe()
-        self.process = self._ctx.Process(target=worker_main, args=(child, self.config.pipeline, self.cancel_flag, self.config.preview_interval_s), daemon=True)
+        self.process = self._ctx.Process(target=worker_main, args=(child, self.config.pipeline, self.cancel_flag, self.config.preview_interval_s, self.config.settings), daemon=True)
         self.process.start()
         child.close()
         self.conn = parent

@@ -21,13 +21,13 @@ def test_distilled_image_is_classified_as_the_prompt(builtin_prior, colour, shap
 
 
 def _cli(*args, **kwargs):
-    return subprocess.run([sys.executable, "-m", "propdreamer.core.cli", *args], capture_output=True, text=True, timeout=300, **kwargs)
+    return subprocess.run([sys.executable, "-m", "propdreamer.server.cli", *args], capture_output=True, text=True, timeout=300, **kwargs)
 
 
 def test_cli_help_lists_subcommands():
     out = _cli("--help")
     assert out.returncode == 0
-    for command in ("distill2d", "prior"):
+    for command in ("distill2d", "prior", "serve", "submit"):
         assert command in out.stdout
 
 

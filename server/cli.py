@@ -1,0 +1,169 @@
+"""The `propdreamer` entry point: the core subcommands plus `serve` and `submit`."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+from ..core import cli as core_cli
+
+DEFAULT_BIND = "tcp://127.0.0.1:5757"
+DEFAULT_PIPELINE = "propdreamer.core.pipeline:run_job"
+
+
+def _read_key(path: str | None) -> bytes | None:
+    if not path:
+        return None
+    key_path = Path(path).expanduser()
+    if not key_path.is_file():
+        raise FileNotFoundError(f"key file {key_path} does not exist; create one with `propdreamer serve --new-key {key_path}`")
+    if key_path.stat().st_mode & 0o077:
+        raise ValueError(f"key file {key_path} is readable by other users; run `chmod 600 {key_path}`")
+    key = key_path.read_bytes().strip()
+    if len(key) < 32:
+        raise ValueError(f"key in {key_path} is shorter than 32 bytes; make a new one with --new-key")
+    return key
+
+
+def _write_new_key(path: str) -> None:
+    import secrets
+
+    key_path = Path(path).expanduser()
+    key_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_hex(32) + "\n")
+    print(f"wrote a new shared key to {key_path} (mode 0600); give the same file to the add-on or `propdreamer submit --key-file`")
+
+
+def _is_loopback(bind: str) -> bool:
+    host = urlparse(bind).hostname or ""
+    if host in ("localhost",):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import logging
+
+    from .app import ServerConfig, serve
+    from .worker import WorkerConfig
+
+    if args.new_key:
+        _write_new_key(args.new_key)
+        return 0
+    key = _read_key(args.key_file)
+    if not _is_loopback(args.bind) and key is None:
+        raise ValueError(f"refusing to listen on {args.bind} without a shared key: anyone on the network could use the GPU. Add --key-file (make one with --new-key PATH), or bind to tcp://127.0.0.1:PORT")
+    logging.getLogger().setLevel(logging.INFO)
+    device = args.device
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    config = ServerConfig(
+        bind=args.bind, spool=Path(args.spool), key=key, share_jobs=args.share_jobs, prior=args.prior, device=device,
+        worker=WorkerConfig(pipeline=args.pipeline, settings={"prior": args.prior, "device": device}),
+    )
+    serve(config)
+    return 0
+
+
+def _cmd_submit(args: argparse.Namespace) -> int:
+    from .client import Client, ServerError
+
+    kind, mesh = "generate", None
+    if args.texture and args.refine:
+        raise ValueError("use --texture or --refine, not both")
+    if args.texture or args.refine:
+        kind = "texture" if args.texture else "refine"
+        mesh_path = Path(args.texture or args.refine)
+        if not mesh_path.is_file():
+            raise FileNotFoundError(f"input mesh {mesh_path} does not exist")
+        mesh = mesh_path.read_bytes()
+    client = Client(args.server, key=_read_key(args.key_file), timeout_s=args.timeout)
+    try:
+        welcome = client.request("hello")
+    except TimeoutError:
+        raise ConnectionError(f"no PropDreamer server answered at {args.server}; start one with `propdreamer serve --bind {args.server}`") from None
+    body = {"kind": kind, "prompt": args.prompt, "method": args.method, "representation": args.representation, "preset": args.preset, "seed": args.seed}
+    try:
+        job = client.request("submit", body, [mesh] if mesh else []).body["job"]
+    except ServerError as err:
+        raise ValueError(f"the server refused the job: {err}") from None
+    print(f"job {job} on {args.server} (prior {welcome.body['prior']}, {welcome.body['device']})", file=sys.stderr)
+    try:
+        while True:
+            message = client.receive(1.0)
+            if message is None or message.type != "event" or message.body.get("job") != job:
+                continue
+            event = message.body
+            kind_ = event["event"]
+            if kind_ == "progress":
+                eta = f" ETA {event['eta_s']:.0f}s" if event.get("eta_s") is not None else ""
+                done = int(30 * (event["step"] + 1) / max(event["total"], 1))
+                print(f"\r{event['stage']:>8s} [{'#' * done}{'.' * (30 - done)}] {event['step'] + 1}/{event['total']}{eta}   ", end="", file=sys.stderr, flush=True)
+            elif kind_ == "queued" and event.get("position"):
+                print(f"\rqueued, position {event['position']}   ", end="", file=sys.stderr, flush=True)
+            elif kind_ in ("failed", "cancelled", "interrupted"):
+                print(file=sys.stderr)
+                print(f"job {kind_}: {event.get('reason', '')}", file=sys.stderr)
+                return 1
+            elif kind_ == "done":
+                print(file=sys.stderr)
+                break
+    except KeyboardInterrupt:
+        print("\ncancelling...", file=sys.stderr)
+        client.request("cancel", {"job": job})
+        return 130
+    data = client.fetch(job)
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(data)
+    client.request("ack", {"job": job})
+    print(f"wrote {out} ({len(data)} bytes)")
+    client.close()
+    return 0
+
+
+def add_server_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="run the inference server (ZeroMQ + msgpack)")
+    p.add_argument("--bind", default=DEFAULT_BIND, help=f"where to listen (default {DEFAULT_BIND}: loopback only)")
+    p.add_argument("--prior", default="builtin", help="'builtin', a local diffusers folder or a Hub id")
+    p.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"])
+    p.add_argument("--spool", default="~/.cache/propdreamer/spool", help="folder where jobs and results are kept")
+    p.add_argument("--key-file", default=None, help="shared key (0600) for signed messages; required off loopback")
+    p.add_argument("--new-key", default=None, metavar="PATH", help="write a new random key file and exit")
+    p.add_argument("--share-jobs", action="store_true", help="let every client see, cancel and fetch every job")
+    p.add_argument("--pipeline", default=DEFAULT_PIPELINE, help="the job function, 'module:function'")
+    p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser("submit", help="send a job to a server, show its progress and write the result")
+    p.add_argument("prompt")
+    p.add_argument("--server", default=DEFAULT_BIND)
+    p.add_argument("-o", "--output", required=True, help="where to write the result GLB")
+    p.add_argument("--preset", default="draft", choices=["draft", "standard", "high"])
+    p.add_argument("--method", default="sds", choices=["sds", "nfsd", "vsd", "ssd", "vdm"])
+    p.add_argument("--representation", default="nerf", choices=["nerf", "gaussians"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--texture", metavar="MESH_FILE", help="texture this mesh (its geometry and UVs are kept)")
+    p.add_argument("--refine", metavar="MESH_FILE", help="refine this mesh (it seeds the optimisation)")
+    p.add_argument("--key-file", default=None)
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for each server reply")
+    p.set_defaults(func=_cmd_submit)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return core_cli.main(argv, extra=add_server_commands)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
