@@ -96,7 +96,13 @@ class Server:
     def serve_forever(self, poll_ms: int = 20) -> None:
         poller = zmq.Poller()
         poller.register(self.socket, zmq.POLLIN)
+        next_expiry = 0.0
         while not self._stop:
+            if time.monotonic() >= next_expiry:  # results nobody fetched are kept for result_ttl_s
+                expired = self.spool.expire(self.config.result_ttl_s)
+                if expired:
+                    log.info("removed %d expired job(s)", len(expired))
+                next_expiry = time.monotonic() + 600
             if poller.poll(poll_ms):
                 for _ in range(100):  # bounded burst, so the worker is never starved
                     try:
