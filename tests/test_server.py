@@ -250,3 +250,40 @@ def test_a_pipeline_that_cannot_load_fails_jobs_with_the_reason(tmp_path):
         server.stop()
         thread.join(5)
         server.close()
+
+
+def test_client_that_disappears_mid_job_fetches_its_result_later(server):
+    c = Client(server.endpoint, client_id="blender-session", timeout_s=30)
+    job = c.request("submit", {"prompt": "slow but finite"}).body["job"]
+    c.wait_for(job, ("started",), timeout_s=60)
+    c.close()  # Blender was closed mid-job
+    deadline = time.time() + 60
+    back = Client(server.endpoint, client_id="blender-session", timeout_s=30)
+    while back.request("status", {"job": job}).body["state"] == "running" and time.time() < deadline:
+        time.sleep(0.5)
+    assert back.request("status", {"job": job}).body["state"] == "done"
+    assert back.fetch(job) == b"GLB:slow but finite:"
+    back.close()
+
+
+def test_oversize_frames_never_reach_the_server(tmp_path):
+    import zmq
+
+    from propdreamer.server.wire import Message, WireLimits, encode
+
+    server, thread = _start(tmp_path, limits=WireLimits(max_frame_bytes=64 * 1024))
+    try:
+        raw = zmq.Context.instance().socket(zmq.DEALER)
+        raw.setsockopt(zmq.LINGER, 0)
+        raw.connect(server.endpoint)
+        raw.send_multipart(encode(Message("submit", {"prompt": "big", "kind": "texture"}, [b"\x00" * 200_000], client="big", seq=1)))
+        assert not raw.poll(1000)  # ZeroMQ dropped the connection: no job, no reply
+        raw.close(0)
+        c = Client(server.endpoint, timeout_s=10)
+        assert c.request("hello").type == "welcome"
+        assert server.spool.all() == []
+        c.close()
+    finally:
+        server.stop()
+        thread.join(5)
+        server.close()
