@@ -5,11 +5,14 @@ The predicted caption of an image is the one with the lowest expected denoising 
     E_{t, eps} || eps_theta(z_t, t, caption) - eps ||^2,
 
 estimated with the same (t, eps) pairs for every caption, which cancels most of the Monte-Carlo noise.
+As in Li et al.'s adaptive variant, a cheap first pass over all captions keeps the `keep` best, and a
+second pass with more timesteps picks among them (about half the UNet calls of one full pass, and more
+samples where they matter).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
@@ -20,9 +23,12 @@ from .vocabulary import COLOURS, SHAPES, caption
 
 @dataclass(frozen=True)
 class ClassifierConfig:
-    timesteps: int = 12  # evenly spaced in [t_low, t_high] * T
-    t_low: float = 0.05
-    t_high: float = 0.75
+    timesteps: int = 12  # second pass: evenly spaced in [t_low, t_high] * T
+    coarse_timesteps: int = 4  # first pass, over every caption
+    keep: int = 6  # captions that reach the second pass
+    # Shape lives in the mid-to-high noise levels; at low t the caption barely changes the prediction.
+    t_low: float = 0.3
+    t_high: float = 0.9
     seed: int = 0
 
 
@@ -46,8 +52,12 @@ def denoising_errors(prior: DiffusionPrior, images: Tensor, captions: list[str],
 def classify(prior: DiffusionPrior, images: Tensor, view_suffixes: list[str], config: ClassifierConfig = ClassifierConfig()) -> list[tuple[str, str]]:
     """The (colour, shape) label of each image, among all colour x shape captions with that image's view suffix."""
     labels = [(c, s) for s in SHAPES for c in COLOURS]
+    coarse = replace(config, timesteps=config.coarse_timesteps, seed=config.seed + 1)
     predictions = []
     for image, suffix in zip(images, view_suffixes):
-        errors = denoising_errors(prior, image[None], [caption(c, s, suffix) for c, s in labels], config)[0]
-        predictions.append(labels[int(errors.argmin())])
+        captions = [caption(c, s, suffix) for c, s in labels]
+        first = denoising_errors(prior, image[None], captions, coarse)[0]  # [56]
+        finalists = first.argsort()[: config.keep].tolist()
+        second = denoising_errors(prior, image[None], [captions[i] for i in finalists], config)[0]
+        predictions.append(labels[finalists[int(second.argmin())]])
     return predictions
