@@ -26,7 +26,7 @@ HELD_OUT_SEED = 1  # training renders use seed 0
 
 @dataclass(frozen=True)
 class EvalConfig:
-    views_per_label: int = 2
+    views_per_label: int = 1
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
     sample_steps: int = 50
     sample_guidance: float = 3.0
