@@ -113,7 +113,7 @@ def build_parser(extra: Callable[[argparse._SubParsersAction], None] | None = No
 
     p = prior.add_parser("eval", help="diffusion-classifier accuracy on held-out views, and a grid of samples")
     p.add_argument("--out", default="out/prior_eval", help="folder for prior_samples.png and prior_eval.json")
-    p.add_argument("--views", type=int, default=1, help="held-out views per colour x shape")
+    p.add_argument("--views", type=int, default=1, help="held-out views per colour x shape, per held-out seed (1 and 4)")
     p.add_argument("--timesteps", type=int, default=12, help="timesteps per denoising-error estimate")
     p.add_argument("--target", type=float, default=0.9, help="exit non-zero below this accuracy")
     _add_prior_args(p)

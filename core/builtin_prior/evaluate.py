@@ -22,11 +22,13 @@ from .dataset import DatasetConfig, render_dataset
 from .vocabulary import COLOURS, SHAPES, caption
 
 HELD_OUT_SEED = 1  # training renders use seed 0
+HELD_OUT_SEEDS = (1, 4)  # two independent sets of unseen cameras, 56 renders each
 
 
 @dataclass(frozen=True)
 class EvalConfig:
-    views_per_label: int = 1
+    views_per_label: int = 1  # per held-out seed
+    seeds: tuple[int, ...] = HELD_OUT_SEEDS
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
     sample_steps: int = 50
     sample_guidance: float = 3.0
@@ -43,9 +45,11 @@ class EvalResult:
 
 def evaluate_classifier(prior: DiffusersPrior, config: EvalConfig = EvalConfig()) -> EvalResult:
     t0 = time.time()
-    data = render_dataset(DatasetConfig(views_per_label=config.views_per_label, seed=HELD_OUT_SEED))
-    predicted = classify(prior, data.images, data.view_suffixes, config.classifier)
-    truth = [(list(COLOURS)[c], SHAPES[s]) for c, s in zip(data.colour_ids.tolist(), data.shape_ids.tolist())]
+    predicted, truth = [], []
+    for seed in config.seeds:
+        data = render_dataset(DatasetConfig(views_per_label=config.views_per_label, seed=seed))
+        predicted += classify(prior, data.images, data.view_suffixes, config.classifier)
+        truth += [(list(COLOURS)[c], SHAPES[s]) for c, s in zip(data.colour_ids.tolist(), data.shape_ids.tolist())]
     shape_ok = sum(p[1] == t[1] for p, t in zip(predicted, truth))
     colour_ok = sum(p[0] == t[0] for p, t in zip(predicted, truth))
     misses = [f"{caption(*t)} -> {caption(*p)}" for p, t in zip(predicted, truth) if p != t]
@@ -63,7 +67,7 @@ def write_samples(prior: DiffusersPrior, path: Path, config: EvalConfig = EvalCo
 def run(prior: DiffusersPrior, out: Path, config: EvalConfig = EvalConfig(), log=lambda m: print(m, flush=True)) -> EvalResult:
     out.mkdir(parents=True, exist_ok=True)
     result = evaluate_classifier(prior, config)
-    log(f"held-out renders: {result.images} ({config.views_per_label} unseen views per colour x shape)")
+    log(f"held-out renders: {result.images} ({config.views_per_label} unseen view(s) per colour x shape from each of the seeds {list(config.seeds)})")
     log(f"shape accuracy:  {result.shape_accuracy:.1%}")
     log(f"colour accuracy: {result.colour_accuracy:.1%}")
     log(f"classifier time: {result.seconds:.0f} s ({config.classifier.timesteps} timesteps x {len(SHAPES) * len(COLOURS)} captions per image)")
