@@ -52,6 +52,7 @@ class Spool:
         self.root = Path(root)
         self.jobs = self.root / "jobs"
         self.jobs.mkdir(parents=True, exist_ok=True)
+        self._next_seq: dict[str, int] = {}  # per job; read from events.jsonl once, then counted here
 
     def _dir(self, job_id: str) -> Path:
         if not job_id.isalnum() or len(job_id) > 64:
@@ -98,7 +99,13 @@ class Spool:
 
     def append_event(self, job_id: str, kind: str, data: dict[str, Any]) -> dict[str, Any]:
         path = self._dir(job_id) / "events.jsonl"
-        seq = sum(1 for _ in open(path)) if path.is_file() else 0
+        if job_id not in self._next_seq:
+            self._next_seq[job_id] = len(self.events(job_id))
+            if path.is_file() and path.stat().st_size and not path.read_bytes().endswith(b"\n"):
+                with open(path, "a") as f:  # a line cut short by a crash: end it, so the next event stands alone
+                    f.write("\n")
+        seq = self._next_seq[job_id]
+        self._next_seq[job_id] = seq + 1
         event = {"job": job_id, "seq": seq, "event": kind, "time": time.time(), **data}
         with open(path, "a") as f:
             f.write(json.dumps(event) + "\n")
@@ -146,6 +153,7 @@ class Spool:
         trash = self.jobs / f".del-{job_id}"
         os.replace(folder, trash)
         shutil.rmtree(trash)
+        self._next_seq.pop(job_id, None)
 
     # -- restart ---------------------------------------------------------------------------------
     def recover(self) -> tuple[list[str], list[str]]:

@@ -44,6 +44,9 @@ def test_events_have_sequence_numbers_and_can_be_replayed_from_one(tmp_path):
     with open(tmp_path / "jobs" / job / "events.jsonl", "a") as f:
         f.write('{"job": "cut sho')  # a crash mid-line
     assert len(spool.events(job)) == 4
+    restarted = Spool(tmp_path)
+    event = restarted.append_event(job, "progress", {"step": 3})
+    assert event["seq"] == 4 and restarted.events(job)[-1]["step"] == 3
 
 
 def test_results_are_chunked_with_a_checksum(tmp_path):
