@@ -75,14 +75,8 @@ class Server:
     # -- sending -------------------------------------------------------------------------------
     def send(self, client: str, message: Message) -> None:
         route = self.routes.get(client)
-        if route is None:
-            return  # not connected now: the event is in the spool; the client re-subscribes later
-        self.seq += 1
-        message.client, message.seq = "server", self.seq
-        try:
-            self.socket.send_multipart([route, *encode(message, self.config.key)], flags=zmq.NOBLOCK)
-        except zmq.Again:
-            pass  # over the high-water mark: dropped, the client catches up by re-subscribing
+        if route is not None:  # not connected now: the event is in the spool; the client re-subscribes later
+            self._reply_raw(route, message)
 
     def emit(self, job_id: str, kind: str, data: dict[str, Any], buffers: list[bytes] | None = None) -> None:
         event = self.spool.append_event(job_id, kind, data)
@@ -148,7 +142,7 @@ class Server:
         try:
             self.socket.send_multipart([route, *encode(message, self.config.key)], flags=zmq.NOBLOCK)
         except zmq.Again:
-            pass
+            pass  # over the high-water mark: dropped, the client catches up by re-subscribing
 
     # -- jobs and the worker ---------------------------------------------------------------------
     def tend_worker(self) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from ..guidance.depth import BuiltinDepth, BuiltinDepthConfig, masked_pearson_loss
+from ..guidance.depth import BuiltinDepth, BuiltinDepthConfig, disparity, masked_pearson_loss
 from .dataset import DatasetConfig, render_dataset
 
 
@@ -26,10 +26,6 @@ class DepthTrainConfig:
     seed: int = 0
     data: DatasetConfig = field(default_factory=lambda: DatasetConfig(views_per_label=60, seed=2))
     model: BuiltinDepthConfig = field(default_factory=BuiltinDepthConfig)
-
-
-def disparity(depth: torch.Tensor) -> torch.Tensor:
-    return torch.where(depth > 0, 1 / depth.clamp(min=1e-6), torch.zeros_like(depth))
 
 
 def train_depth(config: DepthTrainConfig, out: Path, log=lambda m: print(m, flush=True)) -> dict:

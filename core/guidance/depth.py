@@ -117,6 +117,11 @@ def _load_dpt(spec: str, offline: bool | None) -> DPTDepth:
     return DPTDepth(model, size, mean, std)
 
 
+def disparity(depth: Tensor) -> Tensor:
+    """1 / depth where there is a surface, 0 elsewhere (what MiDaS-style estimators predict); [B, 1, H, W]."""
+    return torch.where(depth > 0, 1 / depth.clamp(min=1e-6), torch.zeros_like(depth))
+
+
 def masked_pearson_loss(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
     """1 - Pearson correlation per image over the mask; pred, target, mask [B, 1, H, W] -> [B]."""
     m = mask.flatten(1)

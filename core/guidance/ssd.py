@@ -32,7 +32,7 @@ from torch import Tensor
 from ..priors.base import alpha_sigma
 from .base import Guidance, GuidanceConfig, GuidanceContext
 from .common import cfg
-from .depth import load_depth_estimator, masked_normal_loss, masked_pearson_loss
+from .depth import disparity, load_depth_estimator, masked_normal_loss, masked_pearson_loss
 
 Baseline = Callable[[Tensor, GuidanceContext], Tensor]  # (z_t [B, C, h, w] requiring grad, ctx) -> phi [B]
 
@@ -78,7 +78,7 @@ class SSD(Guidance):
         estimate = self.estimator(self.prior.decode(z_t))  # disparity [B, 1, H, W]
         if ctx.depth is not None:
             mask = (ctx.alpha if ctx.alpha is not None else (ctx.depth > 0).float()).detach()
-            reference = torch.where(ctx.depth > 0, 1 / ctx.depth.clamp(min=1e-6), torch.zeros_like(ctx.depth)).detach()
+            reference = disparity(ctx.depth).detach()
         else:
             with torch.no_grad():
                 reference = self.estimator(ctx.images.detach())
