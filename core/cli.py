@@ -46,6 +46,40 @@ def _cmd_distill2d(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from .stage1.trainer import Callbacks, CoarseConfig, CoarseTrainer, Progress
+    from .images import save_png
+
+    if args.stage != "coarse":
+        raise ValueError("only stage one is available in this version: run with --stage coarse -o OUT_DIR (mesh export comes with stage two)")
+    config = CoarseConfig(representation=args.representation, method=args.method, preset=args.preset, steps=args.steps, seed=args.seed)
+    _set_threads(args.threads)
+    prior = _load_prior(args)
+    unknown = prior.unknown_words(args.prompt)
+    if unknown:
+        print(f"warning: the prior '{args.prior}' does not know the word(s) {unknown}; they are ignored.", file=sys.stderr)
+    out = Path(args.out)
+    trainer = CoarseTrainer(prior, args.prompt, config)
+    if args.resume:
+        trainer.load(args.resume)
+        print(f"resumed from {args.resume} at step {trainer.step}")
+
+    def progress(p: Progress) -> None:
+        terms = "  ".join(f"{k} {v:.4g}" for k, v in p.losses.items() if k in ("guidance", "update_norm", "t"))
+        print(f"{p.stage} {p.step}/{p.total}  {terms}  eta {p.eta_s:.0f} s", flush=True)
+        if p.preview is not None:
+            save_png(p.preview, out / "progress" / f"step_{p.step:05d}.png", scale=2)
+
+    result = trainer.run(Callbacks(progress=progress))
+    from .stage1.outputs import write_turntable
+
+    paths = write_turntable(result, out)
+    checkpoint = trainer.save(out / "coarse.pt")
+    print(f"stage one ({config.representation}, {config.resolved_method}, {config.preset}) of '{args.prompt}' took {result.seconds:.1f} s; "
+          f"wrote {len(paths)} previews ({paths[-2]}) and {checkpoint}")
+    return 0
+
+
 def _cmd_prior_train(args: argparse.Namespace) -> int:
     from .builtin_prior.train import TrainConfig, train
 
@@ -96,6 +130,19 @@ def build_parser(extra: Callable[[argparse._SubParsersAction], None] | None = No
     p.add_argument("--size", type=int, default=None, help="image size in pixels (default: the prior's resolution)")
     _add_prior_args(p)
     p.set_defaults(func=_cmd_distill2d)
+
+    p = sub.add_parser("generate", help="distil a 3D object from a prompt")
+    p.add_argument("prompt", help='what to make, e.g. "a red cube"')
+    p.add_argument("-o", "--out", required=True, help="output folder (with --stage coarse)")
+    p.add_argument("--stage", default="full", choices=["coarse", "full"], help="coarse: stage one only (NeRF or Gaussians), previews into OUT")
+    p.add_argument("--preset", default="draft", choices=["draft", "standard", "high"])
+    p.add_argument("--method", default=None, choices=["sds", "nfsd", "vsd", "ssd", "vdm"], help="default: sds on a NeRF, vdm on Gaussians")
+    p.add_argument("--representation", default="nerf", choices=["nerf", "gaussians"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=None, help="override the preset's step count")
+    p.add_argument("--resume", default=None, help="a coarse.pt checkpoint from an earlier run with the same prompt and settings")
+    _add_prior_args(p)
+    p.set_defaults(func=_cmd_generate)
 
     prior = sub.add_parser("prior", help="train or evaluate the builtin prior").add_subparsers(dest="prior_command", required=True, metavar="ACTION")
     p = prior.add_parser("train", help="train the builtin prior on its own renders (about an hour on 2 CPU cores)")

@@ -17,7 +17,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from .guidance import METHODS, build_guidance
+from .guidance import METHODS, build_guidance, pixel_prior_scale
 from .guidance.timesteps import TimestepSchedule
 from .images import grid, save_png
 from .priors.diffusers_prior import DiffusersPrior
@@ -41,9 +41,7 @@ class Distill2DConfig:
     timesteps: TimestepSchedule = field(default_factory=lambda: TimestepSchedule("sqrt"))
 
     def guidance_overrides(self, latent: bool) -> dict:
-        scale = self.guidance_scale
-        if scale is None and not latent and self.method in ("sds", "ssd"):
-            scale = 30.0
+        scale = self.guidance_scale if self.guidance_scale is not None else pixel_prior_scale(self.method, latent)
         return {"timesteps": self.timesteps, **({"guidance_scale": scale} if scale is not None else {})}
 
     def __post_init__(self) -> None:
@@ -83,7 +81,7 @@ def distill2d(prior: DiffusersPrior, prompt: str, config: Distill2DConfig = Dist
         out.loss.backward()
         optimiser.step()
         if progress is not None:
-            progress(step, out.update_norm, out.losses)
+            progress(step, float(out.update_norm), {k: float(v) for k, v in out.losses.items()})
         if (step + 1) % every == 0 or step + 1 == config.steps:
             snapshots.append(x.detach()[0].cpu())
     images = torch.sigmoid(theta).detach().cpu()

@@ -205,7 +205,7 @@ def test_ssd_mu_step_lowers_the_second_moment(prior):
     ssd = SSD(prior, SSDConfig(mu_lr=0.05), baseline=_nontrivial_phi)
     t = torch.tensor([400, 600])
     _, _, _, out = _run(ssd, t)
-    first = out.losses["ssd_second_moment"]
+    first = float(out.losses["ssd_second_moment"])
     for _ in range(30):
         _, _, _, out = _run(ssd, t)
     assert out.losses["ssd_second_moment"] < first

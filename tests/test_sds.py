@@ -46,7 +46,7 @@ def test_sds_update_matches_formula(pixel_prior, weighting, scale):
     # loss gradient on z is g / B, and z = 2x - 1, so on x it is 2 g / B
     torch.testing.assert_close(x.grad, 2 * g / B, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(out.t, t)
-    assert out.update_norm == pytest.approx(float(g.flatten(1).norm(dim=1).mean()), rel=1e-4)
+    assert float(out.update_norm) == pytest.approx(float(g.flatten(1).norm(dim=1).mean()), rel=1e-4)
 
 
 def test_sds_uses_one_unet_call_per_step(pixel_prior):

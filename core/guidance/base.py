@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..cameras import Cameras
 from ..priors.base import DiffusionPrior, add_noise
@@ -60,8 +60,10 @@ class GuidanceContext:
 class GuidanceOutput:
     loss: Tensor  # scalar; its gradient with respect to the images is the method's update
     t: Tensor  # [B] timesteps used
-    update_norm: float  # ||g|| per image, averaged over the batch
-    losses: dict[str, float] = field(default_factory=dict)  # the method's own diagnostics
+    # Diagnostics stay 0-d tensors on the prior's device: reading them (float()) forces a host sync, so
+    # a 3D trainer reads them only on the steps it reports progress.
+    update_norm: Tensor  # ||g|| per image, averaged over the batch
+    losses: dict[str, Tensor] = field(default_factory=dict)  # the method's own diagnostics
 
 
 class Guidance:
@@ -70,13 +72,39 @@ class Guidance:
     def __init__(self, prior: DiffusionPrior, config: GuidanceConfig) -> None:
         self.prior, self.config = prior, config
 
-    def update(self, ctx: GuidanceContext) -> tuple[Tensor, dict[str, float]]:
+    def update(self, ctx: GuidanceContext) -> tuple[Tensor, dict[str, Tensor]]:
         """g [B, C, h, w] (no gradient) and diagnostics."""
         raise NotImplementedError
 
-    def step_auxiliary(self, ctx: GuidanceContext) -> dict[str, float]:
+    def step_auxiliary(self, ctx: GuidanceContext) -> dict[str, Tensor]:
         """Train the method's own networks one step; the default method has none."""
         return {}
+
+    def state_dict(self) -> dict:
+        """The method's own trainables and optimiser state (for checkpoints); the prior is not included."""
+        state: dict = {}
+        for name, value in vars(self).items():
+            if name == "prior":
+                continue
+            if isinstance(value, torch.optim.Optimizer):
+                state[name] = value.state_dict()
+            elif isinstance(value, nn.Module) and any(p.requires_grad for p in value.parameters()):
+                state[name] = value.state_dict()
+            elif isinstance(value, Tensor) and value.requires_grad:
+                state[name] = value.detach().clone()
+            elif isinstance(value, list) and value and all(isinstance(v, Tensor) for v in value):
+                state[name] = [v.detach().clone() for v in value]
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        for name, saved in state.items():
+            value = getattr(self, name)
+            if isinstance(value, (torch.optim.Optimizer, nn.Module)):
+                value.load_state_dict(saved)
+            else:
+                with torch.no_grad():
+                    for v, s in zip(value if isinstance(value, list) else [value], saved if isinstance(saved, list) else [saved]):
+                        v.copy_(s)
 
     def conditions(self, prompts: list[str], extra: tuple[str, ...] = ()) -> Tensor:
         """[K, B, L, D] embeddings: the per-image prompts, then the empty prompt, then `extra` prompts."""
@@ -123,4 +151,4 @@ class Guidance:
         ctx = self.context(images, prompts, step, steps, **kwargs)
         g, losses = self.update(ctx)
         losses.update(self.step_auxiliary(ctx))
-        return GuidanceOutput(loss=inject(ctx.z, g, self.config.grad_clip), t=ctx.t, update_norm=float(g.flatten(1).norm(dim=1).mean()), losses=losses)
+        return GuidanceOutput(loss=inject(ctx.z, g, self.config.grad_clip), t=ctx.t, update_norm=g.flatten(1).norm(dim=1).mean(), losses=losses)

@@ -42,7 +42,7 @@ class NFSD(Guidance):
         super().__init__(prior, config)
 
     @torch.no_grad()
-    def update(self, ctx: GuidanceContext) -> tuple[Tensor, dict[str, float]]:
+    def update(self, ctx: GuidanceContext) -> tuple[Tensor, dict[str, Tensor]]:
         c: NFSDConfig = self.config
         embeddings = self.conditions(ctx.prompts, extra=(c.negative_prompt,))  # [3, B, L, D]
         eps_y, eps_0, eps_neg = self.prior.predict_noise(ctx.z_t, ctx.t, embeddings)

@@ -97,7 +97,7 @@ class SSD(Guidance):
             (grad,) = torch.autograd.grad(phi.sum(), z, allow_unused=True)
         return phi.detach(), torch.zeros_like(z) if grad is None else grad.detach()
 
-    def update(self, ctx: GuidanceContext) -> tuple[Tensor, dict[str, float]]:
+    def update(self, ctx: GuidanceContext) -> tuple[Tensor, dict[str, Tensor]]:
         with torch.no_grad():
             eps_y, eps_0 = self.prior.predict_noise(ctx.z_t, ctx.t, self.conditions(ctx.prompts))
             eps_c = cfg(eps_y, eps_0, self.config.guidance_scale)
@@ -106,13 +106,13 @@ class SSD(Guidance):
         h = control_variate(phi, grad_phi, ctx.eps, sigma)
         ctx.scratch.update(eps_cfg=eps_c, h=h)
         g = ssd_update(eps_c, h, self.mu.detach(), ctx.w)
-        return g, {"phi": float(phi.mean())}
+        return g, {"phi": phi.mean().detach()}
 
-    def step_auxiliary(self, ctx: GuidanceContext) -> dict[str, float]:
+    def step_auxiliary(self, ctx: GuidanceContext) -> dict[str, Tensor]:
         """One Adam step on mu minimising the second moment of g (eps_cfg and h detached)."""
         g = ssd_update(ctx.scratch["eps_cfg"], ctx.scratch["h"], self.mu, ctx.w)
         loss = g.pow(2).sum() / g.shape[0]
         self.optimiser.zero_grad(set_to_none=True)
         loss.backward()
         self.optimiser.step()
-        return {"ssd_second_moment": loss.item()}
+        return {"ssd_second_moment": loss.detach()}

@@ -49,7 +49,7 @@ class VDM(Guidance):
         self.m_psi = ULite(in_channels, channels).to(prior.device)
         self.optimiser = torch.optim.Adam(self.m_psi.parameters(), lr=config.lr)
 
-    def update(self, ctx: GuidanceContext) -> tuple[Tensor, dict[str, float]]:
+    def update(self, ctx: GuidanceContext) -> tuple[Tensor, dict[str, Tensor]]:
         c: VDMConfig = self.config
         with torch.no_grad():
             eps_y, eps_0 = self.prior.predict_noise(ctx.z_t, ctx.t, self.conditions(ctx.prompts))
@@ -57,12 +57,12 @@ class VDM(Guidance):
             m_out = self.m_psi(eps_c)
             lam = dca_lambda(self.prior.alphas_cumprod, ctx.t, c.dca_cutoff)
         ctx.scratch["eps_cfg"] = eps_c
-        return vdm_update(eps_c, m_out, lam, ctx.w), {"lambda_t": float(lam.mean())}
+        return vdm_update(eps_c, m_out, lam, ctx.w), {"lambda_t": lam.mean()}
 
-    def step_auxiliary(self, ctx: GuidanceContext) -> dict[str, float]:
+    def step_auxiliary(self, ctx: GuidanceContext) -> dict[str, Tensor]:
         """One Adam step on L_op = || M_psi(eps_cfg) - eps ||^2."""
         loss = (self.m_psi(ctx.scratch["eps_cfg"]) - ctx.eps).pow(2).mean()
         self.optimiser.zero_grad(set_to_none=True)
         loss.backward()
         self.optimiser.step()
-        return {"vdm_loss": loss.item()}
+        return {"vdm_loss": loss.detach()}

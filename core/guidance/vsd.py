@@ -103,7 +103,7 @@ class VSD(Guidance):
         with self._phi(cameras_flat):
             return self.prior.predict_noise(z_t, t, self.prior.text_embeddings(prompts)[None])[0]
 
-    def update(self, ctx: GuidanceContext) -> tuple[Tensor, dict[str, float]]:
+    def update(self, ctx: GuidanceContext) -> tuple[Tensor, dict[str, Tensor]]:
         with torch.no_grad():
             eps_y, eps_0 = self.prior.predict_noise(ctx.z_t, ctx.t, self.conditions(ctx.prompts))  # base weights
             eps_c = cfg(eps_y, eps_0, self.config.guidance_scale)
@@ -124,7 +124,7 @@ class VSD(Guidance):
             raw = prior.unet(z_t.to(prior.dtype), t, encoder_hidden_states=states).sample.float()
         return (raw - target).pow(2).mean()
 
-    def step_auxiliary(self, ctx: GuidanceContext) -> dict[str, float]:
+    def step_auxiliary(self, ctx: GuidanceContext) -> dict[str, Tensor]:
         B = ctx.z.shape[0]
         generator = ctx.generator
         t = torch.randint(0, self.prior.num_train_timesteps, (B,), generator=generator).to(self.prior.device)
@@ -134,4 +134,4 @@ class VSD(Guidance):
         self.optimiser.zero_grad(set_to_none=True)
         loss.backward()
         self.optimiser.step()
-        return {"vsd_lora_loss": loss.item()}
+        return {"vsd_lora_loss": loss.detach()}

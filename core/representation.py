@@ -1,0 +1,80 @@
+"""The one base every stage-one representation (NeRF, 3D Gaussians) implements for the trainer.
+
+Hooks take one context object each (gsplat's strategy shape): `before_step(StepInfo)` runs before the
+render (NeRF updates its occupancy grid), `after_backward(StepInfo)` after the loss's backward (Gaussians
+densify and prune). Renders return premultiplied colour and coverage; the trainer adds the background.
+Geometry queries (`density`, `albedo`) let stage two and the benchmark read the result without knowing
+which representation made it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from .cameras import Cameras
+from .shading import ShadingConfig, ShadingMode
+
+
+@dataclass
+class RenderRequest:
+    cameras: Cameras
+    resolution: int
+    mode: ShadingMode = "albedo"
+    light: Tensor | None = None  # [B, 3] unit vectors toward the light (diffuse, textureless)
+    shading: ShadingConfig = field(default_factory=ShadingConfig)
+    generator: torch.Generator | None = None
+
+
+@dataclass
+class Rendered:
+    premult: Tensor  # [B, 3, H, W] colour times coverage
+    alpha: Tensor  # [B, 1, H, W] coverage in [0, 1]
+    depth: Tensor  # [B, 1, H, W] expected camera depth (along the camera's -Z); 0 where empty
+    regularisers: dict[str, Tensor] = field(default_factory=dict)  # unweighted, e.g. "orientation"
+
+
+@dataclass
+class StepInfo:
+    step: int
+    steps: int
+    rendered: Rendered | None = None
+
+
+class Representation(nn.Module):
+    kind: str = "base"
+
+    def render(self, request: RenderRequest) -> Rendered:
+        raise NotImplementedError
+
+    def optimisers(self, lr_scale: float = 1.0) -> dict[str, torch.optim.Optimizer]:
+        """Its own optimisers, one learning rate per parameter group."""
+        raise NotImplementedError
+
+    def before_step(self, info: StepInfo) -> None:
+        return None
+
+    def after_backward(self, info: StepInfo) -> None:
+        return None
+
+    def checkpoint_state(self) -> dict:
+        return self.state_dict()
+
+    def load_state(self, state: dict) -> None:
+        """Restore `checkpoint_state()`; call `optimisers()` again afterwards."""
+        self.load_state_dict(state)
+
+    def density(self, x: Tensor) -> Tensor:
+        """Density (NeRF) or opacity field (Gaussians) [N] at world points x [N, 3]."""
+        raise NotImplementedError
+
+    def albedo(self, x: Tensor) -> Tensor:
+        """Albedo [N, 3] in [0, 1] at world points x [N, 3]."""
+        raise NotImplementedError
+
+    @property
+    def bound(self) -> float:
+        """Everything lies inside [-bound, bound]^3."""
+        raise NotImplementedError

@@ -1,0 +1,241 @@
+"""Stage one: distil a NeRF or 3D Gaussians out of a 2D prior (DreamFusion's loop, Magic3D's coarse stage).
+
+Each step: sample a batch of cameras (stratified azimuths), pick a shading mode and lights, render,
+composite over the background, and let the guidance method turn the renders into an update; add the
+regularisers, step every optimiser, then the method steps its own trainables. Cancellation is checked
+every step; progress (which reads values back from the device) only every `report_every` steps.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..background import Background, BackgroundConfig
+from ..cameras import Cameras, OrbitRange, ViewPromptRule, camera_rays, orbit_cameras, sample_orbit
+from ..guidance import Guidance, build_guidance, pixel_prior_scale
+from ..guidance.timesteps import TimestepSchedule
+from ..representation import Rendered, RenderRequest, Representation, StepInfo
+from ..shading import ShadingConfig, light_directions
+from .presets import CoarsePreset, get_preset
+
+RepresentationKind = Literal["nerf", "gaussians"]
+DEFAULT_METHOD: dict[str, str] = {"nerf": "sds", "gaussians": "vdm"}  # VDM+DCA on Gaussians, as in DreamMapping
+
+
+class Cancelled(Exception):
+    """Raised inside a stage when its cancel check says stop."""
+
+
+@dataclass(frozen=True)
+class RegulariserWeights:
+    orientation: float = 1e-2  # DreamFusion's R_orient
+    sparsity: float = 10.0  # mean coverage: pushes empty space empty
+    opaque: float = 1e-3  # binary entropy of coverage: pushes pixels to fully covered or empty
+
+
+@dataclass(frozen=True)
+class CoarseConfig:
+    representation: RepresentationKind = "nerf"
+    method: str | None = None  # None: DEFAULT_METHOD for the representation
+    preset: str = "draft"
+    steps: int | None = None  # None: the preset's
+    seed: int = 0
+    guidance_scale: float | None = None  # None: the method's default (30 for SDS / SSD on pixel priors)
+    timesteps: TimestepSchedule = field(default_factory=lambda: TimestepSchedule("sqrt", t_max=0.98))
+    shading: ShadingConfig = field(default_factory=ShadingConfig)
+    background: BackgroundConfig | None = None  # None: white for pixel priors, an MLP for latent priors
+    orbit: OrbitRange = field(default_factory=lambda: OrbitRange(elevation_deg=(-10.0, 60.0)))
+    view_prompts: ViewPromptRule | None = field(default_factory=ViewPromptRule)  # None: the bare prompt
+    regularisers: RegulariserWeights = field(default_factory=RegulariserWeights)
+
+    def __post_init__(self) -> None:
+        if self.representation not in DEFAULT_METHOD:
+            raise ValueError(f"representation must be 'nerf' or 'gaussians', got '{self.representation}'")
+        get_preset(self.preset)  # raises with the list of presets
+
+    @property
+    def resolved_method(self) -> str:
+        return self.method or DEFAULT_METHOD[self.representation]
+
+    def resolved_preset(self) -> CoarsePreset:
+        return get_preset(self.preset, self.steps)
+
+
+@dataclass
+class Progress:
+    stage: str
+    step: int  # steps done
+    total: int
+    losses: dict[str, float]
+    eta_s: float
+    preview: Tensor | None = None  # [3, H, W] turntable strip, on the report steps that carry one
+
+
+@dataclass
+class Callbacks:
+    progress: Callable[[Progress], None] | None = None
+    should_cancel: Callable[[], bool] | None = None
+
+
+@dataclass
+class CoarseResult:
+    representation: Representation
+    background: Background
+    config: CoarseConfig
+    steps: int
+    seconds: float
+
+
+def build_representation(config: CoarseConfig, preset: CoarsePreset, init_points: Tensor | None = None, init_colours: Tensor | None = None) -> Representation:
+    generator = torch.Generator().manual_seed(config.seed)
+    if config.representation == "nerf":
+        if init_points is not None:
+            raise ValueError("a NeRF cannot start from points; use representation 'gaussians' to seed stage one from a mesh")
+        from ..nerf.model import NeRF
+
+        return NeRF(preset.nerf)
+    from ..gaussians.model import Gaussians
+
+    return Gaussians(preset.gaussians, init_points, init_colours, generator)
+
+
+def turntable_cameras(n: int, elevation_deg: float = 20.0, distance: float = 2.2, fov_deg: float = 40.0, device: torch.device | str = "cpu") -> Cameras:
+    """`n` cameras evenly around the object, starting at the front."""
+    az = torch.arange(n, dtype=torch.float32) * 360.0 / n
+    full = lambda v: torch.full((n,), v, dtype=torch.float32)
+    return orbit_cameras(full(elevation_deg), az, full(distance), full(fov_deg)).to(device)
+
+
+@torch.no_grad()
+def render_views(rep: Representation, background: Background, cameras: Cameras, resolution: int, shading: ShadingConfig, mode: str = "diffuse") -> Tensor:
+    """Deterministic renders [B, 3, H, W] lit from each camera (previews, turntables, the benchmark)."""
+    was_training = rep.training
+    rep.eval()
+    light = F.normalize(cameras.c2w[:, :3, 3], dim=-1)
+    out = rep.render(RenderRequest(cameras, resolution, mode, light, shading))
+    _, dirs = camera_rays(cameras, resolution)
+    images = background.composite(out.premult, out.alpha, dirs).clamp(0, 1)
+    rep.train(was_training)
+    return images
+
+
+class CoarseTrainer:
+    """Stage one for one prompt; `run()` trains, `save` / `load` checkpoint and resume."""
+
+    def __init__(self, prior, prompt: str, config: CoarseConfig = CoarseConfig(), init_points: Tensor | None = None, init_colours: Tensor | None = None) -> None:
+        if not prompt.strip():
+            raise ValueError("the prompt is empty; describe the object, e.g. 'a red cube'")
+        self.prior, self.prompt, self.config = prior, prompt, config
+        self.preset = config.resolved_preset()
+        torch.manual_seed(config.seed)
+        self.generator = torch.Generator().manual_seed(config.seed)
+        device = prior.device
+        self.rep = build_representation(config, self.preset, init_points, init_colours).to(device)
+        background = config.background or BackgroundConfig(kind="mlp" if prior.latent else "white")
+        self.background = Background(background).to(device)
+        method = config.resolved_method
+        scale = config.guidance_scale if config.guidance_scale is not None else pixel_prior_scale(method, prior.latent)
+        self.guidance: Guidance = build_guidance(method, prior, timesteps=config.timesteps, **({"guidance_scale": scale} if scale is not None else {}))
+        self.optimisers = self.rep.optimisers()
+        if self.background.mlp is not None:
+            self.optimisers["background"] = torch.optim.Adam(self.background.parameters(), lr=1e-3)
+        self.step = 0
+
+    # -- one step ------------------------------------------------------------------------------
+    def prompts_for(self, cameras: Cameras) -> list[str]:
+        rule = self.config.view_prompts
+        return [self.prompt + s for s in rule.suffixes(cameras)] if rule is not None else [self.prompt] * len(cameras)
+
+    def train_step(self) -> dict[str, Tensor]:
+        c, preset, step = self.config, self.preset, self.step
+        device = self.prior.device
+        cameras = sample_orbit(preset.batch, c.orbit, self.generator).to(device)
+        resolution = preset.resolution(step, self.prior.image_size)
+        mode = c.shading.sample_mode(self.generator)
+        light = light_directions(cameras, c.shading.light_jitter, self.generator).to(device)
+        self.rep.before_step(StepInfo(step, preset.steps))
+        out: Rendered = self.rep.render(RenderRequest(cameras, resolution, mode, light, c.shading, self.generator))
+        _, dirs = camera_rays(cameras, resolution)
+        images = self.background.composite(out.premult, out.alpha, dirs, self.generator)  # [B, 3, H, W]
+        g = self.guidance(images, self.prompts_for(cameras), step, preset.steps, cameras=cameras, alpha=out.alpha, depth=out.depth, generator=self.generator)
+        w = c.regularisers
+        a = out.alpha.clamp(1e-5, 1 - 1e-5)
+        terms = {"guidance": g.loss, "sparsity": out.alpha.mean(), "opaque": -(a * a.log() + (1 - a) * (1 - a).log()).mean()}
+        terms["orientation"] = out.regularisers.get("orientation", torch.zeros((), device=device))
+        loss = g.loss + w.orientation * terms["orientation"] + w.sparsity * terms["sparsity"] + w.opaque * terms["opaque"]
+        for opt in self.optimisers.values():
+            opt.zero_grad(set_to_none=True)
+        loss.backward()
+        for opt in self.optimisers.values():
+            opt.step()
+        self.rep.after_backward(StepInfo(step, preset.steps, out))
+        self.step += 1
+        return {**{k: v.detach() for k, v in terms.items()}, "update_norm": g.update_norm, "t": g.t.float().mean(), **g.losses}
+
+    # -- the loop ------------------------------------------------------------------------------
+    def run(self, callbacks: Callbacks = Callbacks()) -> CoarseResult:
+        preset = self.preset
+        start_step, t0 = self.step, time.time()
+        while self.step < preset.steps:
+            if callbacks.should_cancel is not None and callbacks.should_cancel():
+                raise Cancelled(f"stage one cancelled at step {self.step} of {preset.steps}")
+            terms = self.train_step()
+            done = self.step
+            if callbacks.progress is not None and (done % preset.report_every == 0 or done == preset.steps):
+                elapsed = time.time() - t0
+                eta = elapsed / (done - start_step) * (preset.steps - done)
+                preview = self.preview() if (done % preset.preview_every == 0 or done == preset.steps) else None
+                callbacks.progress(Progress("coarse", done, preset.steps, {k: float(v) for k, v in terms.items()}, eta, preview))
+        return CoarseResult(self.rep, self.background, self.config, self.step, time.time() - t0)
+
+    def preview(self, views: int = 4) -> Tensor:
+        """[3, H, B*W]: a strip of `views` turntable renders."""
+        cams = turntable_cameras(views, device=self.prior.device)
+        images = render_views(self.rep, self.background, cams, self.preset.resolution(self.step, self.prior.image_size), self.config.shading)
+        return torch.cat(list(images.cpu()), dim=-1)
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "format": "propdreamer-coarse-1",
+            "prompt": self.prompt,
+            "config": asdict(self.config),
+            "step": self.step,
+            "representation": self.rep.checkpoint_state(),
+            "background": self.background.state_dict(),
+            "optimisers": {k: o.state_dict() for k, o in self.optimisers.items()},
+            "guidance": self.guidance.state_dict(),
+            "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(self.state_dict(), path)
+        return path
+
+    def load(self, path: str | Path) -> None:
+        state = torch.load(Path(path), map_location=self.prior.device, weights_only=False)
+        if state.get("format") != "propdreamer-coarse-1":
+            raise ValueError(f"{path} is not a PropDreamer stage-one checkpoint")
+        if state["prompt"] != self.prompt or state["config"] != asdict(self.config):
+            raise ValueError(f"{path} was saved for prompt '{state['prompt']}' with another config; resume with the same prompt and settings")
+        self.rep.load_state(state["representation"])
+        self.optimisers = self.rep.optimisers()
+        if self.background.mlp is not None:
+            self.optimisers["background"] = torch.optim.Adam(self.background.parameters(), lr=1e-3)
+        for k, o in self.optimisers.items():
+            o.load_state_dict(state["optimisers"][k])
+        self.background.load_state_dict(state["background"])
+        self.guidance.load_state_dict(state["guidance"])
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        self.step = state["step"]
