@@ -46,7 +46,7 @@ def score(rep, colour: str, shape: str, references: dict[str, torch.Tensor]) -> 
     points = grid_points(GRID, rep.bound)
     density = rep.density(points.to(next(rep.parameters()).device)).cpu()
     threshold = auto_threshold(density)
-    occupancy = (density > threshold).reshape(GRID, GRID, GRID)
+    occupancy = (density >= threshold).reshape(GRID, GRID, GRID)
     canonical = normalise(occupancy, rep.bound, CANONICAL)
     ious = {name: iou(canonical, ref) for name, ref in references.items()}
     nearest = max(ious, key=ious.get)

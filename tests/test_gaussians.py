@@ -1,0 +1,105 @@
+"""The Gaussian rasteriser (PyTorch reference) against closed forms, and gsplat against it on CUDA."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from propdreamer.core.cameras import orbit_cameras
+from propdreamer.core.gaussians.init import GaussianInit, points_on_mesh
+from propdreamer.core.gaussians.model import Gaussians, GaussiansConfig
+from propdreamer.core.gaussians.rasterize import Splats, opencv_cameras, rasterize_gsplat, rasterize_torch
+
+
+def _front(res: int = 32, distance: float = 3.0, n: int = 1):
+    z = torch.zeros(n)
+    cams = orbit_cameras(z, z, torch.full((n,), distance), torch.full((n,), 40.0))
+    return cams, *opencv_cameras(cams, res)
+
+
+def _splats(means, scale, opacity):
+    N = means.shape[0]
+    return Splats(means=means, quats=torch.tensor([[1.0, 0, 0, 0]]).repeat(N, 1), scales=torch.full((N, 3), scale), opacities=torch.full((N,), opacity))
+
+
+def test_camera_conversion_puts_the_origin_at_the_centre_and_keeps_up_up_and_right_right():
+    cams, viewmats, Ks = _front()
+    pts = torch.tensor([[0.0, 0, 0, 1], [0.3, 0, 0, 1], [0, 0, 0.3, 1]]).T
+    cam = viewmats[0] @ pts
+    uv = (Ks[0] @ cam[:3]) / cam[2]
+    assert uv[0, 0] == pytest.approx(16) and uv[1, 0] == pytest.approx(16)
+    assert uv[0, 1] > 16  # +X (right in Blender's front view) is right in the image
+    assert uv[1, 2] < 16  # +Z (up) is up in the image (smaller row)
+
+
+def test_an_isotropic_splat_projects_to_the_closed_form_footprint():
+    res, distance, s, o = 32, 3.0, 0.1, 0.8
+    cams, viewmats, Ks = _front(res, distance)
+    rgb, alpha, depth, _ = rasterize_torch(_splats(torch.zeros(1, 3), s, o), torch.ones(1, 1, 3), viewmats, Ks, res, res)
+    f = float(Ks[0, 0, 0])
+    var = (f * s / distance) ** 2 + 0.3  # J Sigma J^T + eps2d at the image centre
+    ys, xs = torch.meshgrid(torch.arange(res) + 0.5, torch.arange(res) + 0.5, indexing="ij")
+    expected = o * torch.exp(-0.5 * ((xs - 16) ** 2 + (ys - 16) ** 2) / var)
+    expected = torch.where(expected >= 1 / 255, expected, torch.zeros_like(expected))
+    torch.testing.assert_close(alpha[0, ..., 0], expected, atol=1e-5, rtol=0)
+    assert float(depth[0, 16, 16, 0]) == pytest.approx(distance, rel=1e-4)
+
+
+def test_front_to_back_compositing_lets_the_nearer_splat_win():
+    cams, viewmats, Ks = _front()
+    means = torch.tensor([[0.0, -0.5, 0.0], [0.0, 0.5, 0.0]])  # the first is nearer the camera on -Y
+    colours = torch.tensor([[[1.0, 0, 0], [0, 0, 1.0]]])
+    rgb, alpha, _, _ = rasterize_torch(_splats(means, 0.2, 0.99), colours, viewmats, Ks, 32, 32)
+    assert rgb[0, 16, 16, 0] > 0.95 and rgb[0, 16, 16, 2] < 0.05
+    rgb2, _, _, _ = rasterize_torch(_splats(means.flip(0), 0.2, 0.99), colours, viewmats, Ks, 32, 32)
+    assert rgb2[0, 16, 16, 2] > 0.95  # swapped: blue is now in front
+
+
+def test_gradients_reach_every_parameter_and_the_screen_space_means():
+    g = Gaussians(GaussiansConfig(init=GaussianInit(count=64)), generator=torch.Generator().manual_seed(0))
+    g.optimisers()
+    from propdreamer.core.representation import RenderRequest
+
+    cams, _, _ = _front(16)
+    out = g.render(RenderRequest(cams, 16, "diffuse", torch.tensor([[0.0, -1.0, 0.0]])))
+    out.premult.sum().backward()
+    for name, p in g.params.items():
+        assert p.grad is not None and float(p.grad.abs().sum()) > 0, name
+    assert g._info["means2d"].grad is not None
+
+
+def test_density_at_a_splat_centre_is_its_opacity():
+    g = Gaussians(GaussiansConfig(init=GaussianInit(count=1, opacity=0.3)), points=torch.zeros(1, 3))
+    assert float(g.density(torch.zeros(1, 3))[0]) == pytest.approx(0.3, rel=1e-4)
+    assert float(g.density(torch.tensor([[0.5, 0.0, 0.0]]))[0]) < 1e-6
+
+
+def test_mesh_initialisation_puts_every_point_on_the_surface():
+    import trimesh
+
+    box = trimesh.creation.box(extents=(1.0, 0.6, 0.4))
+    pts = points_on_mesh(box.vertices, box.faces, 500)
+    half = torch.tensor([0.5, 0.3, 0.2])
+    on_a_face = ((pts.abs() - half).abs() < 1e-5).any(-1)
+    assert pts.shape == (500, 3) and bool(on_a_face.all()) and bool((pts.abs() <= half + 1e-5).all())
+    with pytest.raises(ValueError, match="without faces"):
+        points_on_mesh(box.vertices, np.zeros((0, 3), dtype=np.int64), 10)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="gsplat's rasteriser needs a CUDA GPU")
+def test_gsplat_matches_the_reference_rasteriser():
+    gen = torch.Generator().manual_seed(0)
+    N = 200
+    splats = Splats(
+        means=(torch.rand(N, 3, generator=gen) - 0.5), quats=torch.randn(N, 4, generator=gen),
+        scales=0.02 + 0.05 * torch.rand(N, 3, generator=gen), opacities=0.2 + 0.7 * torch.rand(N, generator=gen),
+    )
+    cams = orbit_cameras(torch.tensor([10.0, 30.0]), torch.tensor([0.0, 120.0]), torch.tensor([2.5, 2.5]), torch.tensor([40.0, 40.0]))
+    viewmats, Ks = opencv_cameras(cams, 64)
+    colours = torch.rand(2, N, 3, generator=gen)
+    ref = rasterize_torch(splats, colours, viewmats, Ks, 64, 64)
+    cuda = lambda s: Splats(*(t.cuda() for t in (s.means, s.quats, s.scales, s.opacities)))
+    out = rasterize_gsplat(cuda(splats), colours.cuda(), viewmats.cuda(), Ks.cuda(), 64, 64)
+    for a, b in zip(out[:2], ref[:2]):
+        torch.testing.assert_close(a.cpu(), b, atol=2e-2, rtol=0)
