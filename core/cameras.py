@@ -163,3 +163,15 @@ class ViewPromptRule:
 
 
 VIEW_SUFFIXES = (", front view", ", side view", ", back view", ", overhead view")
+
+
+def cameras_from_matrices(c2w: Tensor, fov_deg: Tensor) -> Cameras:
+    """Explicit cameras (e.g. a Blender scene's): c2w [B, 4, 4] looking down -Z, fov [B] degrees.
+    Elevation, azimuth and distance are read off each camera's position (for view-dependent prompts)."""
+    if c2w.ndim != 3 or c2w.shape[1:] != (4, 4) or fov_deg.shape != (c2w.shape[0],):
+        raise ValueError(f"explicit cameras need c2w [B, 4, 4] and fov [B], got {tuple(c2w.shape)} and {tuple(fov_deg.shape)}")
+    pos = c2w[:, :3, 3]
+    distance = pos.norm(dim=-1)
+    elevation = torch.rad2deg(torch.asin((pos[:, 2] / distance.clamp(min=1e-9)).clamp(-1, 1)))
+    azimuth = torch.rad2deg(torch.atan2(pos[:, 0], -pos[:, 1]))  # 0 on -Y, +90 on +X
+    return Cameras(c2w.float(), fov_deg.float(), elevation, wrap_azimuth(azimuth), distance)

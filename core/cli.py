@@ -47,29 +47,40 @@ def _cmd_distill2d(args: argparse.Namespace) -> int:
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from .stage1.trainer import Callbacks, CoarseConfig, CoarseTrainer, Progress
     from .images import save_png
+    from .stage1.trainer import Callbacks, CoarseConfig, CoarseTrainer, Progress
 
-    if args.stage != "coarse":
-        raise ValueError("only stage one is available in this version: run with --stage coarse -o OUT_DIR (mesh export comes with stage two)")
     config = CoarseConfig(representation=args.representation, method=args.method, preset=args.preset, steps=args.steps, seed=args.seed)
+    out = Path(args.out)
+    if args.stage == "full" and out.suffix.lower() != ".glb":
+        raise ValueError(f"-o must name a .glb file for the full pipeline, got '{out}' (use --stage coarse to write previews into a folder)")
     _set_threads(args.threads)
     prior = _load_prior(args)
     unknown = prior.unknown_words(args.prompt)
     if unknown:
         print(f"warning: the prior '{args.prior}' does not know the word(s) {unknown}; they are ignored.", file=sys.stderr)
-    out = Path(args.out)
-    trainer = CoarseTrainer(prior, args.prompt, config)
-    if args.resume:
-        trainer.load(args.resume)
-        print(f"resumed from {args.resume} at step {trainer.step}")
+    previews = out if args.stage == "coarse" else out.with_suffix("")
 
     def progress(p: Progress) -> None:
         terms = "  ".join(f"{k} {v:.4g}" for k, v in p.losses.items() if k in ("guidance", "update_norm", "t"))
         print(f"{p.stage} {p.step}/{p.total}  {terms}  eta {p.eta_s:.0f} s", flush=True)
-        if p.preview is not None:
-            save_png(p.preview, out / "progress" / f"step_{p.step:05d}.png", scale=2)
+        if p.preview is not None and args.stage == "coarse":
+            save_png(p.preview, previews / "progress" / f"step_{p.step:05d}.png", scale=2)
 
+    if args.stage == "full":
+        from .pipeline import generate
+
+        result = generate(prior, args.prompt, config, Callbacks(progress=progress))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(result.glb)
+        preview = save_png(result.preview, out.with_name(out.stem + "_preview.png"), scale=2)
+        times = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
+        print(f"wrote {out} ({len(result.faces)} faces) and {preview}; {times}; total {sum(result.seconds.values()):.1f} s")
+        return 0
+    trainer = CoarseTrainer(prior, args.prompt, config)
+    if args.resume:
+        trainer.load(args.resume)
+        print(f"resumed from {args.resume} at step {trainer.step}")
     result = trainer.run(Callbacks(progress=progress))
     from .stage1.outputs import write_turntable
 
@@ -133,8 +144,8 @@ def build_parser(extra: Callable[[argparse._SubParsersAction], None] | None = No
 
     p = sub.add_parser("generate", help="distil a 3D object from a prompt")
     p.add_argument("prompt", help='what to make, e.g. "a red cube"')
-    p.add_argument("-o", "--out", required=True, help="output folder (with --stage coarse)")
-    p.add_argument("--stage", default="full", choices=["coarse", "full"], help="coarse: stage one only (NeRF or Gaussians), previews into OUT")
+    p.add_argument("-o", "--out", required=True, help="OUT.glb (a preview PNG is written beside it), or a folder with --stage coarse")
+    p.add_argument("--stage", default="full", choices=["coarse", "full"], help="full (default): prompt -> GLB; coarse: stage one only, previews into the folder OUT")
     p.add_argument("--preset", default="draft", choices=["draft", "standard", "high"])
     p.add_argument("--method", default=None, choices=["sds", "nfsd", "vsd", "ssd", "vdm"], help="default: sds on a NeRF, vdm on Gaussians")
     p.add_argument("--representation", default="nerf", choices=["nerf", "gaussians"])

@@ -4,4 +4,5 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 source packaging/setup_env.sh test
+bash packaging/gltf_validator.sh >/dev/null   # the Khronos validator the GLB tests run
 python -m pytest "$@"

@@ -13,7 +13,7 @@ from urllib.parse import urlparse
 from ..core import cli as core_cli
 
 DEFAULT_BIND = "tcp://127.0.0.1:5757"
-DEFAULT_PIPELINE = "propdreamer.core.pipeline:run_job"
+DEFAULT_PIPELINE = "propdreamer.core.jobs:run_job"
 
 
 def _read_key(path: str | None) -> bytes | None:

@@ -22,8 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-class JobCancelled(Exception):
-    """Raised by a pipeline that noticed `job.cancelled()`."""
+from ..core.cancel import Cancelled as JobCancelled  # noqa: E402  (one cancel exception, core's)
 
 
 class JobHandle:
@@ -86,7 +85,7 @@ def worker_main(conn, pipeline_path: str, cancel_flag, preview_interval_s: float
 
 @dataclass
 class WorkerConfig:
-    pipeline: str = "propdreamer.core.pipeline:run_job"
+    pipeline: str = "propdreamer.core.jobs:run_job"
     cancel_grace_s: float = 1.0
     preview_interval_s: float = 1.0
     settings: dict[str, Any] = field(default_factory=dict)  # passed to the pipeline as job.settings

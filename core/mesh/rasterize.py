@@ -37,7 +37,8 @@ def edge_faces(faces: Tensor) -> tuple[Tensor, Tensor]:
     F_ = faces.shape[0]
     e = torch.stack([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]], dim=1).reshape(-1, 2)  # [3F, 2]
     key = torch.sort(e, dim=1).values
-    _, inverse, counts = torch.unique(key, dim=0, return_inverse=True, return_counts=True)
+    n = int(faces.max()) + 1 if faces.numel() else 1
+    _, inverse, counts = torch.unique(key[:, 0] * n + key[:, 1], return_inverse=True, return_counts=True)
     owner = torch.arange(F_, device=faces.device).repeat_interleave(3)
     order = torch.argsort(inverse, stable=True)
     sorted_inv = inverse[order]
@@ -106,18 +107,17 @@ def rasterize(vertices: Tensor, faces: Tensor, cameras: Cameras, resolution: int
             # Coverage: pixel centres inside a face's tight bounding box.
             fid, p, pix = _candidates(s, onscreen.nonzero().squeeze(-1), 0.0, W)
             lam = _barycentric(p, s[fid])
-            inside = (lam >= -1e-7).all(-1)
+            inside = (lam >= -1e-5).all(-1)  # a little slack so pixel centres on shared edges never fall through
             depth = 1 / (lam / z.detach()[faces[fid]]).sum(-1).clamp(min=1e-12)
             big = torch.full((H * W,), float("inf"), device=vertices.device, dtype=vertices.dtype)
             zmin = big.scatter_reduce(0, pix[inside], depth[inside], "amin")
             is_min = inside & (depth <= zmin[pix])
             k_idx = torch.arange(fid.shape[0], device=vertices.device)
             win_k = torch.full((H * W,), -1, dtype=torch.long, device=vertices.device).scatter_reduce(0, pix[is_min], k_idx[is_min], "amax")
-            # Uncovered pixels within 1.5 px of a front-facing silhouette edge: that edge gives alpha and colour.
+            # Pixels within 1.5 px of a front-facing silhouette edge: the nearest such edge gives alpha
+            # (inside or outside), and the colour of uncovered ones.
             rim = onscreen & front & silhouette.any(-1)
             rfid, rp, rpix = _candidates(s, rim.nonzero().squeeze(-1), 1.5, W)
-            keep = win_k[rpix] < 0
-            rfid, rp, rpix = rfid[keep], rp[keep], rpix[keep]
             d_sil = torch.stack([_segment_distance(rp, s[rfid, e], s[rfid, (e + 1) % 3]) for e in range(3)], -1)
             d_sil = torch.where(silhouette[rfid], d_sil, torch.full_like(d_sil, float("inf"))).amin(-1)
             near_k = d_sil < 1.5
@@ -125,14 +125,16 @@ def rasterize(vertices: Tensor, faces: Tensor, cameras: Cameras, resolution: int
             best = near_k & (d_sil <= dmin[rpix])
             r_idx = torch.arange(rfid.shape[0], device=vertices.device)
             soft_k = torch.full((H * W,), -1, dtype=torch.long, device=vertices.device).scatter_reduce(0, rpix[best], r_idx[best], "amax")
-            # One (face, pixel centre) per pixel: the depth-test winner, else the nearest rim face.
             none = torch.full((H * W,), -1, dtype=torch.long, device=vertices.device)
-            win = torch.where(win_k >= 0, fid[win_k.clamp(min=0)] if fid.shape[0] else none, torch.where(soft_k >= 0, rfid[soft_k.clamp(min=0)] if rfid.shape[0] else none, -1))
+            covered = win_k >= 0
+            soft_face = rfid[soft_k.clamp(min=0)] if rfid.shape[0] else none
+            win = torch.where(covered, fid[win_k.clamp(min=0)] if fid.shape[0] else none, torch.where(soft_k >= 0, soft_face, -1))
             pick = lambda points, k: points[k.clamp(min=0)] if points.shape[0] else torch.zeros(H * W, 2, device=vertices.device, dtype=vertices.dtype)  # noqa: E731
-            win_p = torch.where((win_k >= 0)[:, None], pick(p, win_k), pick(rp, soft_k))
+            centres = torch.where(covered[:, None], pick(p, win_k), pick(rp, soft_k))
             has = win >= 0
-            f_sel, p_sel = win[has], win_p[has]
-            covered_sel = (win_k >= 0)[has]
+            f_sel, p_sel, covered_sel = win[has], centres[has], covered[has]
+            soft_sel = (soft_k >= 0)[has]  # has a silhouette edge within reach
+            edge_face = torch.where(soft_sel, soft_face[has], f_sel)
         # Differentiable quantities for the selected (pixel, face) pairs.
         s_sel = screen[faces[f_sel]]  # [M, 3, 2] with gradients
         lam = _barycentric(p_sel, s_sel)
@@ -140,11 +142,11 @@ def rasterize(vertices: Tensor, faces: Tensor, cameras: Cameras, resolution: int
         zf = z[faces[f_sel]]  # [M, 3]
         w = lam / zf
         bary = w / w.sum(-1, keepdim=True)  # perspective-correct
-        dist = torch.stack([_segment_distance(p_sel, s_sel[:, e], s_sel[:, (e + 1) % 3]) for e in range(3)], -1)
-        sil_sel = silhouette[f_sel] & front[f_sel, None]
-        dist = torch.where(sil_sel, dist, torch.full_like(dist, 1e6)).amin(-1)
+        s_edge = screen[faces[edge_face]]
+        dist = torch.stack([_segment_distance(p_sel, s_edge[:, e], s_edge[:, (e + 1) % 3]) for e in range(3)], -1)
+        dist = torch.where(silhouette[edge_face], dist, torch.full_like(dist, 1e6)).amin(-1)
         signed = torch.where(covered_sel, dist, -dist)
-        alpha_sel = torch.where(covered_sel & ~front[f_sel], torch.ones_like(dist), torch.sigmoid(signed / tau))
+        alpha_sel = torch.where(covered_sel & ~soft_sel, torch.ones_like(dist), torch.sigmoid(signed / tau))
         face_img = torch.full((H * W,), -1, dtype=torch.long, device=vertices.device)
         face_img[has] = f_sel
         bary_img = torch.zeros(H * W, 3, device=vertices.device, dtype=vertices.dtype).index_put((has.nonzero().squeeze(-1),), bary)

@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..background import Background, BackgroundConfig
-from ..cameras import Cameras, OrbitRange, ViewPromptRule, camera_rays, orbit_cameras, sample_orbit
+from ..cancel import Cancelled
+from ..cameras import Cameras, OrbitRange, ViewPromptRule, camera_rays, cameras_from_matrices, orbit_cameras, sample_orbit
 from ..guidance import Guidance, build_guidance, pixel_prior_scale
 from ..guidance.timesteps import TimestepSchedule
 from ..representation import Rendered, RenderRequest, Representation, StepInfo
@@ -29,15 +30,13 @@ RepresentationKind = Literal["nerf", "gaussians"]
 DEFAULT_METHOD: dict[str, str] = {"nerf": "sds", "gaussians": "vdm"}  # VDM+DCA on Gaussians, as in DreamMapping
 
 
-class Cancelled(Exception):
-    """Raised inside a stage when its cancel check says stop."""
-
-
 @dataclass(frozen=True)
 class RegulariserWeights:
     orientation: float = 1e-2  # DreamFusion's R_orient
     sparsity: float = 10.0  # mean coverage: pushes empty space empty
     opaque: float = 1e-3  # binary entropy of coverage: pushes pixels to fully covered or empty
+    normal_consistency: float = 0.5  # meshes (stage two): 1 - n_f . n_g over adjacent faces
+    laplacian: float = 100.0  # meshes: |v - mean(neighbours)|^2 (a tiny number: squared fractions of a cell)
 
 
 @dataclass(frozen=True)
@@ -52,10 +51,15 @@ class CoarseConfig:
     shading: ShadingConfig = field(default_factory=ShadingConfig)
     background: BackgroundConfig | None = None  # None: white for pixel priors, an MLP for latent priors
     orbit: OrbitRange = field(default_factory=lambda: OrbitRange(elevation_deg=(-10.0, 60.0)))
+    # Explicit cameras from Blender replace the orbit: row-major 4x4 camera-to-world matrices and fovs.
+    explicit_c2w: tuple[tuple[float, ...], ...] = ()
+    explicit_fov_deg: tuple[float, ...] = ()
     view_prompts: ViewPromptRule | None = field(default_factory=ViewPromptRule)  # None: the bare prompt
     regularisers: RegulariserWeights = field(default_factory=RegulariserWeights)
 
     def __post_init__(self) -> None:
+        if len(self.explicit_c2w) != len(self.explicit_fov_deg) or any(len(m) != 16 for m in self.explicit_c2w):
+            raise ValueError("explicit cameras need one 16-number matrix and one field of view each")
         if self.representation not in DEFAULT_METHOD:
             raise ValueError(f"representation must be 'nerf' or 'gaussians', got '{self.representation}'")
         get_preset(self.preset)  # raises with the list of presets
@@ -129,15 +133,19 @@ def render_views(rep: Representation, background: Background, cameras: Cameras, 
 class CoarseTrainer:
     """Stage one for one prompt; `run()` trains, `save` / `load` checkpoint and resume."""
 
-    def __init__(self, prior, prompt: str, config: CoarseConfig = CoarseConfig(), init_points: Tensor | None = None, init_colours: Tensor | None = None) -> None:
+    def __init__(
+        self, prior, prompt: str, config: CoarseConfig = CoarseConfig(), init_points: Tensor | None = None, init_colours: Tensor | None = None,
+        representation: Representation | None = None, preset: CoarsePreset | None = None, stage: str = "coarse",
+    ) -> None:
+        """Stage one by default; stage two passes its own mesh `representation`, `preset` and `stage` name."""
         if not prompt.strip():
             raise ValueError("the prompt is empty; describe the object, e.g. 'a red cube'")
-        self.prior, self.prompt, self.config = prior, prompt, config
-        self.preset = config.resolved_preset()
+        self.prior, self.prompt, self.config, self.stage = prior, prompt, config, stage
+        self.preset = preset or config.resolved_preset()
         torch.manual_seed(config.seed)
         self.generator = torch.Generator().manual_seed(config.seed)
         device = prior.device
-        self.rep = build_representation(config, self.preset, init_points, init_colours).to(device)
+        self.rep = (representation or build_representation(config, self.preset, init_points, init_colours)).to(device)
         background = config.background or BackgroundConfig(kind="mlp" if prior.latent else "white")
         self.background = Background(background).to(device)
         method = config.resolved_method
@@ -153,10 +161,18 @@ class CoarseTrainer:
         rule = self.config.view_prompts
         return [self.prompt + s for s in rule.suffixes(cameras)] if rule is not None else [self.prompt] * len(cameras)
 
+    def sample_cameras(self, n: int) -> Cameras:
+        c = self.config
+        if not c.explicit_c2w:
+            return sample_orbit(n, c.orbit, self.generator)
+        pick = torch.randint(0, len(c.explicit_c2w), (n,), generator=self.generator)
+        c2w = torch.tensor(c.explicit_c2w, dtype=torch.float32).reshape(-1, 4, 4)[pick]
+        return cameras_from_matrices(c2w, torch.tensor(c.explicit_fov_deg, dtype=torch.float32)[pick])
+
     def train_step(self) -> dict[str, Tensor]:
         c, preset, step = self.config, self.preset, self.step
         device = self.prior.device
-        cameras = sample_orbit(preset.batch, c.orbit, self.generator).to(device)
+        cameras = self.sample_cameras(preset.batch).to(device)
         resolution = preset.resolution(step, self.prior.image_size)
         mode = c.shading.sample_mode(self.generator)
         light = light_directions(cameras, c.shading.light_jitter, self.generator).to(device)
@@ -168,8 +184,8 @@ class CoarseTrainer:
         w = c.regularisers
         a = out.alpha.clamp(1e-5, 1 - 1e-5)
         terms = {"guidance": g.loss, "sparsity": out.alpha.mean(), "opaque": -(a * a.log() + (1 - a) * (1 - a).log()).mean()}
-        terms["orientation"] = out.regularisers.get("orientation", torch.zeros((), device=device))
-        loss = g.loss + w.orientation * terms["orientation"] + w.sparsity * terms["sparsity"] + w.opaque * terms["opaque"]
+        terms.update(out.regularisers)  # orientation (NeRF), normal_consistency and laplacian (meshes)
+        loss = g.loss + sum(getattr(w, name) * value for name, value in terms.items() if name != "guidance")
         for opt in self.optimisers.values():
             opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -185,14 +201,14 @@ class CoarseTrainer:
         start_step, t0 = self.step, time.time()
         while self.step < preset.steps:
             if callbacks.should_cancel is not None and callbacks.should_cancel():
-                raise Cancelled(f"stage one cancelled at step {self.step} of {preset.steps}")
+                raise Cancelled(f"{self.stage} stage cancelled at step {self.step} of {preset.steps}")
             terms = self.train_step()
             done = self.step
             if callbacks.progress is not None and (done % preset.report_every == 0 or done == preset.steps):
                 elapsed = time.time() - t0
                 eta = elapsed / (done - start_step) * (preset.steps - done)
                 preview = self.preview() if (done % preset.preview_every == 0 or done == preset.steps) else None
-                callbacks.progress(Progress("coarse", done, preset.steps, {k: float(v) for k, v in terms.items()}, eta, preview))
+                callbacks.progress(Progress(self.stage, done, preset.steps, {k: float(v) for k, v in terms.items()}, eta, preview))
         return CoarseResult(self.rep, self.background, self.config, self.step, time.time() - t0)
 
     def preview(self, views: int = 4) -> Tensor:

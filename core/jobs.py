@@ -1,0 +1,96 @@
+"""The server's pipeline entry point: one job request (already validated by server/schema.py) to the
+bytes the client receives. Loaded in the server's worker process as
+`propdreamer.core.jobs:run_job`; the prior is loaded once per worker and kept.
+
+- generate / refine: the result is a GLB.
+- texture: the result is a GLB of the artist's own mesh, untouched, with the new UVs (one per face
+  corner) and the baked texture, so the add-on can copy the UVs into a new UV map of the original.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+
+_PRIORS: dict[tuple[str, str], Any] = {}
+
+
+def _prior(settings: dict):
+    from .priors.diffusers_prior import PriorConfig, load_prior
+
+    key = (settings.get("prior", "builtin"), settings.get("device", "auto"))
+    if key not in _PRIORS:
+        _PRIORS[key] = load_prior(PriorConfig(source=key[0], device=key[1]))
+    return _PRIORS[key]
+
+
+def read_mesh(glb: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """The triangles of a GLB, in PropDreamer's Z-up world (glTF is Y up): vertices [V, 3], faces [F, 3]."""
+    import trimesh
+
+    try:
+        scene = trimesh.load(io.BytesIO(glb), file_type="glb", force="scene", process=False)
+    except Exception as err:  # a corrupt upload is the client's error, not a crash
+        raise ValueError(f"the input mesh is not a readable GLB ({type(err).__name__}: {err}); export the object as glTF binary (.glb)") from err
+    meshes = [g for g in scene.dump() if isinstance(g, trimesh.Trimesh) and len(g.faces)]
+    if not meshes:
+        raise ValueError("the input GLB holds no triangles; select a mesh object with faces")
+    mesh = trimesh.util.concatenate(meshes) if len(meshes) > 1 else meshes[0]
+    v = np.asarray(mesh.vertices, dtype=np.float32)
+    return np.stack([v[:, 0], -v[:, 2], v[:, 1]], axis=-1), np.asarray(mesh.faces, dtype=np.int64)
+
+
+def textured_glb(vertices: np.ndarray, faces: np.ndarray, corner_uvs: np.ndarray, texture_png: bytes) -> bytes:
+    """The artist's mesh exactly as given (Z up -> Y up only), one UV per face corner, the texture."""
+    import trimesh
+    from PIL import Image
+
+    v = vertices[faces].reshape(-1, 3)  # corners become vertices, so each carries its own UV
+    v_gltf = np.stack([v[:, 0], v[:, 2], -v[:, 1]], axis=-1)
+    material = trimesh.visual.material.PBRMaterial(baseColorTexture=Image.open(io.BytesIO(texture_png)), metallicFactor=0.0, roughnessFactor=0.8)
+    mesh = trimesh.Trimesh(v_gltf, np.arange(len(v)).reshape(-1, 3), visual=trimesh.visual.TextureVisuals(uv=corner_uvs.reshape(-1, 2), material=material), process=False)
+    return trimesh.Scene(mesh).export(file_type="glb")
+
+
+def run_job(request: dict, input_mesh: bytes | None, job) -> bytes:
+    from .images import to_uint8
+    from .pipeline import generate, refine_mesh, texture_mesh
+    from .stage1.trainer import Callbacks, CoarseConfig, Progress
+
+    cams = request.get("cameras", {})
+    config = CoarseConfig(
+        representation=request.get("representation", "nerf"), method=request.get("method"), preset=request.get("preset", "draft"), seed=int(request.get("seed", 0)),
+        explicit_c2w=tuple(tuple(m) for m in cams.get("matrices", ())), explicit_fov_deg=tuple(cams.get("fovs_deg", ())),
+        **({"orbit": _orbit(cams)} if cams and not cams.get("matrices") else {}),
+    )
+
+    def progress(p: Progress) -> None:
+        job.progress(p.stage, p.step, p.total, eta_s=p.eta_s, losses=p.losses)
+        if p.preview is not None:
+            from PIL import Image
+
+            buffer = io.BytesIO()
+            Image.fromarray(to_uint8(p.preview[None])[0]).save(buffer, format="PNG")
+            job.preview(buffer.getvalue())
+
+    def cancelled() -> bool:
+        return job.cancelled()
+
+    callbacks = Callbacks(progress=progress, should_cancel=cancelled)
+    prior = _prior(getattr(job, "settings", {}) or {})
+    kind = request.get("kind", "generate")
+    if kind == "generate":  # a cancel raises core.cancel.Cancelled, which the server's worker catches
+        return generate(prior, request["prompt"], config, callbacks).glb
+    vertices, faces = read_mesh(input_mesh or b"")
+    if kind == "refine":
+        return refine_mesh(prior, request["prompt"], vertices, faces, config, callbacks).glb
+    result = texture_mesh(prior, request["prompt"], vertices, faces, config, callbacks)
+    return textured_glb(vertices, faces, result.corner_uvs, result.texture_png)
+
+
+def _orbit(cams: dict):
+    from .cameras import OrbitRange
+
+    return OrbitRange(**{k: tuple(cams[k]) for k in ("elevation_deg", "azimuth_deg", "distance", "fov_deg") if k in cams})

@@ -1,0 +1,146 @@
+"""The three job kinds, prompt to asset, as functions the server (and the CLI) call.
+
+- generate: prompt -> coarse (NeRF / Gaussians) -> DMTet geometry -> texture -> GLB
+- refine:   prompt + a mesh -> the mesh seeds the optimisation (DMTet from its signed distance, or
+            Gaussians sampled on its surface) -> geometry -> texture -> GLB
+- texture:  prompt + a mesh whose geometry is kept -> a texture image and UVs for every face corner
+
+Every stage reports progress and checks for cancellation each step (`stage1.trainer.Callbacks`).
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .mesh.colour_field import ColourField
+from .mesh.dmtet import DMTet, DMTetConfig
+from .mesh.export import export_mesh, normalise_to_unit_box, to_glb, unwrap, bake
+from .mesh.model import MeshModel
+from .shading import ShadingConfig
+from .stage1.trainer import Callbacks, CoarseConfig, CoarseTrainer, render_views, turntable_cameras
+from .stage2.presets import RefinePreset, get_refine_preset
+
+GEOMETRY_SHADING = ShadingConfig(probabilities=(0.0, 0.5, 0.5))  # shaded and textureless renders
+TEXTURE_SHADING = ShadingConfig(probabilities=(0.2, 0.8, 0.0))
+
+
+@dataclass
+class MeshResult:
+    glb: bytes
+    preview: Tensor  # [3, H, W] turntable strip of the final mesh
+    seconds: dict[str, float] = field(default_factory=dict)
+    vertices: np.ndarray | None = None  # the exported mesh in PropDreamer's frame, before unit-box scaling
+    faces: np.ndarray | None = None
+
+
+@dataclass
+class TextureResult:
+    texture_png: bytes
+    corner_uvs: np.ndarray  # [F, 3, 2] one UV per triangle corner of the input mesh, in its face order
+    preview: Tensor
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _surface_points(vertices: Tensor, faces: Tensor, count: int = 20000) -> Tensor:
+    from .gaussians.init import points_on_mesh
+
+    return points_on_mesh(vertices.detach().cpu().numpy(), faces.cpu().numpy(), count)
+
+
+def _refine_and_export(prior, prompt: str, config: CoarseConfig, refine: RefinePreset, model: MeshModel, callbacks: Callbacks, seconds: dict) -> MeshResult:
+    t0 = time.time()
+    if model.train_geometry:
+        CoarseTrainer(prior, prompt, replace(config, shading=GEOMETRY_SHADING), representation=model, preset=refine.geometry, stage="geometry").run(callbacks)
+        seconds["geometry"] = time.time() - t0
+    model.train_geometry = False
+    t0 = time.time()
+    trainer = CoarseTrainer(prior, prompt, replace(config, shading=TEXTURE_SHADING), representation=model, preset=refine.texture, stage="texture")
+    trainer.run(callbacks)
+    seconds["texture"] = time.time() - t0
+    t0 = time.time()
+    with torch.no_grad():
+        v, f = model.mesh()
+    colour = lambda x: model.colour(x.to(v.device)).cpu()  # noqa: E731
+    unwrapped = export_mesh(v.detach().cpu().numpy(), f.cpu().numpy(), colour, refine.export)
+    glb = to_glb(unwrapped, refine.export)
+    seconds["export"] = time.time() - t0
+    preview = torch.cat(list(render_views(model, trainer.background, turntable_cameras(4, device=v.device), 64, TEXTURE_SHADING).cpu()), dim=-1)
+    return MeshResult(glb, preview, seconds, unwrapped.vertices, unwrapped.faces)
+
+
+def generate(prior, prompt: str, config: CoarseConfig = CoarseConfig(), callbacks: Callbacks = Callbacks(), refine: RefinePreset | None = None) -> MeshResult:
+    """`refine` overrides the stage-two preset named by `config.preset` (tests use tiny ones)."""
+    refine = refine or get_refine_preset(config.preset)
+    seconds: dict[str, float] = {}
+    t0 = time.time()
+    coarse = CoarseTrainer(prior, prompt, config).run(callbacks)
+    seconds["coarse"] = time.time() - t0
+    return _from_coarse(prior, prompt, config, refine, coarse.representation, callbacks, seconds)
+
+
+def _from_coarse(prior, prompt, config, refine, rep, callbacks, seconds) -> MeshResult:
+    device = prior.device
+    dmtet = DMTet.from_field(lambda x: rep.density(x.to(device)).cpu(), rep.bound, DMTetConfig(resolution=refine.dmtet_resolution))
+    colour = ColourField()
+    v, f = dmtet.extract()
+    colour.fit(lambda x: rep.albedo(x.to(device)).cpu(), _surface_points(v, f), refine.colour_fit_steps, torch.Generator().manual_seed(config.seed))
+    return _refine_and_export(prior, prompt, config, refine, MeshModel(colour, dmtet.to(device)).to(device), callbacks, seconds)
+
+
+def _unit_frame(vertices: Tensor) -> tuple[Tensor, Tensor, float]:
+    """The input mesh moved into the frame stage one works in: centred, largest side 1 (a copy)."""
+    lo, hi = vertices.min(0).values, vertices.max(0).values
+    centre, scale = (lo + hi) / 2, float((hi - lo).max())
+    if scale <= 0:
+        raise ValueError("the input mesh has no extent (all vertices coincide); select an object with real geometry")
+    return (vertices - centre) / scale, centre, scale
+
+
+def refine_mesh(prior, prompt: str, vertices: np.ndarray, faces: np.ndarray, config: CoarseConfig = CoarseConfig(), callbacks: Callbacks = Callbacks(), refine: RefinePreset | None = None) -> MeshResult:
+    """The input seeds the optimisation; the result stays recognisably the same object."""
+    refine = refine or get_refine_preset(config.preset)
+    v, _, _ = _unit_frame(torch.as_tensor(vertices, dtype=torch.float32))
+    f = torch.as_tensor(faces, dtype=torch.long)
+    seconds: dict[str, float] = {}
+    if config.representation == "gaussians":
+        t0 = time.time()
+        points = _surface_points(v, f, config.resolved_preset().gaussians.init.count)
+        coarse = CoarseTrainer(prior, prompt, config, init_points=points).run(callbacks)
+        seconds["coarse"] = time.time() - t0
+        return _from_coarse(prior, prompt, config, refine, coarse.representation, callbacks, seconds)
+    dmtet = DMTet.from_mesh(v, f, DMTetConfig(resolution=refine.dmtet_resolution))
+    return _refine_and_export(prior, prompt, config, refine, MeshModel(ColourField(), dmtet).to(prior.device), callbacks, seconds)
+
+
+def texture_mesh(prior, prompt: str, vertices: np.ndarray, faces: np.ndarray, config: CoarseConfig = CoarseConfig(), callbacks: Callbacks = Callbacks(), refine: RefinePreset | None = None) -> TextureResult:
+    """Texture an artist's mesh without touching its geometry: UVs per input face corner + an image."""
+    refine = refine or get_refine_preset(config.preset)
+    vertices = np.asarray(vertices)
+    faces = np.asarray(faces)
+    if faces.ndim != 2 or faces.shape[1] != 3 or len(faces) == 0:
+        raise ValueError(f"texturing needs a triangle mesh ([F, 3] faces), got faces of shape {faces.shape}; triangulate the object first")
+    v, _, _ = _unit_frame(torch.as_tensor(vertices, dtype=torch.float32))  # a transformed copy for rendering
+    f = torch.as_tensor(faces, dtype=torch.long)
+    model = MeshModel(ColourField(), fixed=(v, f), train_geometry=False).to(prior.device)
+    t0 = time.time()
+    trainer = CoarseTrainer(prior, prompt, replace(config, shading=TEXTURE_SHADING), representation=model, preset=refine.texture, stage="texture")
+    trainer.run(callbacks)
+    seconds = {"texture": time.time() - t0}
+    t0 = time.time()
+    vmapping, f_uv, uvs = unwrap(v.numpy(), faces)
+    image = bake(v[torch.from_numpy(vmapping)], torch.from_numpy(f_uv), torch.from_numpy(uvs), lambda x: model.colour(x.to(prior.device)).cpu(),
+                 refine.export.texture_size, refine.export.padding)
+    corner_uvs = uvs[f_uv]  # [F, 3, 2]; xatlas keeps the input's face order and corner order
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    seconds["export"] = time.time() - t0
+    preview = torch.cat(list(render_views(model, trainer.background, turntable_cameras(4, device=prior.device), 64, TEXTURE_SHADING).cpu()), dim=-1)
+    return TextureResult(buffer.getvalue(), corner_uvs.astype(np.float32), preview, seconds)

@@ -1,0 +1,147 @@
+"""Prompt to asset on the builtin prior: generate, refine and texture jobs, their checks (Khronos
+validator, watertightness, geometry kept exactly), Blender's import, and the server running the real
+pipeline on loopback."""
+
+import io
+import json
+import subprocess
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+
+from propdreamer.core.cancel import Cancelled
+from propdreamer.core.geometry.voxels import grid_points, iou, normalise
+from propdreamer.core.jobs import read_mesh, textured_glb
+from propdreamer.core.mesh.export import ExportConfig
+from propdreamer.core.mesh.mesh_sdf import winding_number
+from propdreamer.core.pipeline import generate, refine_mesh, texture_mesh
+from propdreamer.core.stage1.presets import CoarsePreset
+from propdreamer.core.stage1.trainer import Callbacks, CoarseConfig
+from propdreamer.core.stage2.presets import RefinePreset
+
+ROOT = Path(__file__).parents[1]
+TINY = RefinePreset(
+    "tiny", 16, CoarsePreset("tiny-geometry", steps=6, batch=2, resolutions=((0.0, 32),), report_every=3, preview_every=6),
+    CoarsePreset("tiny-texture", steps=6, batch=2, resolutions=((0.0, 32),), report_every=3, preview_every=6),
+    ExportConfig(face_budget=5000, texture_size=64), colour_fit_steps=20,
+)
+
+
+def _validate(path: Path) -> dict:
+    prefix = subprocess.run(["bash", str(ROOT / "packaging/gltf_validator.sh")], capture_output=True, text=True, check=True).stdout.strip()
+    out = subprocess.run(["node", str(ROOT / "packaging/validate_glb.js"), f"{prefix}/node_modules/gltf-validator", str(path)], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+@pytest.fixture(scope="module")
+def generated(builtin_prior, tmp_path_factory):
+    stages = []
+    result = generate(builtin_prior, "a red cube", CoarseConfig(steps=40), Callbacks(progress=lambda p: stages.append(p.stage)), refine=TINY)
+    path = tmp_path_factory.mktemp("gen") / "cube.glb"
+    path.write_bytes(result.glb)
+    return result, path, stages
+
+
+def test_generate_writes_a_valid_closed_textured_glb(generated):
+    result, path, stages = generated
+    assert {"coarse", "geometry", "texture"} <= set(stages)
+    assert _validate(path)["numErrors"] == 0
+    closed = trimesh.Trimesh(result.vertices, result.faces, process=True)  # merge the UV-seam copies
+    assert closed.is_watertight and closed.is_winding_consistent and closed.volume > 0
+    scene = trimesh.load(path)
+    g = next(iter(scene.geometry.values()))
+    assert g.visual.uv is not None and g.visual.material.baseColorTexture is not None
+    assert float((g.bounds[1] - g.bounds[0]).max()) == pytest.approx(1.0, abs=1e-5)
+    np.testing.assert_allclose((g.bounds[0] + g.bounds[1]) / 2, 0, atol=1e-5)
+    texture = np.asarray(g.visual.material.baseColorTexture.convert("RGB")).reshape(-1, 3).mean(0)
+    assert texture[0] > texture[1] and texture[0] > texture[2]  # "red" made it into the baked texture
+
+
+@pytest.mark.slow
+def test_blender_imports_the_glb_with_uvs_and_an_image_texture(generated):
+    _, path, _ = generated
+    script = f"""
+import bpy, json
+bpy.ops.wm.read_homefile(use_empty=True)
+bpy.ops.import_scene.gltf(filepath={str(path)!r})
+meshes = [o for o in bpy.context.scene.objects if o.type == 'MESH']
+o = meshes[0]
+nodes = o.active_material.node_tree.nodes if o.active_material else []
+images = [n.image.size[:] for n in nodes if n.type == 'TEX_IMAGE' and n.image]
+dims = list(o.dimensions)
+print('RESULT ' + json.dumps({{'meshes': len(meshes), 'uv': len(o.data.uv_layers), 'images': images, 'dims': dims, 'faces': len(o.data.polygons)}}))
+"""
+    out = subprocess.run([str(Path(__import__("sys").executable)), "-c", script], capture_output=True, text=True, timeout=300)
+    line = next(l for l in out.stdout.splitlines() if l.startswith("RESULT "))
+    info = json.loads(line[7:])
+    assert info["meshes"] == 1 and info["uv"] >= 1 and info["images"] and info["faces"] > 100
+    assert max(info["dims"]) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_cancel_during_stage_two_stops_the_pipeline(builtin_prior):
+    seen = []
+
+    def cancel():
+        return "geometry" in seen
+
+    with pytest.raises(Cancelled, match="geometry"):
+        generate(builtin_prior, "a red cube", CoarseConfig(steps=4), Callbacks(progress=lambda p: seen.append(p.stage), should_cancel=cancel), refine=TINY)
+
+
+def _box():
+    box = trimesh.creation.box(extents=(0.8, 0.5, 0.3)).subdivide()
+    return np.asarray(box.vertices, dtype=np.float32), np.asarray(box.faces, dtype=np.int64)
+
+
+def test_texture_keeps_the_artists_geometry_exactly(builtin_prior):
+    vertices, faces = _box()
+    v0, f0 = vertices.copy(), faces.copy()
+    result = texture_mesh(builtin_prior, "a blue cube", vertices, faces, CoarseConfig(), refine=TINY)
+    np.testing.assert_array_equal(vertices, v0)
+    np.testing.assert_array_equal(faces, f0)
+    assert result.corner_uvs.shape == (len(faces), 3, 2)
+    assert result.corner_uvs.min() >= 0 and result.corner_uvs.max() <= 1
+    glb = textured_glb(vertices, faces, result.corner_uvs, result.texture_png)
+    v2, f2 = read_mesh(glb)
+    np.testing.assert_array_equal(v2[f2], vertices[faces])  # corner for corner, bit for bit
+
+
+@pytest.mark.parametrize("representation", ["nerf", "gaussians"])
+def test_refine_stays_recognisably_the_same_object(builtin_prior, representation):
+    vertices, faces = _box()
+    config = CoarseConfig(representation=representation, steps=10)
+    result = refine_mesh(builtin_prior, "a green cube", vertices, faces, config, refine=TINY)
+    pts = grid_points(24, 0.75)
+    occ = lambda v, f: normalise((winding_number(torch.tensor(v, dtype=torch.float32), torch.tensor(f), pts) > 0.5).reshape(24, 24, 24), 0.75, 24)  # noqa: E731
+    out = trimesh.Trimesh(result.vertices, result.faces, process=True)
+    v_in = (vertices - (vertices.min(0) + vertices.max(0)) / 2) / (vertices.max(0) - vertices.min(0)).max()
+    v_out = (out.vertices - (out.vertices.min(0) + out.vertices.max(0)) / 2) / (out.vertices.max(0) - out.vertices.min(0)).max()
+    assert iou(occ(v_in, faces), occ(v_out, out.faces)) > 0.6
+
+
+def test_server_runs_a_real_texture_job_on_loopback(tmp_path):
+    from propdreamer.server.app import Server, ServerConfig
+    from propdreamer.server.client import Client
+    from propdreamer.server.worker import WorkerConfig
+
+    vertices, faces = _box()
+    upload = trimesh.Trimesh(np.stack([vertices[:, 0], vertices[:, 2], -vertices[:, 1]], -1), faces, process=False)
+    server = Server(ServerConfig(bind="tcp://127.0.0.1:0", spool=tmp_path / "spool", worker=WorkerConfig(pipeline="propdreamer.core.jobs:run_job", settings={"prior": "builtin", "device": "cpu"})))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        c = Client(server.endpoint, timeout_s=30)
+        job = c.request("submit", {"prompt": "a yellow cube", "kind": "texture", "preset": "draft"}, buffers=[upload.export(file_type="glb")]).body["job"]
+        done = c.wait_for(job, ("done", "failed"), timeout_s=600)
+        assert done.body["event"] == "done", done.body
+        v2, f2 = read_mesh(c.fetch(job))
+        np.testing.assert_allclose(v2[f2], vertices[faces], atol=1e-6)
+        c.close()
+    finally:
+        server.stop()
+        thread.join(5)
+        server.close()
