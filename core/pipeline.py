@@ -37,6 +37,8 @@ class MeshResult:
     seconds: dict[str, float] = field(default_factory=dict)
     vertices: np.ndarray | None = None  # the exported mesh in PropDreamer's frame, before unit-box scaling
     faces: np.ndarray | None = None
+    uvs: np.ndarray | None = None  # [V, 2]
+    texture: np.ndarray | None = None  # [T, T, 3] uint8, the baked base colour
 
 
 @dataclass
@@ -71,7 +73,7 @@ def _refine_and_export(prior, prompt: str, config: CoarseConfig, refine: RefineP
     glb = to_glb(unwrapped, refine.export)
     seconds["export"] = time.time() - t0
     preview = torch.cat(list(render_views(model, trainer.background, turntable_cameras(4, device=v.device), 64, TEXTURE_SHADING).cpu()), dim=-1)
-    return MeshResult(glb, preview, seconds, unwrapped.vertices, unwrapped.faces)
+    return MeshResult(glb, preview, seconds, unwrapped.vertices, unwrapped.faces, unwrapped.uvs, unwrapped.texture)
 
 
 def generate(prior, prompt: str, config: CoarseConfig = CoarseConfig(), callbacks: Callbacks = Callbacks(), refine: RefinePreset | None = None) -> MeshResult:
@@ -82,6 +84,11 @@ def generate(prior, prompt: str, config: CoarseConfig = CoarseConfig(), callback
     coarse = CoarseTrainer(prior, prompt, config).run(callbacks)
     seconds["coarse"] = time.time() - t0
     return _from_coarse(prior, prompt, config, refine, coarse.representation, callbacks, seconds)
+
+
+def from_coarse(prior, prompt: str, config: CoarseConfig, refine: RefinePreset, rep, callbacks: Callbacks = Callbacks(), seconds: dict | None = None) -> MeshResult:
+    """Stage two from a finished stage-one representation (what `generate` does after stage one)."""
+    return _from_coarse(prior, prompt, config, refine, rep, callbacks, {} if seconds is None else seconds)
 
 
 def _from_coarse(prior, prompt, config, refine, rep, callbacks, seconds) -> MeshResult:
