@@ -209,19 +209,10 @@ class Server:
                 "presets": list(PRESETS),
                 "prior": self.config.prior,
                 "device": self.config.device,
-                "free_gpu_memory": self._free_gpu_memory(),
+                "free_gpu_memory": self.worker.free_gpu_memory,  # as the worker last saw it (None without CUDA)
                 "signed": self.config.key is not None,
             },
         )
-
-    @staticmethod
-    def _free_gpu_memory() -> int | None:
-        import sys
-
-        torch = sys.modules.get("torch")  # never import torch into the server process just for this
-        if torch is not None and torch.cuda.is_available():
-            return int(torch.cuda.mem_get_info()[0])
-        return None
 
     def on_submit(self, message: Message) -> Message:
         request = JobRequest.from_body(message.body, len(message.buffers))

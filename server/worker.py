@@ -58,6 +58,7 @@ def worker_main(conn, pipeline_path: str, cancel_flag, preview_interval_s: float
     except Exception as err:  # stay up and fail each job with the reason, rather than die and respawn forever
         run, broken = None, f"the server cannot load its pipeline '{pipeline_path}': {type(err).__name__}: {err}"
     conn.send(("ready", "", broken))
+    conn.send(("gpu", "", _free_gpu_memory()))
     while True:
         message = conn.recv()
         if message is None:
@@ -81,6 +82,17 @@ def worker_main(conn, pipeline_path: str, cancel_flag, preview_interval_s: float
             conn.send(("failed", job_id, reason, traceback.format_exc(limit=8)))
         else:
             conn.send(("done", job_id, bytes(result)))
+        conn.send(("gpu", "", _free_gpu_memory()))
+
+
+def _free_gpu_memory() -> int | None:
+    """Free bytes on the worker's CUDA device, or None (no torch loaded yet, or no GPU)."""
+    import sys
+
+    torch = sys.modules.get("torch")  # the pipeline imports torch; never import it just for this
+    if torch is not None and torch.cuda.is_available():
+        return int(torch.cuda.mem_get_info()[0])
+    return None
 
 
 @dataclass
@@ -102,6 +114,7 @@ class Supervisor:
         self.current: str | None = None
         self.cancel_requested_at: float | None = None
         self.restarts = 0
+        self.free_gpu_memory: int | None = None
         self.start()
 
     def start(self) -> None:
@@ -148,6 +161,9 @@ class Supervisor:
                 message = self.conn.recv()
                 if message[0] == "ready":
                     self.ready = True
+                    continue
+                if message[0] == "gpu":  # free GPU memory, reported by the worker after each job
+                    self.free_gpu_memory = message[2]
                     continue
                 if message[0] in ("done", "failed", "cancelled"):
                     self.current = None

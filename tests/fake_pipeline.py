@@ -19,6 +19,12 @@ def run(request, input_mesh, job):
                 raise JobCancelled()
             job.progress("stage1", step, 400)
             time.sleep(0.05)
+    if prompt == "gpu":  # pretend a CUDA torch is loaded in this worker, with 123456789 bytes free
+        import sys
+        import types
+
+        cuda = types.SimpleNamespace(is_available=lambda: True, mem_get_info=lambda: (123456789, 987654321))
+        sys.modules["torch"] = types.SimpleNamespace(cuda=cuda)
     if prompt == "stubborn":  # ignores cancel
         time.sleep(30)
     for step in range(3):

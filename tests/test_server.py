@@ -287,3 +287,15 @@ def test_oversize_frames_never_reach_the_server(tmp_path):
         server.stop()
         thread.join(5)
         server.close()
+
+
+def test_welcome_reports_the_free_gpu_memory_the_worker_last_saw(server):
+    c = Client(server.endpoint, timeout_s=30)
+    assert c.request("hello").body["free_gpu_memory"] is None  # no CUDA torch in the worker yet
+    job = c.request("submit", {"prompt": "gpu"}).body["job"]
+    c.wait_for(job, ("done",), timeout_s=60)
+    deadline = time.time() + 10
+    while c.request("hello").body["free_gpu_memory"] is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert c.request("hello").body["free_gpu_memory"] == 123456789
+    c.close()
