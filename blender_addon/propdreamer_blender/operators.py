@@ -1,0 +1,309 @@
+"""The add-on's operators. Each submits and returns at once; a `bpy.app.timers` callback polls the
+socket on the main thread and imports results as they arrive, so Blender never freezes. In background
+mode (`blender -b`) or with `wait` set, an operator runs its job to completion before returning."""
+
+from __future__ import annotations
+
+import random
+import time
+
+import bpy
+from bpy.props import BoolProperty, StringProperty
+
+from . import importer
+from .jobs import JobState, JobTracker
+from .prefs import preferences, read_key
+from .protocol import ProtocolError, ServerError
+
+_TRACKER: JobTracker | None = None
+_UPLOADS: dict[str, list] = {}  # job -> per-triangle loops of the mesh that was sent (texture jobs)
+POLL_INTERVAL_S = 0.2
+
+
+def tracker(context=None) -> JobTracker:
+    global _TRACKER
+    prefs = preferences(context)
+    if _TRACKER is None or _TRACKER.endpoint != prefs.server:
+        if _TRACKER is not None:
+            _TRACKER.close()
+        _TRACKER = JobTracker(prefs.server, key=read_key(prefs), timeout_s=prefs.timeout_s, client_id=prefs.client_id)
+    return _TRACKER
+
+
+def shutdown() -> None:
+    global _TRACKER
+    if _TRACKER is not None:
+        _TRACKER.close()
+        _TRACKER = None
+    if bpy.app.timers.is_registered(poll_jobs):
+        bpy.app.timers.unregister(poll_jobs)
+
+
+def _explain(err: Exception, endpoint: str) -> str:
+    if isinstance(err, TimeoutError):
+        return f"no answer from the PropDreamer server at {endpoint}: start it with `propdreamer serve`, or fix the address in the add-on preferences"
+    if isinstance(err, ServerError) and err.code == "unknown_job":
+        return f"that job has already finished or is no longer on the server ({err})"
+    if isinstance(err, ServerError) and err.code in ("unsigned", "bad_signature", "replayed"):
+        return f"the server refused this add-on ({err}): set the same key file in the add-on preferences as the server uses"
+    if isinstance(err, (ServerError, ProtocolError)) and getattr(err, "code", "") == "version_mismatch":
+        return f"the server and this add-on speak different protocol versions ({err}): update the older one"
+    return str(err)
+
+
+def _job_body(settings, kind: str, context) -> dict:
+    seed = random.randrange(2**31 - 1) if settings.random_seed else settings.seed
+    body = {"prompt": settings.prompt, "negative_prompt": settings.negative_prompt, "method": settings.method,
+            "representation": settings.representation, "preset": settings.preset, "seed": seed}
+    body["cameras"] = _cameras(settings, context)
+    return body
+
+
+def _cameras(settings, context) -> dict:
+    if settings.cameras == "orbit":
+        return {"elevation_deg": list(settings.elevation), "distance": list(settings.distance), "fov_deg": [settings.fov, settings.fov]}
+    cams = [context.scene.camera] if settings.cameras == "active" else [o for o in context.scene.objects if o.type == "CAMERA"]
+    cams = [c for c in cams if c is not None]
+    if not cams:
+        raise ValueError("no camera in the scene: add one, or choose Orbit cameras")
+    origin, size = context.scene.cursor.location, settings.target_size
+    matrices = []
+    for cam in cams:  # into the object's frame: the result sits at the cursor and is about 1 unit wide
+        m = cam.matrix_world.copy()
+        m.translation = (m.translation - origin) / size
+        matrices.append([m[r][c] for r in range(4) for c in range(4)])
+    return {"matrices": matrices, "fovs_deg": [__import__("math").degrees(c.data.angle) for c in cams]}
+
+
+def handle_finished(job: JobState, context=None) -> None:
+    """Fetch a finished job's result and put it into the scene (main thread)."""
+    context = context or bpy.context
+    if job.state != "done":
+        return
+    t = tracker(context)
+    data = t.fetch(job.job)
+    meta = job.meta
+    if job.kind == "texture":
+        obj = bpy.data.objects.get(meta.get("target", ""))
+        loops = _UPLOADS.pop(job.job, None)
+        if obj is None or loops is None:
+            job.state, job.message = "failed", f"the object '{meta.get('target')}' is gone; its texture waits on the server"
+            return
+        layer, material = importer.apply_texture(obj, data, loops, f"PropDreamer {job.prompt}"[:60])
+        job.message = f"textured '{obj.name}': UV map '{layer}', material '{material}'"
+    else:
+        obj = importer.import_glb(data, f"PropDreamer {job.prompt}"[:60])
+        importer.place(obj, meta.get("location", (0.0, 0.0, 0.0)), meta.get("size", 1.0))
+        if job.kind == "refine" and meta.get("source") in bpy.data.objects:
+            source = bpy.data.objects[meta["source"]]
+            obj.rotation_euler = (0.0, 0.0, 0.0)
+            source.hide_set(True)
+        job.message = f"added '{obj.name}'"
+    job.state = "imported"
+    t.acknowledge(job.job)
+
+
+def poll_jobs() -> float | None:
+    """The timer: apply events, import finished results; stops itself when nothing is running."""
+    if _TRACKER is None:
+        return None
+    wm = bpy.context.window_manager
+    try:
+        for job in _TRACKER.poll():
+            try:
+                handle_finished(job)
+            except Exception as err:  # noqa: BLE001  (shown in the panel, never swallowed)
+                job.state, job.message = "failed", f"could not import the result: {err}"
+                print(f"PropDreamer: job {job.job}: {job.message}")
+    except (TimeoutError, ProtocolError, ServerError) as err:
+        print(f"PropDreamer: {err}")
+    active = [j for j in _TRACKER.jobs.values() if j.active]
+    if active:
+        wm.progress_update(int(100 * min(j.progress for j in active)))
+    else:
+        wm.progress_end()
+    for window in wm.windows:
+        for area in window.screen.areas:
+            if area.type == "VIEW_3D":
+                area.tag_redraw()
+    return POLL_INTERVAL_S if active else None
+
+
+def _start_polling(context) -> None:
+    context.window_manager.progress_begin(0, 100)
+    if not bpy.app.timers.is_registered(poll_jobs):
+        bpy.app.timers.register(poll_jobs, first_interval=POLL_INTERVAL_S, persistent=True)
+
+
+def _wait(job: JobState, context, timeout_s: float = 24 * 3600) -> None:
+    t = tracker(context)
+    deadline = time.monotonic() + timeout_s
+    while job.active and time.monotonic() < deadline:
+        for finished in t.poll(budget_s=0.2):
+            handle_finished(finished, context)
+    if job.state in ("done",):
+        handle_finished(job, context)
+
+
+class _JobOperator:
+    wait: BoolProperty(name="Wait", description="Run the job to completion before returning", default=False, options={"SKIP_SAVE"})
+
+    def submit(self, context, kind: str, buffers=None, meta=None) -> JobState | None:
+        settings = context.scene.propdreamer
+        if not settings.prompt.strip():
+            self.report({"ERROR"}, "PropDreamer: the prompt is empty; describe the object, e.g. 'a wooden barrel'")
+            return None
+        try:
+            t = tracker(context)
+            job = t.submit(kind, _job_body(settings, kind, context), buffers, meta)
+        except (TimeoutError, ServerError, ProtocolError, ValueError, OSError) as err:
+            self.report({"ERROR"}, f"PropDreamer: {_explain(err, preferences(context).server)}")
+            return None
+        settings.active_job = job.job
+        return job
+
+    def finish(self, context, job: JobState) -> set[str]:
+        if bpy.app.background or self.wait or context.scene.propdreamer.wait:
+            _wait(job, context)
+            if job.state not in ("imported",):
+                self.report({"ERROR"}, f"PropDreamer: job {job.state}: {job.message or 'no result'}")
+                return {"CANCELLED"}
+            self.report({"INFO"}, f"PropDreamer: {job.message}")
+            return {"FINISHED"}
+        _start_polling(context)
+        self.report({"INFO"}, f"PropDreamer: job {job.job[:8]} queued")
+        return {"FINISHED"}
+
+
+class PROPDREAMER_OT_generate(_JobOperator, bpy.types.Operator):
+    """Make a new prop from the prompt, placed at the 3D cursor"""
+
+    bl_idname = "propdreamer.generate"
+    bl_label = "Generate"
+    bl_options = {"REGISTER"}
+
+    def execute(self, context):
+        settings = context.scene.propdreamer
+        job = self.submit(context, "generate", meta={"location": tuple(context.scene.cursor.location), "size": settings.target_size})
+        return self.finish(context, job) if job else {"CANCELLED"}
+
+
+class PROPDREAMER_OT_refine_selected(_JobOperator, bpy.types.Operator):
+    """Use the active mesh as the starting point; the result is added beside it and the original hidden"""
+
+    bl_idname = "propdreamer.refine_selected"
+    bl_label = "Refine Selected"
+    bl_options = {"REGISTER"}
+
+    @classmethod
+    def poll(cls, context):
+        return context.active_object is not None and context.active_object.type == "MESH"
+
+    def execute(self, context):
+        obj = context.active_object
+        try:
+            glb, _ = importer.mesh_for_upload(obj)
+        except ValueError as err:
+            self.report({"ERROR"}, f"PropDreamer: {err}")
+            return {"CANCELLED"}
+        size = max(obj.dimensions) or context.scene.propdreamer.target_size
+        centre = sum((obj.matrix_world @ __import__("mathutils").Vector(c) for c in obj.bound_box), __import__("mathutils").Vector()) / 8
+        job = self.submit(context, "refine", [glb], {"location": tuple(centre), "size": size, "source": obj.name})
+        return self.finish(context, job) if job else {"CANCELLED"}
+
+
+class PROPDREAMER_OT_texture_selected(_JobOperator, bpy.types.Operator):
+    """Texture every selected mesh from the prompt (one job each); geometry and existing UV maps are kept"""
+
+    bl_idname = "propdreamer.texture_selected"
+    bl_label = "Texture Selected"
+    bl_options = {"REGISTER"}
+
+    @classmethod
+    def poll(cls, context):
+        return any(o.type == "MESH" for o in context.selected_objects)
+
+    def execute(self, context):
+        jobs = []
+        for obj in [o for o in context.selected_objects if o.type == "MESH"]:
+            try:
+                glb, loops = importer.mesh_for_upload(obj)
+            except ValueError as err:
+                self.report({"WARNING"}, f"PropDreamer: skipped {obj.name}: {err}")
+                continue
+            job = self.submit(context, "texture", [glb], {"target": obj.name})
+            if job is None:
+                return {"CANCELLED"}
+            _UPLOADS[job.job] = loops
+            jobs.append(job)
+        if not jobs:
+            return {"CANCELLED"}
+        results = [self.finish(context, job) for job in jobs]
+        return {"FINISHED"} if all(r == {"FINISHED"} for r in results) else {"CANCELLED"}
+
+
+class PROPDREAMER_OT_cancel(bpy.types.Operator):
+    """Cancel a PropDreamer job (the latest one when none is named)"""
+
+    bl_idname = "propdreamer.cancel"
+    bl_label = "Cancel"
+    job: StringProperty(default="")
+
+    def execute(self, context):
+        job = self.job or context.scene.propdreamer.active_job
+        if not job:
+            self.report({"WARNING"}, "PropDreamer: no job to cancel")
+            return {"CANCELLED"}
+        try:
+            tracker(context).cancel(job)
+        except (TimeoutError, ServerError, ProtocolError) as err:
+            self.report({"ERROR"}, f"PropDreamer: {_explain(err, preferences(context).server)}")
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"PropDreamer: cancelling {job[:8]}")
+        return {"FINISHED"}
+
+
+class PROPDREAMER_OT_check_server(bpy.types.Operator):
+    """Ask the server who it is: protocol, prior, device, free GPU memory"""
+
+    bl_idname = "propdreamer.check_server"
+    bl_label = "Check Server"
+
+    def execute(self, context):
+        prefs = preferences(context)
+        try:
+            body = tracker(context).hello()
+        except (TimeoutError, ServerError, ProtocolError, ValueError, OSError) as err:
+            prefs.last_check = _explain(err, prefs.server)
+            self.report({"ERROR"}, f"PropDreamer: {prefs.last_check}")
+            return {"CANCELLED"}
+        free = body.get("free_gpu_memory")
+        memory = f", {free / 2**30:.1f} GiB GPU memory free" if free else ""
+        prefs.last_check = f"protocol {body['protocol']}, prior {body['prior']}, device {body['device']}{memory}"
+        self.report({"INFO"}, f"PropDreamer server: {prefs.last_check}")
+        return {"FINISHED"}
+
+
+class PROPDREAMER_OT_fetch_again(bpy.types.Operator):
+    """Import results that finished while Blender was closed"""
+
+    bl_idname = "propdreamer.fetch_again"
+    bl_label = "Fetch Results"
+
+    def execute(self, context):
+        t = tracker(context)
+        try:
+            waiting = [j for j in t.server_jobs() if j["state"] == "done" and j["job"] not in t.jobs]
+            for j in waiting:
+                job = JobState(j["job"], "generate", j.get("prompt", ""), {"location": tuple(context.scene.cursor.location), "size": context.scene.propdreamer.target_size}, state="done")
+                t.jobs[job.job] = job
+                handle_finished(job, context)
+        except (TimeoutError, ServerError, ProtocolError) as err:
+            self.report({"ERROR"}, f"PropDreamer: {_explain(err, preferences(context).server)}")
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"PropDreamer: fetched {len(waiting)} result(s)")
+        return {"FINISHED"}
+
+
+CLASSES = (PROPDREAMER_OT_generate, PROPDREAMER_OT_refine_selected, PROPDREAMER_OT_texture_selected, PROPDREAMER_OT_cancel,
+           PROPDREAMER_OT_check_server, PROPDREAMER_OT_fetch_again)

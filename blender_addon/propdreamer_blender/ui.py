@@ -1,0 +1,91 @@
+"""The PropDreamer panel in the 3D viewport's sidebar (N panel, "PropDreamer" tab)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import bpy
+
+from . import operators
+
+_PREVIEWS: dict[str, tuple[int, str]] = {}  # job -> (preview serial, image name)
+
+
+def _preview_image(job) -> bpy.types.Image | None:
+    if not job.preview_png:
+        return None
+    serial, name = _PREVIEWS.get(job.job, (-1, ""))
+    image = bpy.data.images.get(name)
+    if serial != job.preview_serial or image is None:
+        fd, path = tempfile.mkstemp(suffix=".png")
+        with os.fdopen(fd, "wb") as f:
+            f.write(job.preview_png)
+        if image is not None:
+            bpy.data.images.remove(image)
+        image = bpy.data.images.load(path)
+        image.pack()
+        os.remove(path)
+        image.name = f".propdreamer_preview_{job.job[:8]}"
+        _PREVIEWS[job.job] = (job.preview_serial, image.name)
+    image.preview_ensure()
+    return image
+
+
+class PROPDREAMER_PT_panel(bpy.types.Panel):
+    bl_label = "PropDreamer"
+    bl_idname = "PROPDREAMER_PT_panel"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "PropDreamer"
+
+    def draw(self, context):
+        s = context.scene.propdreamer
+        layout = self.layout
+        layout.prop(s, "prompt", text="")
+        layout.prop(s, "negative_prompt")
+        col = layout.column(align=True)
+        col.prop(s, "method")
+        col.prop(s, "representation")
+        col.prop(s, "preset")
+        row = layout.row(align=True)
+        row.prop(s, "seed")
+        row.prop(s, "random_seed", text="", icon="FILE_REFRESH")
+        layout.prop(s, "cameras")
+        if s.cameras == "orbit":
+            col = layout.column(align=True)
+            col.prop(s, "elevation")
+            col.prop(s, "distance")
+            col.prop(s, "fov")
+        layout.prop(s, "target_size")
+        col = layout.column(align=True)
+        col.operator("propdreamer.generate", icon="MESH_MONKEY")
+        col.operator("propdreamer.refine_selected", icon="MODIFIER")
+        col.operator("propdreamer.texture_selected", icon="TEXTURE")
+        row = layout.row(align=True)
+        row.operator("propdreamer.check_server", icon="LINKED")
+        row.operator("propdreamer.fetch_again", icon="IMPORT")
+        tracker = operators._TRACKER
+        if tracker is None or not tracker.jobs:
+            return
+        box = layout.box()
+        box.label(text="Jobs")
+        for job in sorted(tracker.jobs.values(), key=lambda j: -j.submitted_at)[:8]:
+            row = box.row()
+            row.label(text=f"{job.kind}: {job.prompt}"[:40])
+            if job.active:
+                eta = f", {job.eta_s:.0f} s left" if job.eta_s else ""
+                text = f"{job.stage or job.state} {job.step}/{job.total}{eta}"
+                if hasattr(box, "progress"):
+                    box.progress(factor=job.progress, type="BAR", text=text)
+                else:
+                    box.label(text=text)
+                box.operator("propdreamer.cancel", icon="CANCEL").job = job.job
+                image = _preview_image(job)
+                if image is not None and image.preview is not None:
+                    box.template_icon(icon_value=image.preview.icon_id, scale=6.0)
+            else:
+                box.label(text=f"{job.state}: {job.message}"[:80], icon="ERROR" if job.state == "failed" else "CHECKMARK")
+
+
+CLASSES = (PROPDREAMER_PT_panel,)

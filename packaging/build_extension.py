@@ -1,0 +1,68 @@
+"""Build the Blender extension zip: the add-on, the protocol code vendored from server/ (one source,
+never a hand-kept copy), and pyzmq + msgpack wheels for each platform listed in the manifest.
+
+    python packaging/build_extension.py [--out dist] [--no-wheels]
+
+Then in Blender: Edit > Preferences > Get Extensions > Install from Disk... and pick the zip.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ADDON = ROOT / "blender_addon" / "propdreamer_blender"
+VENDORED = ("wire.py", "client.py")  # bpy-free, torch-free protocol code from server/
+PLATFORMS = {  # Blender 5.0 bundles Python 3.11
+    "windows-x64": "win_amd64", "linux-x64": "manylinux_2_28_x86_64", "macos-arm64": "macosx_11_0_arm64", "macos-x64": "macosx_10_15_x86_64",
+}
+PACKAGES = ("pyzmq>=25", "msgpack>=1.0")
+
+
+def build(out: Path, wheels: bool = True) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        stage = Path(tmp) / "propdreamer_blender"
+        shutil.copytree(ADDON, stage, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "_vendor"))
+        vendor = stage / "_vendor"
+        vendor.mkdir()
+        (vendor / "__init__.py").write_text('"""Vendored at build time from PropDreamer\'s server/ package; do not edit."""\n')
+        for name in VENDORED:
+            shutil.copy(ROOT / "server" / name, vendor / name)
+        wheel_names = []
+        if wheels:
+            wheel_dir = stage / "wheels"
+            for platform_tag in PLATFORMS.values():
+                subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", "--no-deps", "--python-version", "3.11",
+                                "--platform", platform_tag, "--dest", str(wheel_dir), *PACKAGES], check=True)
+            wheel_names = sorted(p.name for p in wheel_dir.glob("*.whl"))
+        manifest = stage / "blender_manifest.toml"
+        listing = "wheels = [" + ", ".join(f'"./wheels/{w}"' for w in wheel_names) + "]"
+        manifest.write_text(re.sub(r"^wheels = \[\]$", listing, manifest.read_text(), flags=re.M))
+        version = re.search(r'^version = "([^"]+)"', manifest.read_text(), flags=re.M).group(1)
+        target = out / f"propdreamer-{version}.zip"
+        with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as z:
+            for path in sorted(stage.rglob("*")):
+                if path.is_file():
+                    z.write(path, path.relative_to(stage))
+    return target
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default=str(ROOT / "dist"))
+    ap.add_argument("--no-wheels", action="store_true", help="skip downloading pyzmq / msgpack wheels (development builds)")
+    args = ap.parse_args()
+    print(build(Path(args.out), wheels=not args.no_wheels))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

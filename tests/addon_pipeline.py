@@ -1,0 +1,43 @@
+"""A fast stand-in pipeline for the add-on's tests (only the add-on is under test): real GLBs, made in
+milliseconds. generate: a textured box; refine and texture: the uploaded triangles with planar UVs."""
+
+import io
+import time
+
+import numpy as np
+import trimesh
+from PIL import Image
+
+from propdreamer.core.cancel import Cancelled
+from propdreamer.core.jobs import read_mesh, textured_glb
+
+
+def _png(colour) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16), colour).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _planar(vertices, faces):
+    corners = vertices[faces]  # [F, 3, 3]
+    lo, hi = vertices.min(0), vertices.max(0)
+    return ((corners[..., :2] - lo[:2]) / np.maximum(hi[:2] - lo[:2], 1e-9)).astype(np.float32)
+
+
+def run(request, input_mesh, job):
+    prompt = request["prompt"]
+    if prompt.startswith("slow"):
+        for step in range(600):
+            if job.cancelled():
+                raise Cancelled("cancelled by the artist")
+            job.progress("coarse", step, 600, eta_s=0.05 * (600 - step))
+            time.sleep(0.05)
+    for step in range(3):
+        job.progress("coarse", step + 1, 3, eta_s=0.0)
+    job.preview(_png((200, 30, 30)))
+    if request["kind"] == "generate":
+        box = trimesh.creation.box(extents=(0.5, 0.5, 0.5))
+        vertices, faces = np.asarray(box.vertices, dtype=np.float32), np.asarray(box.faces)
+    else:
+        vertices, faces = read_mesh(input_mesh)
+    return textured_glb(vertices, faces, _planar(vertices, faces), _png((30, 30, 200)))

@@ -1,0 +1,91 @@
+"""The Blender add-on in real Blender (bpy 5.0.1, headless) against a real server on loopback, with a
+fast stand-in pipeline (only the add-on is under test; tests/test_pipeline.py covers the real one)."""
+
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[1]
+
+
+@pytest.fixture
+def server(tmp_path):
+    from propdreamer.server.app import Server, ServerConfig
+    from propdreamer.server.worker import WorkerConfig
+
+    server = Server(ServerConfig(bind="tcp://127.0.0.1:0", spool=tmp_path / "spool", worker=WorkerConfig(pipeline="addon_pipeline:run", preview_interval_s=0.0, cancel_grace_s=5.0)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.stop()
+    thread.join(5)
+    server.close()
+
+
+@pytest.mark.slow
+def test_addon_flows_in_real_blender(server, tmp_path):
+    out = subprocess.run([sys.executable, str(ROOT / "tests/blender/addon_flows.py"), server.endpoint, str(tmp_path)], capture_output=True, text=True, timeout=600)
+    lines = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")]
+    assert lines, out.stdout[-3000:] + out.stderr[-3000:]
+    r = json.loads(lines[-1][7:])
+    assert r["registered"] and r["settings"][:4] == ["a red cube", "sds", "nerf", "draft"]
+    assert r["check"] == ["FINISHED"] and "protocol 1." in r["check_text"]
+    assert r["generate"] == ["FINISHED"]
+    g = r["generated"]
+    assert g["n"] == 1 and g["uv"] >= 1 and g["image"]
+    assert g["location"] == pytest.approx([1.0, 2.0, 3.0]) and g["size"] == pytest.approx(2.0, rel=1e-4)
+    assert r["texture"] == ["FINISHED"]
+    for name, t in r["textured"].items():
+        assert t == {"same_geometry": True, "kept_uv": True, "new_uv": True, "new_material": True}, name
+    assert r["refine"] == ["FINISHED"] and r["refined"] == {"new": 1, "original_kept": True, "original_hidden": True}
+    assert r["cancel"] == ["FINISHED"] and r["cancelled_state"] == "cancelled"
+    assert r["unregistered"]
+    assert {"prop", "operator", "label"} <= set(r["panel_calls"])
+    from PIL import Image
+    import numpy as np
+
+    render = np.asarray(Image.open(r["render"]).convert("RGB")).astype(float)
+    assert render.std() > 1.0  # the object shows up in the render
+
+
+def test_glb_helpers_round_trip_without_blender():
+    sys.path.insert(0, str(ROOT / "blender_addon"))
+    from propdreamer_blender.glb import read_texture_result, write_mesh_glb
+    import numpy as np
+    from propdreamer.core.jobs import read_mesh, textured_glb
+
+    positions = [(0.0, 0.0, 0.0), (1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)]
+    triangles = [(0, 2, 1), (0, 1, 3), (0, 3, 2), (1, 2, 3)]
+    v, f = read_mesh(write_mesh_glb(positions, triangles))
+    np.testing.assert_array_equal(v, np.array(positions, dtype=np.float32))
+    np.testing.assert_array_equal(f, np.array(triangles))
+    uv = np.random.default_rng(0).random((4, 3, 2)).astype(np.float32)
+    import io
+    from PIL import Image
+
+    png = io.BytesIO()
+    Image.new("RGB", (4, 4), (1, 2, 3)).save(png, format="PNG")
+    uvs, indices, image = read_texture_result(textured_glb(v, f, uv, png.getvalue()))
+    got = np.array([uvs[i] for i in indices]).reshape(4, 3, 2)
+    np.testing.assert_allclose(got, uv, atol=1e-6)  # Blender's v-up convention, as written
+    assert Image.open(io.BytesIO(image)).getpixel((0, 0)) == (1, 2, 3)
+
+
+def test_extension_build_vendors_the_protocol_and_loads_from_the_zip(tmp_path):
+    sys.path.insert(0, str(ROOT / "packaging"))
+    import zipfile
+
+    from build_extension import build
+
+    archive = build(tmp_path / "dist", wheels=False)
+    names = zipfile.ZipFile(archive).namelist()
+    assert {"blender_manifest.toml", "__init__.py", "_vendor/wire.py", "_vendor/client.py", "jobs.py"} <= set(names)
+    target = tmp_path / "ext" / "propdreamer_ext"
+    zipfile.ZipFile(archive).extractall(target)
+    script = "import sys; sys.path.insert(0, sys.argv[1]); from propdreamer_ext import protocol; print(protocol.Client.__module__)"
+    out = subprocess.run([sys.executable, "-c", script, str(target.parent)], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "propdreamer_ext._vendor.client"  # the vendored copy, under any package name
