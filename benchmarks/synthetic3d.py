@@ -69,11 +69,11 @@ def score_mesh(vertices, faces, texture, uvs, colour: str, shape: str, reference
     from propdreamer.core.mesh.mesh_sdf import winding_number
 
     v, f = vertices, faces
-    if len(f) > 3000:  # scoring only: a coarser copy keeps the winding numbers cheap
-        v, f = fast_simplification.simplify(v.astype(np.float32), f.astype(np.int32), target_count=3000)
-    bound = float(np.abs(v).max()) * 1.05
-    pts = grid_points(GRID, bound)
-    occupancy = (winding_number(torch.tensor(v, dtype=torch.float32), torch.tensor(f, dtype=torch.long), pts) > 0.5).reshape(GRID, GRID, GRID)
+    if len(f) > 2000:  # scoring only: a coarser copy keeps the winding numbers cheap
+        v, f = fast_simplification.simplify(v.astype(np.float32), f.astype(np.int32), target_count=2000)
+    bound, res = float(np.abs(v).max()) * 1.05, 48
+    pts = grid_points(res, bound)
+    occupancy = (winding_number(torch.tensor(v, dtype=torch.float32), torch.tensor(f, dtype=torch.long), pts) > 0.5).reshape(res, res, res)
     canonical = normalise(occupancy, bound, CANONICAL)
     ious = {name: iou(canonical, ref) for name, ref in references.items()}
     nearest = max(ious, key=ious.get)
