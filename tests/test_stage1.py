@@ -38,8 +38,10 @@ def test_every_method_trains_both_representations(builtin_prior, method, represe
 def test_seeded_runs_reproduce_and_seeds_differ(builtin_prior):
     run = lambda seed: _params(_trained(builtin_prior, CoarseConfig(steps=3, seed=seed)))
     a, b, c = run(0), run(0), run(1)
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    assert any(not torch.equal(a[k], c[k]) for k in a)
+    # Same seed: the same run up to float summation order (multithreaded scatter-adds on the CPU).
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=1e-4)
+    assert any(not torch.allclose(a[k], c[k], atol=1e-3) for k in a)
 
 
 def _trained(prior, config, steps=None):
