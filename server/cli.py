@@ -65,10 +65,14 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         raise ValueError(f"refusing to listen on {args.bind} without a shared key: anyone on the network could use the GPU. Add --key-file (make one with --new-key PATH), or bind to tcp://127.0.0.1:PORT")
     logging.getLogger().setLevel(logging.INFO)
     device = args.device
-    if device == "auto":
+    if device == "auto" or args.prior == "auto":
         import torch
 
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    if args.prior == "auto":
+        from ..core.priors.loading import auto_prior
+
+        args.prior = auto_prior(device == "cuda")
     config = ServerConfig(
         bind=args.bind, spool=Path(args.spool), key=key, share_jobs=args.share_jobs, prior=args.prior, device=device,
         worker=WorkerConfig(pipeline=args.pipeline, settings={"prior": args.prior, "device": device}),
@@ -137,7 +141,7 @@ def _cmd_submit(args: argparse.Namespace) -> int:
 def add_server_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="run the inference server (ZeroMQ + msgpack)")
     p.add_argument("--bind", default=DEFAULT_BIND, help=f"where to listen (default {DEFAULT_BIND}: loopback only)")
-    p.add_argument("--prior", default="builtin", help="'builtin', a local diffusers folder or a Hub id")
+    p.add_argument("--prior", default="auto", help="'auto' (default: Stable Diffusion on CUDA when its weights are cached locally, else the builtin prior), 'builtin', a local diffusers folder or a Hub id")
     p.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"])
     p.add_argument("--spool", default="~/.cache/propdreamer/spool", help="folder where jobs and results are kept")
     p.add_argument("--key-file", default=None, help="shared key (0600) for signed messages; required off loopback")

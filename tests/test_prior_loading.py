@@ -117,3 +117,19 @@ def test_bad_device_and_dtype_are_explained():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA GPU"):
             PriorConfig(device="cuda").resolved_device()
+
+
+def test_server_default_prior_is_sd_only_on_cuda_with_cached_weights(tiny_sd_folder, tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    from propdreamer.core.priors.loading import BUILTIN, DEFAULT_SD_ID, auto_prior
+
+    cache = tmp_path / "hub"
+    cache.mkdir()
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    assert auto_prior(cuda=False) == BUILTIN
+    assert auto_prior(cuda=True) == BUILTIN  # no weights cached: never a download at startup
+    install_in_hub_cache(tiny_sd_folder, cache, DEFAULT_SD_ID)
+    assert auto_prior(cuda=True) == DEFAULT_SD_ID
+    assert auto_prior(cuda=False) == BUILTIN

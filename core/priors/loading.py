@@ -92,3 +92,18 @@ def _snapshot(repo_id: str, revision: str | None, offline: bool) -> Path:
     except Exception as err:  # network errors, a missing repository, a gated model without a token
         raise _not_found(repo_id, f"download failed: {err}") from err
     return folder
+
+
+AUTO = "auto"
+
+
+def auto_prior(cuda: bool) -> str:
+    """The server's default prior: Stable Diffusion when a CUDA GPU is present and its weights are
+    already on this machine (a local cache, never a download), else the builtin prior."""
+    if not cuda:
+        return BUILTIN
+    try:
+        resolve_prior_folder(DEFAULT_SD_ID, offline=True)
+    except (PriorNotFoundError, OSError, ValueError):
+        return BUILTIN
+    return DEFAULT_SD_ID
