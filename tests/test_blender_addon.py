@@ -38,6 +38,7 @@ def test_addon_flows_in_real_blender(server, tmp_path):
     g = r["generated"]
     assert g["n"] == 1 and g["uv"] >= 1 and g["image"]
     assert g["location"] == pytest.approx([1.0, 2.0, 3.0]) and g["size"] == pytest.approx(2.0, rel=1e-4)
+    assert r["rerun"] == ["FINISHED"] and r["rerun_new"] == 1 and r["rerun_prompt"] == "a red cube"
     assert r["texture"] == ["FINISHED"]
     for name, t in r["textured"].items():
         assert t == {"same_geometry": True, "kept_uv": True, "new_uv": True, "new_material": True}, name

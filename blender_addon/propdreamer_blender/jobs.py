@@ -17,6 +17,7 @@ class JobState:
     kind: str
     prompt: str
     meta: dict[str, Any] = field(default_factory=dict)  # what the add-on needs to place the result
+    body: dict[str, Any] = field(default_factory=dict)  # the submitted settings (history: re-run)
     state: str = "queued"  # queued, running, done, failed, cancelled, imported
     stage: str = ""
     step: int = 0
@@ -54,7 +55,7 @@ class JobTracker:
 
     def submit(self, kind: str, body: dict[str, Any], buffers: list[bytes] | None = None, meta: dict[str, Any] | None = None) -> JobState:
         reply = self.client.request("submit", {**body, "kind": kind}, buffers=buffers)
-        job = JobState(reply.body["job"], kind, body.get("prompt", ""), meta or {})
+        job = JobState(reply.body["job"], kind, body.get("prompt", ""), meta or {}, body=dict(body))
         self.jobs[job.job] = job
         return job
 

@@ -305,5 +305,28 @@ class PROPDREAMER_OT_fetch_again(bpy.types.Operator):
         return {"FINISHED"}
 
 
-CLASSES = (PROPDREAMER_OT_generate, PROPDREAMER_OT_refine_selected, PROPDREAMER_OT_texture_selected, PROPDREAMER_OT_cancel,
+class PROPDREAMER_OT_rerun(bpy.types.Operator):
+    """Put a past job's settings back into the panel and run it again (on the current selection for
+    refine and texture jobs)"""
+
+    bl_idname = "propdreamer.rerun"
+    bl_label = "Re-run"
+    job: StringProperty(default="")
+    wait: BoolProperty(name="Wait", default=False, options={"SKIP_SAVE"})
+
+    def execute(self, context):
+        past = _TRACKER.jobs.get(self.job) if _TRACKER is not None else None
+        if past is None or not past.body:
+            self.report({"ERROR"}, "PropDreamer: that job is not in this session's history")
+            return {"CANCELLED"}
+        settings = context.scene.propdreamer
+        for name in ("prompt", "negative_prompt", "method", "representation", "preset", "seed"):
+            if name in past.body:
+                setattr(settings, name, past.body[name])
+        settings.random_seed = False
+        operator = {"generate": bpy.ops.propdreamer.generate, "refine": bpy.ops.propdreamer.refine_selected, "texture": bpy.ops.propdreamer.texture_selected}[past.kind]
+        return operator(wait=self.wait)
+
+
+CLASSES = (PROPDREAMER_OT_rerun, PROPDREAMER_OT_generate, PROPDREAMER_OT_refine_selected, PROPDREAMER_OT_texture_selected, PROPDREAMER_OT_cancel,
            PROPDREAMER_OT_check_server, PROPDREAMER_OT_fetch_again)

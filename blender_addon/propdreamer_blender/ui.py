@@ -85,7 +85,9 @@ class PROPDREAMER_PT_panel(bpy.types.Panel):
                 if image is not None and image.preview is not None:
                     box.template_icon(icon_value=image.preview.icon_id, scale=6.0)
             else:
-                box.label(text=f"{job.state}: {job.message}"[:80], icon="ERROR" if job.state == "failed" else "CHECKMARK")
+                row = box.row()
+                row.label(text=f"{job.state}: {job.message}"[:80], icon="ERROR" if job.state == "failed" else "CHECKMARK")
+                row.operator("propdreamer.rerun", text="", icon="FILE_REFRESH").job = job.job
 
 
 CLASSES = (PROPDREAMER_PT_panel,)

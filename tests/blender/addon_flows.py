@@ -35,6 +35,15 @@ nodes = obj.active_material.node_tree.nodes
 r["generated"] = {"n": len(new), "uv": len(obj.data.uv_layers), "image": any(n.type == "TEX_IMAGE" and n.image for n in nodes),
                   "location": list(obj.location), "size": max(obj.dimensions)}
 
+# History: re-run the generate job with its own settings.
+from propdreamer_blender import operators  # noqa: E402
+first = next(j for j in operators._TRACKER.jobs.values() if j.kind == "generate")
+s.prompt = "something else"
+before = set(bpy.data.objects)
+r["rerun"] = list(bpy.ops.propdreamer.rerun(job=first.job, wait=True))
+r["rerun_new"] = len([o for o in bpy.data.objects if o not in before])
+r["rerun_prompt"] = s.prompt
+
 # Texture selected: Suzanne and a cube keep their geometry and UV maps, and gain a UV map and a material.
 bpy.ops.mesh.primitive_monkey_add(location=(4, 0, 0))
 monkey = bpy.context.active_object
