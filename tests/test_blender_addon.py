@@ -51,6 +51,9 @@ def test_addon_flows_in_real_blender(server, tmp_path):
 
     render = np.asarray(Image.open(r["render"]).convert("RGB")).astype(float)
     assert render.std() > 1.0  # the object shows up in the render
+    keep = ROOT / "out" / "blender"
+    keep.mkdir(parents=True, exist_ok=True)
+    Image.open(r["render"]).save(keep / "generated_cycles.png")  # for people to look at
 
 
 def test_glb_helpers_round_trip_without_blender():

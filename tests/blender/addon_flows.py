@@ -106,9 +106,14 @@ r["panel_calls"] = sorted(set(panel.layout.calls))
 cam_data = bpy.data.cameras.new("cam")
 cam = bpy.data.objects.new("cam", cam_data)
 bpy.context.scene.collection.objects.link(cam)
-cam.location = (1.0, -4.0, 5.0)
-cam.rotation_euler = (1.1, 0.0, 0.0)
+cam.location = obj.location + __import__("mathutils").Vector((2.5, -5.0, 3.5))
+track = cam.constraints.new("TRACK_TO")
+track.target, track.track_axis, track.up_axis = obj, "TRACK_NEGATIVE_Z", "UP_Y"
 bpy.context.scene.camera = cam
+world = bpy.data.worlds.new("world")
+world.use_nodes = True
+world.node_tree.nodes["Background"].inputs["Color"].default_value = (0.6, 0.6, 0.65, 1.0)
+bpy.context.scene.world = world
 light = bpy.data.objects.new("sun", bpy.data.lights.new("sun", "SUN"))
 bpy.context.scene.collection.objects.link(light)
 for o in bpy.context.scene.objects:
