@@ -51,6 +51,12 @@ def _explain(err: Exception, endpoint: str) -> str:
     return str(err)
 
 
+def _report(operator, context, err: Exception) -> set[str]:
+    """Turn a server or input error into an operator report that says what to do."""
+    operator.report({"ERROR"}, f"PropDreamer: {_explain(err, preferences(context).server)}")
+    return {"CANCELLED"}
+
+
 def _job_body(settings, kind: str, context) -> dict:
     seed = random.randrange(2**31 - 1) if settings.random_seed else settings.seed
     body = {"prompt": settings.prompt, "negative_prompt": settings.negative_prompt, "method": settings.method,
@@ -157,7 +163,7 @@ class _JobOperator:
             t = tracker(context)
             job = t.submit(kind, _job_body(settings, kind, context), buffers, meta)
         except (TimeoutError, ServerError, ProtocolError, ValueError, OSError) as err:
-            self.report({"ERROR"}, f"PropDreamer: {_explain(err, preferences(context).server)}")
+            _report(self, context, err)
             return None
         settings.active_job = job.job
         return job
@@ -257,8 +263,7 @@ class PROPDREAMER_OT_cancel(bpy.types.Operator):
         try:
             tracker(context).cancel(job)
         except (TimeoutError, ServerError, ProtocolError) as err:
-            self.report({"ERROR"}, f"PropDreamer: {_explain(err, preferences(context).server)}")
-            return {"CANCELLED"}
+            return _report(self, context, err)
         self.report({"INFO"}, f"PropDreamer: cancelling {job[:8]}")
         return {"FINISHED"}
 
@@ -299,8 +304,7 @@ class PROPDREAMER_OT_fetch_again(bpy.types.Operator):
                 t.jobs[job.job] = job
                 handle_finished(job, context)
         except (TimeoutError, ServerError, ProtocolError) as err:
-            self.report({"ERROR"}, f"PropDreamer: {_explain(err, preferences(context).server)}")
-            return {"CANCELLED"}
+            return _report(self, context, err)
         self.report({"INFO"}, f"PropDreamer: fetched {len(waiting)} result(s)")
         return {"FINISHED"}
 

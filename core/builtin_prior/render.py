@@ -79,6 +79,6 @@ def render_sdf(
 
 def jittered_lights(cameras: Cameras, jitter: float, generator: torch.Generator | None = None) -> Tensor:
     """Point-light directions near each camera's direction, so the visible side is mostly lit."""
-    to_camera = F.normalize(cameras.c2w[:, :3, 3], dim=-1)
-    noise = torch.randn(to_camera.shape, generator=generator, dtype=to_camera.dtype)
-    return F.normalize(to_camera + jitter * noise, dim=-1)
+    from ..shading import light_directions
+
+    return light_directions(cameras, jitter, generator)

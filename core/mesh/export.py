@@ -8,7 +8,6 @@ image row 0 at v = 1); trimesh flips them into glTF's convention when it writes 
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from typing import Callable
 
@@ -67,25 +66,15 @@ def unwrap(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 def uv_rasterize(uvs: Tensor, faces: Tensor, size: int) -> tuple[Tensor, Tensor]:
     """Which face covers each texel centre and where: face [T, T] (-1 none), barycentrics [T, T, 3]."""
+    from .rasterize import _barycentric, _candidates
+
     s = torch.stack([uvs[:, 0] * size, (1 - uvs[:, 1]) * size], -1)[faces]  # [F, 3, 2] texel coords, row 0 at v = 1
-    lo = (s.amin(1) - 0.5).ceil().clamp(0, size - 1).long()
-    hi = (s.amax(1) - 0.5).floor().clamp(0, size - 1).long()
-    dims = (hi - lo + 1).clamp(min=0)
-    count = dims[:, 0] * dims[:, 1]
-    fid = torch.repeat_interleave(torch.arange(faces.shape[0]), count)
-    local = torch.arange(fid.shape[0]) - (torch.cumsum(count, 0) - count)[fid]
-    px, py = lo[fid, 0] + local % dims[fid, 0], lo[fid, 1] + local // dims[fid, 0]
-    p = torch.stack([px, py], -1).float() + 0.5
-    v0, v1, v2 = s[fid, 0], s[fid, 1], s[fid, 2]
-    cross = lambda a, b: a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]  # noqa: E731
-    area = cross(v1 - v0, v2 - v0)
-    area = torch.where(area.abs() < 1e-12, torch.full_like(area, 1e-12), area)
-    l1, l2 = cross(p - v0, v2 - v0) / area, cross(v1 - v0, p - v0) / area
-    lam = torch.stack([1 - l1 - l2, l1, l2], -1)
+    fid, p, pix = _candidates(s, torch.arange(faces.shape[0]), 0.0, size)
+    lam = _barycentric(p, s[fid])
     inside = (lam >= -1e-6).all(-1)
     face = torch.full((size * size,), -1, dtype=torch.long)
     bary = torch.zeros(size * size, 3)
-    pix = (py * size + px)[inside]
+    pix = pix[inside]
     face[pix], bary[pix] = fid[inside], lam[inside]
     return face.reshape(size, size), bary.reshape(size, size, 3)
 
