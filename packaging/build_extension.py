@@ -40,8 +40,11 @@ def build(out: Path, wheels: bool = True) -> Path:
         if wheels:
             wheel_dir = stage / "wheels"
             for platform_tag in PLATFORMS.values():
-                subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", "--no-deps", "--python-version", "3.11",
-                                "--platform", platform_tag, "--dest", str(wheel_dir), *PACKAGES], check=True)
+                cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--only-binary=:all:", "--no-deps",
+                       "--python-version", "3.11", "--platform", platform_tag, "--dest", str(wheel_dir), *PACKAGES]
+                done = subprocess.run(cmd, capture_output=True, text=True)
+                if done.returncode != 0:
+                    raise subprocess.CalledProcessError(done.returncode, cmd, done.stdout, done.stderr)
             wheel_names = sorted(p.name for p in wheel_dir.glob("*.whl"))
         manifest = stage / "blender_manifest.toml"
         listing = "wheels = [" + ", ".join(f'"./wheels/{w}"' for w in wheel_names) + "]"

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# README command 1: set up .venv and run the main job on the builtin prior (offline, CPU is fine):
-# prompt -> NeRF -> DMTet mesh -> texture -> out/demo/red_cube.glb (+ red_cube_preview.png).
+# README command 1: set up .venv (with Blender 5.0 as a Python module) and run the artist's flow on the
+# builtin prior, offline and on the CPU: build the extension, start the server, install the extension
+# into headless Blender, press Generate for "a red cube", save out/demo/demo.blend, demo.png, demo.glb.
+# With a GPU and Stable Diffusion: bash packaging/demo.sh --sd   (other options: python packaging/demo.py -h)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-source packaging/setup_env.sh
-OUT="${OUT:-$ROOT/out/demo}"
-propdreamer generate "a red cube" -o "$OUT/red_cube.glb" --preset draft --prior builtin "$@"
-echo "Done: import $OUT/red_cube.glb into Blender (File > Import > glTF 2.0); the turntable preview is $OUT/red_cube_preview.png."
+START=$SECONDS
+source packaging/setup_env.sh blender
+echo "Set up .venv in $((SECONDS - START)) s"
+python packaging/demo.py "$@"
+echo "README command 1 took $((SECONDS - START)) s in all"

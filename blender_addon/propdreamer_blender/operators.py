@@ -144,9 +144,14 @@ def _start_polling(context) -> None:
 def _wait(job: JobState, context, timeout_s: float = 24 * 3600) -> None:
     t = tracker(context)
     deadline = time.monotonic() + timeout_s
+    shown = ("", -1.0)
     while job.active and time.monotonic() < deadline:
         for finished in t.poll(budget_s=0.2):
             handle_finished(finished, context)
+        if bpy.app.background and job.stage and (job.stage != shown[0] or time.monotonic() - shown[1] > 10.0):
+            eta = f", about {job.eta_s:.0f} s left in this stage" if job.eta_s is not None else ""
+            print(f"PropDreamer: {job.stage} {job.step}/{job.total}{eta}", flush=True)  # the only progress a headless run shows
+            shown = (job.stage, time.monotonic())
     if job.state in ("done",):
         handle_finished(job, context)
 
