@@ -246,3 +246,36 @@ def test_unknown_method_and_field_are_named(prior):
         build_guidance("sds", prior, lambda_phi=1.0)
     with pytest.raises(ValueError, match="weighting"):
         build_guidance("nfsd", prior, weighting="sigma")
+
+
+def test_linear_decoder_recovers_a_linear_encoder_exactly():
+    """If the 'VAE' is linear, z = A avgpool_8(x) + c with A of full column rank, the least-squares
+    decoder inverts it: W z + b = avgpool_8(x) on images it was not fitted on."""
+    import torch.nn.functional as F
+
+    from propdreamer.core.priors.linear_decoder import fit_linear_decoder, smooth_images
+
+    g = torch.Generator().manual_seed(3)
+    A, c = torch.randn(4, 3, generator=g), torch.randn(4, generator=g)
+    encode = lambda x: torch.einsum("ci,bihw->bchw", A, F.avg_pool2d(x, 8)) + c.reshape(1, 4, 1, 1)  # noqa: E731
+    decoder = fit_linear_decoder(encode, scale=8, size=64)
+    x = smooth_images(3, 64, torch.Generator().manual_seed(99))
+    expected = F.interpolate(F.avg_pool2d(x, 8), scale_factor=8, mode="bilinear", align_corners=False)  # the low-res image, upsampled
+    torch.testing.assert_close(decoder(encode(x)), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_ssd_on_a_latent_prior_runs_its_depth_baseline_through_the_linear_decoder(tmp_path):
+    from transformers import DPTConfig, DPTForDepthEstimation
+
+    latent = load_prior(PriorConfig(source=str(build_tiny_sd(tmp_path / "sd")), device="cpu"))
+    DPTForDepthEstimation(DPTConfig(hidden_size=16, num_hidden_layers=4, num_attention_heads=2, intermediate_size=32, image_size=32, patch_size=8,
+                                    backbone_out_indices=[0, 1, 2, 3], neck_hidden_sizes=[8, 8, 8, 8], fusion_hidden_size=8, head_in_index=-1)).save_pretrained(tmp_path / "dpt")
+    for decode in ("linear", "vae"):
+        ssd = SSD(latent, SSDConfig(depth_estimator=str(tmp_path / "dpt"), baseline_decode=decode, lambda_phi=1.0))
+        x = torch.rand(2, 3, 16, 16)
+        depth = torch.rand(2, 1, 16, 16) + 1.0
+        out = ssd(x.requires_grad_(True), PROMPTS, step=0, steps=1, t=torch.tensor([500, 700]), depth=depth, alpha=torch.ones(2, 1, 16, 16), generator=torch.Generator().manual_seed(0))
+        out.loss.backward()
+        assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+        assert out.losses["phi"] != 0  # the depth baseline was evaluated, not a constant
+    assert latent._linear_decoder is not None and latent._linear_decoder.weight.shape == (3, 4)

@@ -45,6 +45,7 @@ def test_python_wheel_holds_every_package_and_the_builtin_weights(tmp_path):
         assert f"propdreamer/{rel}" in names, f"{rel} is missing from the wheel: add its package to pyproject.toml"
     weights = [n for n in names if n.endswith(".safetensors")]
     assert any("builtin_prior/weights/unet" in n for n in weights) and any("builtin_prior/depth" in n for n in weights)
+    assert "propdreamer/core/priors/architectures/sd21-base/unet.json" in names  # the GPU benchmark's architecture
 
 
 @pytest.fixture(scope="module")

@@ -7,26 +7,11 @@ from pathlib import Path
 
 import torch
 
-
-def _byte_vocab() -> dict[str, int]:
-    """A CLIP BPE vocabulary with one token per byte (and per word-final byte): no merges needed."""
-    # GPT-2 / CLIP byte-to-printable-character table: printable Latin-1 bytes map to themselves, the
-    # rest to code points from 256 upwards.
-    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    extra = iter(range(256, 512))
-    chars = [chr(b) if b in keep else chr(next(extra)) for b in range(256)]
-    tokens = chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"]
-    return {tok: i for i, tok in enumerate(tokens)}
+from propdreamer.core.priors.random_prior import byte_vocab, save_byte_tokenizer
 
 
 def save_tiny_clip_tokenizer(folder: Path, max_length: int = 16) -> None:
-    from transformers import CLIPTokenizer
-
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.json").write_text(json.dumps(_byte_vocab()))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
-    tokenizer = CLIPTokenizer.from_pretrained(folder, model_max_length=max_length, pad_token="<|endoftext|>")
-    tokenizer.save_pretrained(folder)
+    save_byte_tokenizer(folder, max_length)
 
 
 def build_tiny_sd(folder: Path, prediction_type: str = "epsilon", with_vae: bool = True, seed: int = 0) -> Path:
@@ -36,7 +21,7 @@ def build_tiny_sd(folder: Path, prediction_type: str = "epsilon", with_vae: bool
 
     torch.manual_seed(seed)
     save_tiny_clip_tokenizer(folder / "tokenizer")
-    vocab_size = len(_byte_vocab())
+    vocab_size = len(byte_vocab())
     text_encoder = CLIPTextModel(
         CLIPTextConfig(vocab_size=vocab_size, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, max_position_embeddings=16, projection_dim=16)
     )

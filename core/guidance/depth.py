@@ -79,8 +79,9 @@ class DPTDepth(nn.Module):
         return F.interpolate(out, size, mode="bilinear", align_corners=False)
 
 
-def load_depth_estimator(spec: str, device: torch.device, offline: bool | None = None) -> nn.Module:
-    """'builtin', a local DPT folder, or a Hub id -> a frozen estimator on `device`."""
+def load_depth_estimator(spec: str, device: torch.device, offline: bool | None = None, dtype: torch.dtype = torch.float32) -> nn.Module:
+    """'builtin', a local DPT folder, or a Hub id -> a frozen estimator on `device`. A DPT runs in
+    `dtype` (the prior's: float16 on CUDA); the small builtin estimator always in float32."""
     if spec == "builtin":
         if not (BUILTIN_DEPTH_FOLDER / "model.safetensors").is_file():
             raise FileNotFoundError(
@@ -88,8 +89,9 @@ def load_depth_estimator(spec: str, device: torch.device, offline: bool | None =
                 f"`git checkout -- core/builtin_prior/depth` or retrain it with `propdreamer prior train-depth`."
             )
         model = BuiltinDepth.load(BUILTIN_DEPTH_FOLDER)
-    else:
-        model = _load_dpt(spec, offline)
+        return model.to(device).eval().requires_grad_(False)
+    model = _load_dpt(spec, offline)
+    model.model.to(dtype)  # the normalisation buffers stay float32; forward casts the input
     return model.to(device).eval().requires_grad_(False)
 
 

@@ -14,6 +14,8 @@ estimate of the (decoded) noisy image with the renderer's depth:
 
     phi = -lambda_phi * l(D_est(decode(z_t)), D_render),   l = 1 - Pearson (depth) or 1 - cosine (normals)
 
+(on latent priors `decode` is by default a fitted linear latent->RGB map: see SSDConfig.baseline_decode)
+
 averaged over the rendered alpha mask. mu is trained, alternating with the 3D update, to minimise the
 second moment ||g||^2 (the mean of g does not depend on mu): one Adam step per iteration, h detached.
 
@@ -44,6 +46,11 @@ class SSDConfig(GuidanceConfig):
     depth_loss: Literal["pearson", "normal"] = "pearson"
     depth_estimator: str = "auto"  # "auto": builtin for the builtin prior, else DEFAULT_DPT_ID; or an id / folder
     mu_lr: float = 1e-2  # Adam on mu
+    # How phi sees z_t on a latent prior: "vae" decodes with the full VAE decoder (METHODS.md literally;
+    # its forward and backward cost more than the UNet call at 512 px), "linear" with a least-squares
+    # latent->RGB map fitted to the VAE (linear_decoder.py). Stein's identity holds for any phi, so the
+    # update stays unbiased either way; only the variance removed can differ. Pixel priors: no decoder.
+    baseline_decode: Literal["linear", "vae"] = "linear"
 
 
 def control_variate(phi: Tensor, grad_phi: Tensor, eps: Tensor, sigma: Tensor) -> Tensor:
@@ -69,13 +76,14 @@ class SSD(Guidance):
                 from .depth import DEFAULT_DPT_ID
 
                 spec = "builtin" if getattr(prior, "folder", None) == BUILTIN_FOLDER else DEFAULT_DPT_ID
-            self.estimator = load_depth_estimator(spec, prior.device)
+            self.estimator = load_depth_estimator(spec, prior.device, dtype=prior.dtype)
             baseline = self.depth_baseline
         self.baseline = baseline
 
     def depth_baseline(self, z_t: Tensor, ctx: GuidanceContext) -> Tensor:
         """phi = -lambda_phi * l(D_est(decode(z_t)), D_render), over the rendered alpha mask; [B]."""
-        estimate = self.estimator(self.prior.decode(z_t))  # disparity [B, 1, H, W]
+        decode = getattr(self.prior, "decode_linear", self.prior.decode) if self.config.baseline_decode == "linear" else self.prior.decode
+        estimate = self.estimator(decode(z_t))  # disparity [B, 1, H, W]
         if ctx.depth is not None:
             mask = (ctx.alpha if ctx.alpha is not None else (ctx.depth > 0).float()).detach()
             reference = disparity(ctx.depth).detach()

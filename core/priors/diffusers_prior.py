@@ -30,6 +30,8 @@ class PriorConfig:
     dtype: str = "auto"  # "auto" (float16 on CUDA, float32 on CPU), "float16", "bfloat16", "float32"
     revision: str | None = None
     offline: bool | None = None  # None: follow HF_HUB_OFFLINE
+    channels_last: bool | None = None  # NHWC convolutions for the UNet and VAE; None: on CUDA (benchmarks/gpu.py measures it)
+    compile: bool = False  # torch.compile the UNet (minutes of compiling at start; benchmarks/gpu.py measures the gain)
 
     def resolved_device(self) -> torch.device:
         if self.device == "auto":
@@ -56,7 +58,7 @@ def _component_class(index: dict, name: str):
 class DiffusersPrior:
     """Frozen UNet + text encoder (+ VAE); see `base.DiffusionPrior` for the contract."""
 
-    def __init__(self, folder: Path, device: torch.device, dtype: torch.dtype, source: str = "") -> None:
+    def __init__(self, folder: Path, device: torch.device, dtype: torch.dtype, source: str = "", channels_last: bool = False, compile: bool = False) -> None:
         from diffusers import DDPMScheduler
 
         self.folder, self.source, self.device, self.dtype = folder, source or str(folder), device, dtype
@@ -80,6 +82,12 @@ class DiffusersPrior:
             from diffusers.models.attention_processor import AttnProcessor2_0
 
             self.unet.set_attn_processor(AttnProcessor2_0())  # PyTorch SDPA (flash / memory-efficient kernels)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        if channels_last:
+            self.unet.to(memory_format=torch.channels_last)
+            if self.vae is not None:
+                self.vae.to(memory_format=torch.channels_last)
+        self._unet_forward = torch.compile(self.unet) if compile else self.unet
         # Any SD scheduler config (PNDM, DDIM, ...) defines the same training-time DDPM schedule.
         scheduler = DDPMScheduler.from_pretrained(folder, subfolder="scheduler")
         self.scheduler_config = dict(scheduler.config)
@@ -92,6 +100,7 @@ class DiffusersPrior:
         self.vae_scale = 2 ** (len(self.vae.config.block_out_channels) - 1) if self.latent else 1
         self.image_size = int(self.unet.config.sample_size) * self.vae_scale
         self._embedding_cache: dict[str, Tensor] = {}
+        self._linear_decoder = None  # fitted on first use
         log.info("loaded prior %s from %s on %s (%s, %s space, %d px)", self.source, folder, device, dtype, "latent" if self.latent else "pixel", self.image_size)
 
     # -- image space <-> model space -------------------------------------------------------------
@@ -101,7 +110,7 @@ class DiffusersPrior:
             x = F.interpolate(x, (self.image_size, self.image_size), mode="bilinear", align_corners=False, antialias=x.shape[-1] > self.image_size)
         if not self.latent:
             return x * 2 - 1  # z = 2x - 1
-        posterior = self.vae.encode((x * 2 - 1).to(self.dtype)).latent_dist
+        posterior = self.vae.encode((x * 2 - 1).to(self.dtype).contiguous(memory_format=self.memory_format)).latent_dist
         return (posterior.sample() * self.vae.config.scaling_factor).float()  # [B, 4, H/8, W/8]
 
     def decode(self, z: Tensor) -> Tensor:
@@ -109,6 +118,16 @@ class DiffusersPrior:
             return ((z + 1) / 2).clamp(0, 1)
         x = self.vae.decode((z / self.vae.config.scaling_factor).to(self.dtype)).sample.float()
         return ((x + 1) / 2).clamp(0, 1)
+
+    def decode_linear(self, z: Tensor) -> Tensor:
+        """A nearly free approximate decode (see linear_decoder.py); exact for pixel priors."""
+        if not self.latent:
+            return self.decode(z)
+        if self._linear_decoder is None:
+            from .linear_decoder import fit_linear_decoder
+
+            self._linear_decoder = fit_linear_decoder(self.encode, self.vae_scale, self.image_size)
+        return self._linear_decoder(z)
 
     # -- text ------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -138,12 +157,12 @@ class DiffusersPrior:
         """
         K, B = embeddings.shape[0], z_t.shape[0]
         t = t.to(self.device).expand(B) if t.ndim == 0 else t.to(self.device)
-        z_in = z_t.repeat(K, 1, 1, 1).to(self.dtype)  # [K*B, C, h, w], condition-major
+        z_in = z_t.repeat(K, 1, 1, 1).to(self.dtype).contiguous(memory_format=self.memory_format)  # [K*B, C, h, w], condition-major
         t_in = t.repeat(K)
         if embeddings.ndim == 3:
             embeddings = embeddings[:, None].expand(K, B, *embeddings.shape[1:])
         states = embeddings.reshape(K * B, *embeddings.shape[2:]).to(self.dtype)  # [K*B, L, D]
-        out = self.unet(z_in, t_in, encoder_hidden_states=states).sample.float()
+        out = self._unet_forward(z_in, t_in, encoder_hidden_states=states).sample.float()
         if self.prediction_type == "v_prediction":
             out = v_to_eps(self.alphas_cumprod, out, z_t.float().repeat(K, 1, 1, 1), t_in)
         return out.reshape(K, B, *z_t.shape[1:])
@@ -153,4 +172,5 @@ def load_prior(config: PriorConfig = PriorConfig()) -> DiffusersPrior:
     """Load a prior: the builtin one, a local diffusers folder, or a Hub id (cache and offline mode respected)."""
     folder = resolve_prior_folder(config.source, config.revision, config.offline)
     device = config.resolved_device()
-    return DiffusersPrior(folder, device, config.resolved_dtype(device), source=config.source)
+    channels_last = device.type == "cuda" if config.channels_last is None else config.channels_last
+    return DiffusersPrior(folder, device, config.resolved_dtype(device), source=config.source, channels_last=channels_last, compile=config.compile)

@@ -56,6 +56,8 @@ class CoarseConfig:
     explicit_fov_deg: tuple[float, ...] = ()
     view_prompts: ViewPromptRule | None = field(default_factory=ViewPromptRule)  # None: the bare prompt
     regularisers: RegulariserWeights = field(default_factory=RegulariserWeights)
+    # Any other field of the method's config, e.g. {"negative_prompt": ...} (NFSD), {"depth_estimator": FOLDER} (SSD).
+    guidance_options: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if len(self.explicit_c2w) != len(self.explicit_fov_deg) or any(len(m) != 16 for m in self.explicit_c2w):
@@ -150,7 +152,8 @@ class CoarseTrainer:
         self.background = Background(background).to(device)
         method = config.resolved_method
         scale = config.guidance_scale if config.guidance_scale is not None else pixel_prior_scale(method, prior.latent)
-        self.guidance: Guidance = build_guidance(method, prior, timesteps=config.timesteps, **({"guidance_scale": scale} if scale is not None else {}))
+        options = {"timesteps": config.timesteps, **({"guidance_scale": scale} if scale is not None else {}), **config.guidance_options}
+        self.guidance: Guidance = build_guidance(method, prior, **options)
         self.optimisers = self.rep.optimisers()
         if self.background.mlp is not None:
             self.optimisers["background"] = torch.optim.Adam(self.background.parameters(), lr=1e-3)
