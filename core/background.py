@@ -11,6 +11,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from .device import to_device
+
 BackgroundKind = Literal["white", "random", "mlp"]
 
 
@@ -37,7 +39,7 @@ class Background(nn.Module):
         if self.config.kind == "white":
             return torch.ones(B, 3, *dirs.shape[1:3], device=dirs.device, dtype=dirs.dtype)
         if self.config.kind == "random":
-            colour = torch.rand(B, 3, 1, 1, generator=generator, dtype=dirs.dtype).to(dirs.device)
+            colour = to_device(torch.rand(B, 3, 1, 1, generator=generator, dtype=dirs.dtype), dirs.device)
             return colour.expand(B, 3, *dirs.shape[1:3])
         return torch.sigmoid(self.mlp(dirs)).permute(0, 3, 1, 2)
 

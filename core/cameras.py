@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .device import to_device
+
 
 @dataclass(frozen=True)
 class OrbitRange:
@@ -59,7 +61,7 @@ class Cameras:
         return (self.c2w, self.fov_deg, self.elevation_deg, self.azimuth_deg, self.distance)
 
     def to(self, device: torch.device | str) -> "Cameras":
-        return Cameras(*(f.to(device) for f in self._fields()))
+        return Cameras(*(to_device(f, device) for f in self._fields()))  # no host sync per field on CUDA
 
     def __getitem__(self, index: Tensor | slice) -> "Cameras":
         return Cameras(*(f[index] for f in self._fields()))

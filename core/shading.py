@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .cameras import Cameras
+from .device import to_device
 
 ShadingMode = Literal["albedo", "diffuse", "textureless"]
 MODES: tuple[ShadingMode, ...] = ("albedo", "diffuse", "textureless")
@@ -45,7 +46,7 @@ class ShadingConfig:
 def light_directions(cameras: Cameras, jitter: float, generator: torch.Generator | None = None) -> Tensor:
     """[B, 3] unit vectors from the object toward a light near each camera."""
     to_camera = F.normalize(cameras.c2w[:, :3, 3], dim=-1)
-    noise = torch.randn(to_camera.shape, generator=generator, dtype=to_camera.dtype).to(to_camera.device)
+    noise = to_device(torch.randn(to_camera.shape, generator=generator, dtype=to_camera.dtype), to_camera.device)
     return F.normalize(to_camera + jitter * noise, dim=-1)
 
 

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from ..cameras import Cameras
+from ..device import to_device
 from ..priors.base import DiffusionPrior, add_noise
 from .common import Weighting, inject, weight
 from .timesteps import TimestepSchedule
@@ -134,9 +135,9 @@ class Guidance:
         B = z.shape[0]
         if t is None:
             t = c.timesteps.sample(step, steps, B, prior.num_train_timesteps, generator)
-        t = t.to(prior.device)
+        t = to_device(t, prior.device)
         if eps is None:
-            eps = torch.randn(z.shape, generator=generator).to(z.device)
+            eps = to_device(torch.randn(z.shape, generator=generator), z.device)
         z_t = add_noise(prior.alphas_cumprod, z.detach(), eps, t)
         return GuidanceContext(
             images=images, z=z, z_t=z_t, t=t, eps=eps, w=weight(prior.alphas_cumprod, t, c.weighting), prompts=prompts,

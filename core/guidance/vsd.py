@@ -25,6 +25,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from ..device import to_device
 from ..priors.base import add_noise, alpha_sigma
 from .base import Guidance, GuidanceConfig, GuidanceContext
 from .common import cfg
@@ -127,9 +128,9 @@ class VSD(Guidance):
     def step_auxiliary(self, ctx: GuidanceContext) -> dict[str, Tensor]:
         B = ctx.z.shape[0]
         generator = ctx.generator
-        t = torch.randint(0, self.prior.num_train_timesteps, (B,), generator=generator).to(self.prior.device)
-        eps = torch.randn(ctx.z.shape, generator=generator).to(self.prior.device)
-        keep = (torch.rand(B, 1, generator=generator) >= self.config.camera_dropout).float().to(self.prior.device)
+        t = to_device(torch.randint(0, self.prior.num_train_timesteps, (B,), generator=generator), self.prior.device)
+        eps = to_device(torch.randn(ctx.z.shape, generator=generator), self.prior.device)
+        keep = to_device((torch.rand(B, 1, generator=generator) >= self.config.camera_dropout).float(), self.prior.device)
         loss = self.lora_loss(ctx.z.detach(), ctx.prompts, self._camera_input(ctx) * keep, t, eps)
         self.optimiser.zero_grad(set_to_none=True)
         loss.backward()

@@ -14,6 +14,8 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from ..device import device_generator
+
 
 @dataclass(frozen=True)
 class OccupancyConfig:
@@ -50,7 +52,7 @@ class OccupancyGrid(nn.Module):
         G, device = self.config.resolution, self.value.device
         axis = torch.arange(G, device=device, dtype=torch.float32)
         cells = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), dim=-1).reshape(-1, 3)  # [G^3, 3]
-        jitter = torch.rand(cells.shape, generator=generator).to(device)
+        jitter = torch.rand(cells.shape, generator=device_generator(generator, device), device=device)
         x = ((cells + jitter) / G * 2 - 1) * self.bound  # a random point inside each cell
         sigma = torch.cat([density(chunk) for chunk in x.split(65536)]).reshape(G, G, G)
         finite = torch.where(torch.isinf(self.value), torch.zeros_like(self.value), self.value)

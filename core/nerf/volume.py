@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from ..cameras import camera_rays
+from ..device import device_generator
 from ..representation import Rendered, RenderRequest
 from ..shading import shade
 from .field import NeRFField
@@ -54,7 +55,7 @@ def render_volume(field: NeRFField, grid: OccupancyGrid | None, request: RenderR
     near, far = ray_box(o, d, field.config.bound)
     hit = far > near  # [R]
     span = (far - near).clamp(min=0)
-    u = (torch.arange(S, device=o.device, dtype=o.dtype) + torch.rand(R, S, generator=request.generator).to(o.device)) / S  # [R, S]
+    u = (torch.arange(S, device=o.device, dtype=o.dtype) + torch.rand(R, S, generator=device_generator(request.generator, o.device), device=o.device)) / S  # [R, S]
     t = near[:, None] + span[:, None] * u  # [R, S]
     delta = (span / S)[:, None].expand(R, S)  # [R, S]
     x = o[:, None] + t[..., None] * d[:, None]  # [R, S, 3]

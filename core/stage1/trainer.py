@@ -18,8 +18,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..background import Background, BackgroundConfig
-from ..cancel import Cancelled
 from ..cameras import Cameras, OrbitRange, ViewPromptRule, camera_rays, cameras_from_matrices, orbit_cameras, sample_orbit
+from ..cancel import Cancelled
+from ..device import to_device
 from ..guidance import Guidance, build_guidance, pixel_prior_scale
 from ..guidance.timesteps import TimestepSchedule
 from ..representation import Rendered, RenderRequest, Representation, StepInfo
@@ -178,7 +179,7 @@ class CoarseTrainer:
         cameras = self.sample_cameras(preset.batch).to(device)
         resolution = preset.resolution(step, self.prior.image_size)
         mode = c.shading.sample_mode(self.generator)
-        light = light_directions(cameras, c.shading.light_jitter, self.generator).to(device)
+        light = to_device(light_directions(cameras, c.shading.light_jitter, self.generator), device)
         self.rep.before_step(StepInfo(step, preset.steps))
         out: Rendered = self.rep.render(RenderRequest(cameras, resolution, mode, light, c.shading, self.generator))
         _, dirs = camera_rays(cameras, resolution)
