@@ -60,8 +60,10 @@ class Cameras:
     def _fields(self) -> tuple[Tensor, ...]:
         return (self.c2w, self.fov_deg, self.elevation_deg, self.azimuth_deg, self.distance)
 
-    def to(self, device: torch.device | str) -> "Cameras":
-        return Cameras(*(to_device(f, device) for f in self._fields()))  # no host sync per field on CUDA
+    def to(self, target: torch.device | str | torch.dtype) -> "Cameras":
+        if isinstance(target, torch.dtype):
+            return Cameras(*(f.to(target) for f in self._fields()))
+        return Cameras(*(to_device(f, target) for f in self._fields()))  # no host sync per field on CUDA
 
     def __getitem__(self, index: Tensor | slice) -> "Cameras":
         return Cameras(*(f[index] for f in self._fields()))

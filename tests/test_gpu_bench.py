@@ -35,8 +35,13 @@ def test_kept_architecture_has_sd21_base_parameter_counts():
 
 @pytest.mark.slow
 def test_harness_measures_floor_iterations_and_e2e_at_cpu_size(tmp_path):
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    import gpu
+    import importlib.util
+
+    # Loaded by path: Blender (bpy) brings a module of its own named `gpu`.
+    spec = importlib.util.spec_from_file_location("propdreamer_gpu_bench", ROOT / "benchmarks" / "gpu.py")
+    gpu = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = gpu  # dataclasses look their module up
+    spec.loader.exec_module(gpu)
 
     md = tmp_path / "BENCHMARKS.md"
     md.write_text("# Benchmarks\n\nearlier text\n")
