@@ -23,7 +23,7 @@ from .mesh.dmtet import DMTet, DMTetConfig
 from .mesh.export import export_mesh, normalise_to_unit_box, to_glb, unwrap, bake
 from .mesh.model import MeshModel
 from .shading import ShadingConfig
-from .stage1.trainer import Callbacks, CoarseConfig, CoarseTrainer, render_views, turntable_cameras
+from .stage1.trainer import LATENT_PRIOR_TIMESTEPS, Callbacks, CoarseConfig, CoarseTrainer, RegulariserWeights, render_views, turntable_cameras
 from .stage2.presets import RefinePreset, get_refine_preset
 
 GEOMETRY_SHADING = ShadingConfig(probabilities=(0.0, 0.5, 0.5))  # shaded and textureless renders
@@ -56,6 +56,9 @@ def _surface_points(vertices: Tensor, faces: Tensor, count: int = 20000) -> Tens
 
 
 def _refine_and_export(prior, prompt: str, config: CoarseConfig, refine: RefinePreset, model: MeshModel, callbacks: Callbacks, seconds: dict) -> MeshResult:
+    # Stage two refines a surface: annealed timesteps and the library's regulariser weights, whatever
+    # stage one used (its pixel-prior settings are about carving a volume).
+    config = replace(config, timesteps=config.timesteps or LATENT_PRIOR_TIMESTEPS, regularisers=config.regularisers or RegulariserWeights())
     t0 = time.time()
     if model.train_geometry:
         CoarseTrainer(prior, prompt, replace(config, shading=GEOMETRY_SHADING), representation=model, preset=refine.geometry, stage="geometry").run(callbacks)

@@ -109,7 +109,7 @@ def test_empty_occupancy_skips_every_sample_and_renders_nothing():
 
 def test_occupancy_keeps_exactly_the_cells_where_density_lives():
     grid = OccupancyGrid(1.0, OccupancyConfig(resolution=8, threshold=0.5))
-    grid.update(lambda x: (x.norm(dim=-1) < 0.3).float() * 10)
+    grid.update(lambda x: (x.norm(dim=-1) < 0.45).float() * 10, torch.Generator().manual_seed(0))  # any point of the centre cells is inside
     inside = grid.lookup(torch.tensor([[0.0, 0.0, 0.0], [0.9, 0.9, 0.9]]))
     assert inside.tolist() == [True, False]
     assert 0 < grid.occupied_fraction() < 0.1
@@ -128,3 +128,46 @@ def test_orientation_penalty_is_zero_for_normals_facing_the_camera_and_positive_
     req = lambda: RenderRequest(_front_camera(), 8, "diffuse", light, ShadingConfig())
     assert float(render_volume(toward, None, req(), VolumeConfig()).regularisers["orientation"]) == 0.0
     assert float(render_volume(away, None, req(), VolumeConfig()).regularisers["orientation"]) > 0.01
+
+
+def _blob_scene():
+    field = NeRFField(FieldConfig(grid=HashGridConfig(levels=4, log2_table=10, max_resolution=16)))
+    grid = OccupancyGrid(1.0, OccupancyConfig(resolution=16))
+    grid.update(field.density)
+    cams = orbit_cameras(torch.tensor([20.0, 40.0]), torch.tensor([0.0, 90.0]), torch.tensor([2.2, 2.2]), torch.tensor([40.0, 40.0]))
+    return field, grid, cams
+
+
+def test_static_compaction_renders_exactly_what_nonzero_does():
+    """The sync-free path (fixed-size indices padded with a dummy slot) changes no pixel and no gradient."""
+    from propdreamer.core.nerf.compact import SampleCompactor
+
+    field, grid, cams = _blob_scene()
+    outs = []
+    for compactor in (SampleCompactor(static=False), SampleCompactor(static=True, granule=256)):
+        field.zero_grad()
+        for _ in range(2):  # the second step runs at the capacity measured in the first
+            request = RenderRequest(cams, 12, "diffuse", light=torch.tensor([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0]]), generator=torch.Generator().manual_seed(0))
+            out = render_volume(field, grid, request, VolumeConfig(samples_per_ray=16), compactor)
+        (out.premult.sum() + out.regularisers["orientation"]).backward()
+        grads = torch.cat([p.grad.flatten() for p in field.parameters() if p.grad is not None])
+        outs.append((out.premult.detach(), out.alpha.detach(), out.regularisers["orientation"].detach(), grads))
+    assert compactor.fraction < 1.0 and compactor.overflows == 0  # it measured the occupied fraction and sized itself
+    for a, b in zip(outs[0], outs[1]):
+        torch.testing.assert_close(a, b)
+
+
+def test_static_compaction_overflow_drops_samples_and_grows_the_capacity():
+    from propdreamer.core.nerf.compact import SampleCompactor
+
+    field, grid, cams = _blob_scene()
+    compactor = SampleCompactor(static=True, granule=64)
+    compactor.fraction = 0.001  # pretend the scene was nearly empty last step
+    request = lambda: RenderRequest(cams, 12, "albedo", generator=torch.Generator().manual_seed(0))  # noqa: E731
+    starved = render_volume(field, grid, request(), VolumeConfig(samples_per_ray=16), compactor)
+    full = render_volume(field, grid, request(), VolumeConfig(samples_per_ray=16), SampleCompactor(static=False))
+    assert torch.isfinite(starved.premult).all() and float(starved.alpha.detach().sum()) < float(full.alpha.detach().sum())
+    render_volume(field, grid, request(), VolumeConfig(samples_per_ray=16), compactor)  # reads the first step's count
+    assert compactor.overflows == 1 and compactor.fraction > 0.01
+    again = render_volume(field, grid, request(), VolumeConfig(samples_per_ray=16), compactor)
+    torch.testing.assert_close(again.alpha, full.alpha)

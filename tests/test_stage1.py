@@ -156,3 +156,11 @@ def test_benchmark_scores_the_true_primitive_as_perfect():
     for shape in ("cube", "torus", "cone"):
         s = synthetic3d.score(TruePrimitive(shape), "red", shape, refs)
         assert s["iou"] > 0.97 and s["correct"] and s["delta_e"] < 1e-3
+
+    class TurnedCube(TruePrimitive):  # a cube turned 30 degrees about Z is still the prompted cube
+        def density(self, x):
+            c, s = 3**0.5 / 2, 0.5
+            return (SDFS["cube"](x @ torch.tensor([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])) < 0).float() * 10
+
+    s = synthetic3d.score(TurnedCube("cube"), "red", "cube", refs)
+    assert s["iou"] > 0.95 and s["correct"]

@@ -10,6 +10,7 @@ from torch import Tensor
 from ..representation import Rendered, RenderRequest, Representation, StepInfo
 from .field import FieldConfig, NeRFField
 from .occupancy import OccupancyConfig, OccupancyGrid
+from .compact import SampleCompactor
 from .volume import VolumeConfig, render_volume
 
 
@@ -30,6 +31,7 @@ class NeRF(Representation):
         self.config = config
         self.field = NeRFField(config.field)
         self.grid = OccupancyGrid(config.field.bound, config.occupancy)
+        self.compactor = SampleCompactor(config.volume.static_compaction)
         self._generator: torch.Generator | None = None
 
     @property
@@ -38,7 +40,7 @@ class NeRF(Representation):
 
     def render(self, request: RenderRequest) -> Rendered:
         self._generator = request.generator
-        return render_volume(self.field, self.grid, request, self.config.volume)
+        return render_volume(self.field, self.grid, request, self.config.volume, self.compactor)
 
     def optimisers(self, lr_scale: float = 1.0) -> dict[str, torch.optim.Optimizer]:
         c = self.config

@@ -6,7 +6,8 @@ samples t_i with spacing delta_i:
     alpha_i = 1 - exp(-sigma_i delta_i),   T_i = prod_{j<i} (1 - alpha_j),   w_i = alpha_i T_i
     C = sum_i w_i c_i (premultiplied),     A = sum_i w_i,                   D = sum_i w_i z_i / A
 
-Samples in unoccupied cells of the occupancy grid keep sigma = 0 and are never sent to the field.
+Samples in unoccupied cells of the occupancy grid keep sigma = 0 and are never sent to the field
+(compact.py picks the others, without a host sync on CUDA).
 Orientation regulariser (DreamFusion): R_orient = sum_i stopgrad(w_i) max(0, n_i . d)^2 per ray.
 """
 
@@ -21,6 +22,7 @@ from ..cameras import camera_rays
 from ..device import device_generator
 from ..representation import Rendered, RenderRequest
 from ..shading import shade
+from .compact import SampleCompactor
 from .field import NeRFField
 from .occupancy import OccupancyGrid
 
@@ -29,6 +31,7 @@ from .occupancy import OccupancyGrid
 class VolumeConfig:
     samples_per_ray: int = 48  # S
     chunk: int = 1 << 18  # field queries per call, to bound memory at high resolutions
+    static_compaction: bool | None = None  # fixed-size sample compaction, no host sync (compact.py); None: on CUDA
 
     def __post_init__(self) -> None:
         if self.samples_per_ray < 2:
@@ -44,7 +47,7 @@ def ray_box(origins: Tensor, dirs: Tensor, bound: float) -> tuple[Tensor, Tensor
     return near, far
 
 
-def render_volume(field: NeRFField, grid: OccupancyGrid | None, request: RenderRequest, config: VolumeConfig) -> Rendered:
+def render_volume(field: NeRFField, grid: OccupancyGrid | None, request: RenderRequest, config: VolumeConfig, compactor: SampleCompactor | None = None) -> Rendered:
     cams, res, S = request.cameras, request.resolution, config.samples_per_ray
     B = len(cams)
     origins, dirs = camera_rays(cams, res)  # [B, H, W, 3]
@@ -62,35 +65,38 @@ def render_volume(field: NeRFField, grid: OccupancyGrid | None, request: RenderR
     valid = hit[:, None].expand(R, S).clone()
     if grid is not None:
         valid &= grid.lookup(x.reshape(-1, 3)).reshape(R, S)
-    idx = valid.reshape(-1).nonzero().squeeze(-1)  # [M]
+    # [M] indices of the samples to evaluate; on the static path M is fixed and padded with R * S, a
+    # dummy slot at the end of every scattered buffer (dropped), gathers reading a real sample instead.
+    idx = (compactor or SampleCompactor(config.static_compaction))(valid.reshape(-1))
+    at = idx.clamp(max=R * S - 1)  # [M] safe for gathers
     need_normals = request.mode != "albedo"
     sigma_m, albedo_m, normal_m = [], [], []
-    for chunk in idx.split(config.chunk):
+    for chunk in at.split(config.chunk):
         s, a, n = field(x.reshape(-1, 3)[chunk], with_normals=need_normals)
         sigma_m.append(s), albedo_m.append(a), normal_m.append(n)
-    sigma = torch.zeros(R * S, device=o.device, dtype=o.dtype)
-    sigma = sigma.index_put((idx,), torch.cat(sigma_m) if sigma_m else sigma[:0]).reshape(R, S)
+    sigma = torch.zeros(R * S + 1, device=o.device, dtype=o.dtype)
+    sigma = sigma.index_put((idx,), torch.cat(sigma_m) if sigma_m else sigma[:0])[: R * S].reshape(R, S)
     alpha = 1 - torch.exp(-sigma * delta)  # [R, S]
     trans = torch.cumprod(torch.cat([torch.ones(R, 1, device=o.device, dtype=o.dtype), 1 - alpha[:, :-1] + 1e-10], dim=1), dim=1)
     w = alpha * trans  # [R, S]
     acc = w.sum(1)  # [R]
     depth = (w * t).sum(1) * cos / (acc + 1e-6)  # [R]
     # Colour only where there are samples: shade the M evaluated samples, scatter, composite.
-    colour = torch.zeros(R * S, 3, device=o.device, dtype=o.dtype)
+    colour = torch.zeros(R * S + 1, 3, device=o.device, dtype=o.dtype)
     regularisers: dict[str, Tensor] = {}
     if sigma_m:
         albedo, normals = torch.cat(albedo_m), (torch.cat(normal_m) if need_normals else None)
         light = None
         if request.light is not None:
             ray_batch = torch.arange(B, device=o.device).repeat_interleave(res * res)  # [R]
-            light = request.light.to(o.dtype)[ray_batch[idx // S]]  # [M, 3]
+            light = request.light.to(o.dtype)[ray_batch[at // S]]  # [M, 3]
         c = shade(albedo, normals, light, request.mode, request.shading)
         colour = colour.index_put((idx,), c)
         if normals is not None:
-            facing_away = (normals * d.repeat_interleave(S, dim=0)[idx]).sum(-1).clamp(min=0) ** 2  # [M]
-            orient = torch.zeros(R * S, device=o.device, dtype=o.dtype).index_put((idx,), facing_away)
+            facing_away = (normals * d.repeat_interleave(S, dim=0)[at]).sum(-1).clamp(min=0) ** 2  # [M]
+            orient = torch.zeros(R * S + 1, device=o.device, dtype=o.dtype).index_put((idx,), facing_away)[: R * S]
             regularisers["orientation"] = (w.detach() * orient.reshape(R, S)).sum(1).mean()
-    premult = (w[..., None] * colour.reshape(R, S, 3)).sum(1)  # [R, 3]
+    premult = (w[..., None] * colour[: R * S].reshape(R, S, 3)).sum(1)  # [R, 3]
 
     def image(v: Tensor) -> Tensor:  # [R, C] -> [B, C, H, W]
         return v.reshape(B, res, res, -1).permute(0, 3, 1, 2)

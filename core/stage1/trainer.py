@@ -40,6 +40,23 @@ class RegulariserWeights:
     laplacian: float = 100.0  # meshes: |v - mean(neighbours)|^2 (a tiny number: squared fractions of a cell)
 
 
+# Measured on the builtin (pixel) prior with benchmarks/synthetic3d.py (BENCHMARKS.md): annealed
+# timesteps stop carving the blob before thin or pointed shapes form (cones end as balls), and at the
+# library weights the opacity-entropy term is about 1e-5 of the SDS gradient, leaving a speckled,
+# half-transparent volume. Latent priors keep the literature's settings (not yet measured on a GPU).
+PIXEL_PRIOR_TIMESTEPS = TimestepSchedule("uniform", t_max=0.98)
+LATENT_PRIOR_TIMESTEPS = TimestepSchedule("sqrt", t_max=0.98)
+PIXEL_PRIOR_REGULARISERS = RegulariserWeights(opaque=100.0)
+
+
+def default_timesteps(prior) -> TimestepSchedule:
+    return LATENT_PRIOR_TIMESTEPS if prior.latent else PIXEL_PRIOR_TIMESTEPS
+
+
+def default_regularisers(prior) -> RegulariserWeights:
+    return RegulariserWeights() if prior.latent else PIXEL_PRIOR_REGULARISERS
+
+
 @dataclass(frozen=True)
 class CoarseConfig:
     representation: RepresentationKind = "nerf"
@@ -48,7 +65,7 @@ class CoarseConfig:
     steps: int | None = None  # None: the preset's
     seed: int = 0
     guidance_scale: float | None = None  # None: the method's default (30 for SDS / SSD on pixel priors)
-    timesteps: TimestepSchedule = field(default_factory=lambda: TimestepSchedule("sqrt", t_max=0.98))
+    timesteps: TimestepSchedule | None = None  # None: default_timesteps(prior)
     shading: ShadingConfig = field(default_factory=ShadingConfig)
     background: BackgroundConfig | None = None  # None: white for pixel priors, an MLP for latent priors
     orbit: OrbitRange = field(default_factory=lambda: OrbitRange(elevation_deg=(-10.0, 60.0)))
@@ -56,7 +73,7 @@ class CoarseConfig:
     explicit_c2w: tuple[tuple[float, ...], ...] = ()
     explicit_fov_deg: tuple[float, ...] = ()
     view_prompts: ViewPromptRule | None = field(default_factory=ViewPromptRule)  # None: the bare prompt
-    regularisers: RegulariserWeights = field(default_factory=RegulariserWeights)
+    regularisers: RegulariserWeights | None = None  # None: default_regularisers(prior)
     # Any other field of the method's config, e.g. {"negative_prompt": ...} (NFSD), {"depth_estimator": FOLDER} (SSD).
     guidance_options: dict = field(default_factory=dict)
 
@@ -153,7 +170,8 @@ class CoarseTrainer:
         self.background = Background(background).to(device)
         method = config.resolved_method
         scale = config.guidance_scale if config.guidance_scale is not None else pixel_prior_scale(method, prior.latent)
-        options = {"timesteps": config.timesteps, **({"guidance_scale": scale} if scale is not None else {}), **config.guidance_options}
+        self.regularisers = config.regularisers or default_regularisers(prior)
+        options = {"timesteps": config.timesteps or default_timesteps(prior), **({"guidance_scale": scale} if scale is not None else {}), **config.guidance_options}
         self.guidance: Guidance = build_guidance(method, prior, **options)
         self.optimisers = self.rep.optimisers()
         if self.background.mlp is not None:
@@ -185,7 +203,7 @@ class CoarseTrainer:
         _, dirs = camera_rays(cameras, resolution)
         images = self.background.composite(out.premult, out.alpha, dirs, self.generator)  # [B, 3, H, W]
         g = self.guidance(images, self.prompts_for(cameras), step, preset.steps, cameras=cameras, alpha=out.alpha, depth=out.depth, generator=self.generator)
-        w = c.regularisers
+        w = self.regularisers
         a = out.alpha.clamp(1e-5, 1 - 1e-5)
         terms = {"guidance": g.loss, "sparsity": out.alpha.mean(), "opaque": -(a * a.log() + (1 - a) * (1 - a).log()).mean()}
         terms.update(out.regularisers)  # orientation (NeRF), normal_consistency and laplacian (meshes)
