@@ -265,11 +265,10 @@ def test_linear_decoder_recovers_a_linear_encoder_exactly():
 
 
 def test_ssd_on_a_latent_prior_runs_its_depth_baseline_through_the_linear_decoder(tmp_path):
-    from transformers import DPTConfig, DPTForDepthEstimation
+    from propdreamer.core.priors.random_prior import SMALL_DEPTH, save_random_depth
 
     latent = load_prior(PriorConfig(source=str(build_tiny_sd(tmp_path / "sd")), device="cpu"))
-    DPTForDepthEstimation(DPTConfig(hidden_size=16, num_hidden_layers=4, num_attention_heads=2, intermediate_size=32, image_size=32, patch_size=8,
-                                    backbone_out_indices=[0, 1, 2, 3], neck_hidden_sizes=[8, 8, 8, 8], fusion_hidden_size=8, head_in_index=-1)).save_pretrained(tmp_path / "dpt")
+    save_random_depth(tmp_path / "dpt", overrides=SMALL_DEPTH)
     for decode in ("linear", "vae"):
         ssd = SSD(latent, SSDConfig(depth_estimator=str(tmp_path / "dpt"), baseline_decode=decode, lambda_phi=1.0))
         x = torch.rand(2, 3, 16, 16)

@@ -23,12 +23,12 @@ class SampleCompactor:
         self.headroom, self.granule = headroom, granule
         self.fraction = 1.0  # occupied fraction the capacity is sized for (all samples until measured)
         self.overflows = 0
-        self._pending: tuple[Tensor, Tensor, int, int, object] | None = None  # (count on host, ..., N, capacity, event)
+        self._pending: tuple[Tensor, int, int, object] | None = None  # (count on the host, N, capacity, copy-done event)
 
     def _collect(self) -> None:
         if self._pending is None:
             return
-        host, _, n, capacity, event = self._pending
+        host, n, capacity, event = self._pending
         if event is not None and not event.query():
             return  # the copy has not landed yet: keep the current capacity
         count = int(host)
@@ -58,5 +58,5 @@ class SampleCompactor:
             if valid.is_cuda:
                 event = torch.cuda.Event()
                 event.record()
-            self._pending = (host, count, n, capacity, event)
+            self._pending = (host, n, capacity, event)
         return idx

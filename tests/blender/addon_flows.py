@@ -102,28 +102,14 @@ panel = type("P", (), {"layout": Recorder()})()
 ui.PROPDREAMER_PT_panel.draw(panel, bpy.context)
 r["panel_calls"] = sorted(set(panel.layout.calls))
 
-# A Cycles CPU render of the generated object, for people to look at.
-cam_data = bpy.data.cameras.new("cam")
-cam = bpy.data.objects.new("cam", cam_data)
-bpy.context.scene.collection.objects.link(cam)
-cam.location = obj.location + __import__("mathutils").Vector((2.5, -5.0, 3.5))
-track = cam.constraints.new("TRACK_TO")
-track.target, track.track_axis, track.up_axis = obj, "TRACK_NEGATIVE_Z", "UP_Y"
-bpy.context.scene.camera = cam
-world = bpy.data.worlds.new("world")
-world.use_nodes = True
-world.node_tree.nodes["Background"].inputs["Color"].default_value = (0.6, 0.6, 0.65, 1.0)
-bpy.context.scene.world = world
-light = bpy.data.objects.new("sun", bpy.data.lights.new("sun", "SUN"))
-bpy.context.scene.collection.objects.link(light)
+# A Cycles CPU render of the generated object, for people to look at: the demo's own staging.
+sys.path.insert(0, str(Path(__file__).parents[2] / "packaging"))
+from demo_blender import stage_scene  # noqa: E402
 for o in bpy.context.scene.objects:
     if o.type == "MESH" and o is not obj:
         o.hide_render = True
+stage_scene(obj, samples=8, resolution=128)
 scene = bpy.context.scene
-scene.render.engine = "CYCLES"
-scene.cycles.device = "CPU"
-scene.cycles.samples = 8
-scene.render.resolution_x = scene.render.resolution_y = 128
 scene.render.filepath = str(out / "generated_cycles.png")
 bpy.ops.render.render(write_still=True)
 r["render"] = scene.render.filepath
