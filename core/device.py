@@ -32,3 +32,14 @@ def device_generator(generator: torch.Generator | None, device: torch.device | s
         return generator
     seed = int(torch.randint(0, 2**62, (1,), generator=generator))  # a host-side draw: no device sync
     return torch.Generator(device=device).manual_seed(seed)
+
+
+def flush_denormals() -> None:
+    """Treat subnormal floats as zero on the CPU (flush-to-zero / denormals-are-zero).
+
+    Score distillation starts from tiny numbers: hash tables initialised at +-1e-4, Adam's second
+    moments of gradients that small. Arithmetic on subnormals is tens of times slower on x86, and it
+    made stage one's first steps 3-4x slower than its last (BENCHMARKS.md). Nothing the optimisation
+    needs lives below 1e-38. Sets the calling thread's floating-point mode (and PyTorch's CPU threads);
+    no effect on GPUs."""
+    torch.set_flush_denormal(True)

@@ -20,7 +20,7 @@ from torch import Tensor
 from ..background import Background, BackgroundConfig
 from ..cameras import Cameras, OrbitRange, ViewPromptRule, camera_rays, cameras_from_matrices, orbit_cameras, sample_orbit
 from ..cancel import Cancelled
-from ..device import to_device
+from ..device import flush_denormals, to_device
 from ..guidance import Guidance, build_guidance, pixel_prior_scale
 from ..guidance.timesteps import TimestepSchedule
 from ..representation import Rendered, RenderRequest, Representation, StepInfo
@@ -38,6 +38,16 @@ class RegulariserWeights:
     opaque: float = 1e-3  # binary entropy of coverage: pushes pixels to fully covered or empty
     normal_consistency: float = 0.5  # meshes (stage two): 1 - n_f . n_g over adjacent faces
     laplacian: float = 100.0  # meshes: |v - mean(neighbours)|^2 (a tiny number: squared fractions of a cell)
+    # The opaque weight rises linearly from 0 over this fraction of the run, so that the guidance can
+    # move the silhouette before the entropy term pins every pixel to "covered" or "empty".
+    opaque_warmup: float = 0.0
+
+    def at(self, name: str, step: int, steps: int) -> float:
+        """The weight of regulariser `name` at `step` of `steps`."""
+        value = getattr(self, name)
+        if name == "opaque" and self.opaque_warmup > 0:
+            value *= min(step / (self.opaque_warmup * max(steps, 1)), 1.0)
+        return value
 
 
 # Measured on the builtin (pixel) prior with benchmarks/synthetic3d.py (BENCHMARKS.md): annealed
@@ -165,6 +175,8 @@ class CoarseTrainer:
         torch.manual_seed(config.seed)
         self.generator = torch.Generator().manual_seed(config.seed)
         device = prior.device
+        if torch.device(device).type == "cpu":
+            flush_denormals()
         self.rep = (representation or build_representation(config, self.preset, init_points, init_colours)).to(device)
         background = config.background or BackgroundConfig(kind="mlp" if prior.latent else "white")
         self.background = Background(background).to(device)
@@ -207,7 +219,7 @@ class CoarseTrainer:
         a = out.alpha.clamp(1e-5, 1 - 1e-5)
         terms = {"guidance": g.loss, "sparsity": out.alpha.mean(), "opaque": -(a * a.log() + (1 - a) * (1 - a).log()).mean()}
         terms.update(out.regularisers)  # orientation (NeRF), normal_consistency and laplacian (meshes)
-        loss = g.loss + sum(getattr(w, name) * value for name, value in terms.items() if name != "guidance")
+        loss = g.loss + sum(w.at(name, step, preset.steps) * value for name, value in terms.items() if name != "guidance")
         for opt in self.optimisers.values():
             opt.zero_grad(set_to_none=True)
         loss.backward()
