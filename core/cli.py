@@ -19,9 +19,14 @@ def _load_prior(args: argparse.Namespace):
 
 
 def _set_threads(threads: int) -> None:
-    if threads:
-        import torch
+    """Before any tensor work: CPU threads, and subnormals flushed to zero (core/device.py), which only
+    reaches PyTorch's worker threads if set before they start."""
+    import torch
 
+    from .device import flush_denormals
+
+    flush_denormals()
+    if threads:
         torch.set_num_threads(threads)
 
 

@@ -40,6 +40,8 @@ def flush_denormals() -> None:
     Score distillation starts from tiny numbers: hash tables initialised at +-1e-4, Adam's second
     moments of gradients that small. Arithmetic on subnormals is tens of times slower on x86, and it
     made stage one's first steps 3-4x slower than its last (BENCHMARKS.md). Nothing the optimisation
-    needs lives below 1e-38. Sets the calling thread's floating-point mode (and PyTorch's CPU threads);
-    no effect on GPUs."""
+    needs lives below 1e-38. Sets the calling thread's floating-point mode, which PyTorch's CPU worker
+    threads inherit only if they start afterwards: entry points call it before any tensor work (the
+    CLI, the server's worker, the benchmarks); the trainer calls it again for library users, which
+    covers at least the thread it runs on. No effect on GPUs."""
     torch.set_flush_denormal(True)

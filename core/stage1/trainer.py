@@ -38,23 +38,16 @@ class RegulariserWeights:
     opaque: float = 1e-3  # binary entropy of coverage: pushes pixels to fully covered or empty
     normal_consistency: float = 0.5  # meshes (stage two): 1 - n_f . n_g over adjacent faces
     laplacian: float = 100.0  # meshes: |v - mean(neighbours)|^2 (a tiny number: squared fractions of a cell)
-    # The opaque weight rises linearly from 0 over this fraction of the run, so that the guidance can
-    # move the silhouette before the entropy term pins every pixel to "covered" or "empty".
-    opaque_warmup: float = 0.0
-
-    def at(self, name: str, step: int, steps: int) -> float:
-        """The weight of regulariser `name` at `step` of `steps`."""
-        value = getattr(self, name)
-        if name == "opaque" and self.opaque_warmup > 0:
-            value *= min(step / (self.opaque_warmup * max(steps, 1)), 1.0)
-        return value
 
 
 # Measured on the builtin (pixel) prior with benchmarks/synthetic3d.py (BENCHMARKS.md): annealed
-# timesteps stop carving the blob before thin or pointed shapes form (cones end as balls), and at the
-# library weights the opacity-entropy term is about 1e-5 of the SDS gradient, leaving a speckled,
-# half-transparent volume. Latent priors keep the literature's settings (not yet measured on a GPU).
-PIXEL_PRIOR_TIMESTEPS = TimestepSchedule("uniform", t_max=0.98)
+# timesteps stop carving the blob before thin or pointed shapes form (cones end as balls); the top
+# of the range is where shape changes but, at CFG 30, also where colours turn to noise and flat faces
+# round off (t_max 0.98: cubes and pyramids nearest a sphere or cube, delta-E 17; 0.7: cones stay
+# balls; 0.85 keeps both). At the library weights the opacity-entropy term is about 1e-5 of the SDS
+# gradient, leaving a speckled, half-transparent volume. Latent priors keep the literature's
+# settings (not yet measured on a GPU).
+PIXEL_PRIOR_TIMESTEPS = TimestepSchedule("uniform", t_max=0.85)
 LATENT_PRIOR_TIMESTEPS = TimestepSchedule("sqrt", t_max=0.98)
 PIXEL_PRIOR_REGULARISERS = RegulariserWeights(opaque=100.0)
 
@@ -219,7 +212,7 @@ class CoarseTrainer:
         a = out.alpha.clamp(1e-5, 1 - 1e-5)
         terms = {"guidance": g.loss, "sparsity": out.alpha.mean(), "opaque": -(a * a.log() + (1 - a) * (1 - a).log()).mean()}
         terms.update(out.regularisers)  # orientation (NeRF), normal_consistency and laplacian (meshes)
-        loss = g.loss + sum(w.at(name, step, preset.steps) * value for name, value in terms.items() if name != "guidance")
+        loss = g.loss + sum(getattr(w, name) * value for name, value in terms.items() if name != "guidance")
         for opt in self.optimisers.values():
             opt.zero_grad(set_to_none=True)
         loss.backward()
