@@ -44,4 +44,8 @@ def flush_denormals() -> None:
     threads inherit only if they start afterwards: entry points call it before any tensor work (the
     CLI, the server's worker, the benchmarks); the trainer calls it again for library users, which
     covers at least the thread it runs on. No effect on GPUs."""
+    import warnings
+
+    # numpy notices that its smallest subnormal now reads as zero, which is the point: say nothing.
+    warnings.filterwarnings("ignore", message="The value of the smallest subnormal", category=UserWarning)
     torch.set_flush_denormal(True)
