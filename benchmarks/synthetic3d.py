@@ -26,7 +26,6 @@ import torch
 
 from propdreamer.core.builtin_prior.shapes import SDFS
 from propdreamer.core.builtin_prior.vocabulary import COLOURS, SHAPES, caption
-from propdreamer.core.device import flush_denormals
 from propdreamer.core.geometry.voxels import auto_threshold, delta_e, grid_points, iou, normalise, surface_voxels
 from propdreamer.core.images import grid, save_png
 from propdreamer.core.priors.diffusers_prior import PriorConfig, load_prior
@@ -119,7 +118,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="out/synthetic3d")
     ap.add_argument("--final", action="store_true", help="also run stage two and score the exported mesh")
     args = ap.parse_args(argv)
-    flush_denormals()  # before any tensor work, so PyTorch's CPU threads inherit it (core/device.py)
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

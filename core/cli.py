@@ -19,14 +19,9 @@ def _load_prior(args: argparse.Namespace):
 
 
 def _set_threads(threads: int) -> None:
-    """Before any tensor work: CPU threads, and subnormals flushed to zero (core/device.py), which only
-    reaches PyTorch's worker threads if set before they start."""
-    import torch
-
-    from .device import flush_denormals
-
-    flush_denormals()
     if threads:
+        import torch
+
         torch.set_num_threads(threads)
 
 

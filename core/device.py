@@ -32,20 +32,3 @@ def device_generator(generator: torch.Generator | None, device: torch.device | s
         return generator
     seed = int(torch.randint(0, 2**62, (1,), generator=generator))  # a host-side draw: no device sync
     return torch.Generator(device=device).manual_seed(seed)
-
-
-def flush_denormals() -> None:
-    """Treat subnormal floats as zero on the CPU (flush-to-zero / denormals-are-zero).
-
-    Score distillation starts from tiny numbers: hash tables initialised at +-1e-4, Adam's second
-    moments of gradients that small. Arithmetic on subnormals is tens of times slower on x86, and it
-    made stage one's first steps 3-4x slower than its last (BENCHMARKS.md). Nothing the optimisation
-    needs lives below 1e-38. Sets the calling thread's floating-point mode, which PyTorch's CPU worker
-    threads inherit only if they start afterwards: entry points call it before any tensor work (the
-    CLI, the server's worker, the benchmarks); the trainer calls it again for library users, which
-    covers at least the thread it runs on. No effect on GPUs."""
-    import warnings
-
-    # numpy notices that its smallest subnormal now reads as zero, which is the point: say nothing.
-    warnings.filterwarnings("ignore", message="The value of the smallest subnormal", category=UserWarning)
-    torch.set_flush_denormal(True)

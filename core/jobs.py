@@ -22,9 +22,6 @@ def _prior(settings: dict):
 
     key = (settings.get("prior", "builtin"), settings.get("device", "auto"))
     if key not in _PRIORS:
-        from .device import flush_denormals
-
-        flush_denormals()  # before the first tensor work in the server's worker, so its CPU threads inherit it
         _PRIORS[key] = load_prior(PriorConfig(source=key[0], device=key[1]))
     return _PRIORS[key]
 

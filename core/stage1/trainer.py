@@ -20,7 +20,7 @@ from torch import Tensor
 from ..background import Background, BackgroundConfig
 from ..cameras import Cameras, OrbitRange, ViewPromptRule, camera_rays, cameras_from_matrices, orbit_cameras, sample_orbit
 from ..cancel import Cancelled
-from ..device import flush_denormals, to_device
+from ..device import to_device
 from ..guidance import Guidance, build_guidance, pixel_prior_scale
 from ..guidance.timesteps import TimestepSchedule
 from ..representation import Rendered, RenderRequest, Representation, StepInfo
@@ -168,8 +168,6 @@ class CoarseTrainer:
         torch.manual_seed(config.seed)
         self.generator = torch.Generator().manual_seed(config.seed)
         device = prior.device
-        if torch.device(device).type == "cpu":
-            flush_denormals()
         self.rep = (representation or build_representation(config, self.preset, init_points, init_colours)).to(device)
         background = config.background or BackgroundConfig(kind="mlp" if prior.latent else "white")
         self.background = Background(background).to(device)
