@@ -35,6 +35,14 @@ def test_every_method_trains_both_representations(builtin_prior, method, represe
     assert all(torch.isfinite(v).all() for v in after.values())
 
 
+def test_stage_one_guidance_scale_defaults_by_prior_and_method(builtin_prior):
+    """SDS in 3D on the pixel prior takes CFG 10 (measured, BENCHMARKS.md); SSD keeps 30; an explicit scale wins."""
+    scale = lambda **kw: CoarseTrainer(builtin_prior, "a red cube", CoarseConfig(steps=1, **kw)).guidance.config.guidance_scale
+    assert scale() == 10.0
+    assert scale(method="ssd") == 30.0
+    assert scale(guidance_scale=42.0) == 42.0
+
+
 def test_seeded_runs_reproduce_and_seeds_differ(builtin_prior):
     run = lambda seed: _params(_trained(builtin_prior, CoarseConfig(steps=3, seed=seed)))
     a, b, c = run(0), run(0), run(1)
