@@ -95,7 +95,7 @@ def _cmd_prior_train(args: argparse.Namespace) -> int:
     from .builtin_prior.train import TrainConfig, train
 
     _set_threads(args.threads)
-    train(TrainConfig(steps=args.steps, seed=args.seed), Path(args.out))
+    train(TrainConfig(steps=args.steps, seed=args.seed, lr=args.lr, init=args.init), Path(args.out))
     return 0
 
 
@@ -156,10 +156,12 @@ def build_parser(extra: Callable[[argparse._SubParsersAction], None] | None = No
     p.set_defaults(func=_cmd_generate)
 
     prior = sub.add_parser("prior", help="train or evaluate the builtin prior").add_subparsers(dest="prior_command", required=True, metavar="ACTION")
-    p = prior.add_parser("train", help="train the builtin prior on its own renders (about an hour on 2 CPU cores)")
+    p = prior.add_parser("train", help="train the builtin prior on its own renders (about 100 minutes on 2 CPU cores)")
     p.add_argument("--out", required=True, help="folder to write the diffusers-format prior into")
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lr", type=float, default=3e-4, help="peak learning rate (lower it to fine-tune with --init)")
+    p.add_argument("--init", default=None, help="continue from this saved prior folder instead of random weights")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     p.set_defaults(func=_cmd_prior_train)
 
