@@ -74,7 +74,8 @@ def continue_from(folder: Path, unet, text_encoder, model: ModelConfig) -> list[
 
     unet.load_state_dict(UNet2DConditionModel.from_pretrained(folder / "unet").state_dict())
     text_encoder.load_state_dict(CLIPTextModel.from_pretrained(folder / "text_encoder").state_dict())
-    return [*meta.get("earlier_runs", []), meta["train"]] if "train" in meta else meta.get("earlier_runs", [])
+    runs = meta.get("earlier_runs", [])
+    return runs + [meta["train"]] if "train" in meta else runs
 
 
 def train(config: TrainConfig, out: Path, log=lambda msg: print(msg, flush=True)) -> dict:
