@@ -95,7 +95,10 @@ def _cmd_prior_train(args: argparse.Namespace) -> int:
     from .builtin_prior.train import TrainConfig, train
 
     _set_threads(args.threads)
-    train(TrainConfig(steps=args.steps, seed=args.seed, lr=args.lr, init=args.init), Path(args.out))
+    from .builtin_prior.dataset import DatasetConfig
+
+    data = DatasetConfig(views_per_label=args.views_per_label, seed=args.data_seed)
+    train(TrainConfig(steps=args.steps, seed=args.seed, lr=args.lr, init=args.init, ema_decay=args.ema, data=data), Path(args.out))
     return 0
 
 
@@ -162,6 +165,9 @@ def build_parser(extra: Callable[[argparse._SubParsersAction], None] | None = No
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--lr", type=float, default=3e-4, help="peak learning rate (lower it to fine-tune with --init)")
     p.add_argument("--init", default=None, help="continue from this saved prior folder instead of random weights")
+    p.add_argument("--ema", type=float, default=0.999, help="save a moving average of the weights with this decay (0: the raw weights)")
+    p.add_argument("--views-per-label", type=int, default=200, help="training renders per colour x shape")
+    p.add_argument("--data-seed", type=int, default=0, help="seed of the training renders (the held-out evaluation uses 1 and 4)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     p.set_defaults(func=_cmd_prior_train)
 

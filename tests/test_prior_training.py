@@ -9,7 +9,7 @@ import torch
 
 from propdreamer.core.builtin_prior.dataset import DatasetConfig
 from propdreamer.core.builtin_prior.model import ModelConfig
-from propdreamer.core.builtin_prior.train import TrainConfig, train
+from propdreamer.core.builtin_prior.train import EMA, TrainConfig, train
 
 TINY = ModelConfig(resolution=8, block_out_channels=(8, 16), attention=(False, True), layers_per_block=1, text_width=16, text_layers=1, text_heads=2)
 
@@ -45,3 +45,28 @@ def test_continuing_needs_a_prior_folder_of_the_same_architecture(tmp_path):
                         data=DatasetConfig(resolution=8, views_per_label=1), init=str(tmp_path / "a"))
     with pytest.raises(ValueError, match="another architecture"):
         train(other, tmp_path / "y", log=lambda m: None)
+
+
+def test_ema_follows_its_formula_and_swaps_back():
+    p = torch.zeros(3)
+    ema = EMA([p], decay=0.5)
+    p.fill_(1.0)
+    ema.update()  # d = min(0.5, 1/10) = 0.1: 0.1 * 0 + 0.9 * 1
+    assert torch.allclose(ema.shadow[0], torch.full((3,), 0.9))
+    p.fill_(2.0)
+    ema.update()  # d = min(0.5, 2/11)
+    d = 2 / 11
+    assert torch.allclose(ema.shadow[0], torch.full((3,), d * 0.9 + (1 - d) * 2.0))
+    ema.swap()
+    assert torch.allclose(p, torch.full((3,), d * 0.9 + (1 - d) * 2.0))
+    ema.swap()
+    assert torch.equal(p, torch.full((3,), 2.0))
+
+
+def test_saved_weights_are_the_average_and_training_refuses_held_out_renders(tmp_path):
+    train(_config(ema_decay=0.0), tmp_path / "raw", log=lambda m: None)
+    train(_config(ema_decay=0.99), tmp_path / "ema", log=lambda m: None)
+    raw, ema = _unet_weights(tmp_path / "raw"), _unet_weights(tmp_path / "ema")
+    assert not all(torch.equal(raw[k], ema[k]) for k in raw)  # same seed, same steps: only the averaging differs
+    with pytest.raises(ValueError, match="held-out"):
+        TrainConfig(data=DatasetConfig(seed=1))
