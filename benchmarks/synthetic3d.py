@@ -114,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--preset", default="draft")
     ap.add_argument("--steps", type=int, default=None, help="override the preset's steps")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--prior", default="builtin", help="'builtin' or a folder `propdreamer prior train` wrote (to compare priors)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="out/synthetic3d")
     ap.add_argument("--final", action="store_true", help="also run stage two and score the exported mesh")
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    prior = load_prior(PriorConfig(source="builtin"))
+    prior = load_prior(PriorConfig(source=args.prior))
     rows, sheets = [], []
     fields = ["method", "representation", "prompt", "seconds", "iou", "nearest", "correct", "delta_e", "albedo", "threshold", "occupied"]
     if args.final:
