@@ -92,11 +92,10 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _cmd_prior_train(args: argparse.Namespace) -> int:
+    from .builtin_prior.dataset import DatasetConfig
     from .builtin_prior.train import TrainConfig, train
 
     _set_threads(args.threads)
-    from .builtin_prior.dataset import DatasetConfig
-
     data = DatasetConfig(views_per_label=args.views_per_label, seed=args.data_seed)
     train(TrainConfig(steps=args.steps, seed=args.seed, lr=args.lr, init=args.init, ema_decay=args.ema, data=data), Path(args.out))
     return 0

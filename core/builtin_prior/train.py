@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -96,6 +97,15 @@ class EMA:
             p.copy_(s)
             s.copy_(tmp)
 
+    @contextmanager
+    def applied(self):
+        """The averages in place of the trained weights for the `with` block (to save them)."""
+        self.swap()
+        try:
+            yield
+        finally:
+            self.swap()
+
 
 def continue_from(folder: Path, unet, text_encoder, model: ModelConfig) -> list[dict]:
     """Load a saved prior's weights into `unet` and `text_encoder`; returns its training runs, oldest first."""
@@ -167,11 +177,8 @@ def train(config: TrainConfig, out: Path, log=lambda msg: print(msg, flush=True)
         if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
             minutes = (time.time() - t0) / 60
             run = {**asdict(config), "steps_done": step + 1, "minutes": round(minutes, 1)}
-            if ema is not None:
-                ema.swap()  # save the averages, then train on from the raw weights
-            save_prior(out, unet, text_encoder, tokenizer, scheduler, config.model, {"train": run, **({"earlier_runs": history} if history else {})})
-            if ema is not None:
-                ema.swap()
+            with ema.applied() if ema is not None else nullcontext():  # save the averages, train on from the raw weights
+                save_prior(out, unet, text_encoder, tokenizer, scheduler, config.model, {"train": run, **({"earlier_runs": history} if history else {})})
     summary = {"minutes": (time.time() - t0) / 60, "parameters": n_params, "steps": config.steps}
     log(json.dumps(summary))
     return summary
