@@ -93,11 +93,14 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 def _cmd_prior_train(args: argparse.Namespace) -> int:
     from .builtin_prior.dataset import DatasetConfig
+    from .builtin_prior.model import ModelConfig
     from .builtin_prior.train import TrainConfig, train
+    from .priors.camera_conditioning import CAMERA_FEATURES
 
     _set_threads(args.threads)
     data = DatasetConfig(views_per_label=args.views_per_label, seed=args.data_seed)
-    train(TrainConfig(steps=args.steps, seed=args.seed, lr=args.lr, init=args.init, ema_decay=args.ema, data=data), Path(args.out))
+    model = ModelConfig(camera_features=CAMERA_FEATURES if args.cameras else 0)
+    train(TrainConfig(steps=args.steps, seed=args.seed, lr=args.lr, init=args.init, ema_decay=args.ema, data=data, model=model), Path(args.out))
     return 0
 
 
@@ -167,6 +170,7 @@ def build_parser(extra: Callable[[argparse._SubParsersAction], None] | None = No
     p.add_argument("--ema", type=float, default=0.999, help="save a moving average of the weights with this decay (0: the raw weights)")
     p.add_argument("--views-per-label", type=int, default=200, help="training renders per colour x shape")
     p.add_argument("--data-seed", type=int, default=0, help="seed of the training renders (the held-out evaluation uses 1 and 4)")
+    p.add_argument("--cameras", action="store_true", help="condition the prior on each render's camera (elevation, azimuth, distance); --init may name a prior without")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     p.set_defaults(func=_cmd_prior_train)
 

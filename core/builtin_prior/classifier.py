@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor
 
+from ..cameras import Cameras
 from ..priors.base import DiffusionPrior, add_noise
 from .vocabulary import COLOURS, SHAPES, caption
 
@@ -33,31 +34,34 @@ class ClassifierConfig:
 
 
 @torch.no_grad()
-def denoising_errors(prior: DiffusionPrior, images: Tensor, captions: list[str], config: ClassifierConfig = ClassifierConfig()) -> Tensor:
-    """Mean denoising error [N, K] of each image [N, 3, H, W] (in [0, 1]) under each of K captions."""
+def denoising_errors(prior: DiffusionPrior, images: Tensor, captions: list[str], config: ClassifierConfig = ClassifierConfig(), cameras: Cameras | None = None) -> Tensor:
+    """Mean denoising error [N, K] of each image [N, 3, H, W] (in [0, 1]) under each of K captions
+    (seen from `cameras`, one per image, for a camera-conditioned prior; None: unknown)."""
     T = prior.num_train_timesteps
     t = torch.linspace(config.t_low * T, config.t_high * T, config.timesteps).round().long().to(prior.device)  # [S]
     embeddings = prior.text_embeddings(captions)  # [K, L, D]
     generator = torch.Generator().manual_seed(config.seed)
     rows = []
-    for x in images:
+    for i, x in enumerate(images):
         z = prior.encode(x[None])  # [1, C, h, w]
         eps = torch.randn((config.timesteps, *z.shape[1:]), generator=generator).to(z.device)  # [S, C, h, w]
         z_t = add_noise(prior.alphas_cumprod, z.expand_as(eps), eps, t)  # [S, C, h, w]
-        eps_pred = prior.predict_noise(z_t, t, embeddings)  # [K, S, C, h, w]
+        views = cameras[torch.full((config.timesteps,), i)] if cameras is not None else None  # the image's camera, once per (t, eps)
+        eps_pred = prior.predict_noise(z_t, t, embeddings, views)  # [K, S, C, h, w]
         rows.append((eps_pred - eps).pow(2).mean(dim=(1, 2, 3, 4)))  # [K]
     return torch.stack(rows)
 
 
-def classify(prior: DiffusionPrior, images: Tensor, view_suffixes: list[str], config: ClassifierConfig = ClassifierConfig()) -> list[tuple[str, str]]:
+def classify(prior: DiffusionPrior, images: Tensor, view_suffixes: list[str], config: ClassifierConfig = ClassifierConfig(), cameras: Cameras | None = None) -> list[tuple[str, str]]:
     """The (colour, shape) label of each image, among all colour x shape captions with that image's view suffix."""
     labels = [(c, s) for s in SHAPES for c in COLOURS]
     coarse = replace(config, timesteps=config.coarse_timesteps, seed=config.seed + 1)
     predictions = []
-    for image, suffix in zip(images, view_suffixes):
+    for i, (image, suffix) in enumerate(zip(images, view_suffixes)):
         captions = [caption(c, s, suffix) for c, s in labels]
-        first = denoising_errors(prior, image[None], captions, coarse)[0]  # [56]
+        view = cameras[torch.tensor([i])] if cameras is not None else None
+        first = denoising_errors(prior, image[None], captions, coarse, view)[0]  # [56]
         finalists = first.argsort()[: config.keep].tolist()
-        second = denoising_errors(prior, image[None], [captions[i] for i in finalists], config)[0]
+        second = denoising_errors(prior, image[None], [captions[k] for k in finalists], config, view)[0]
         predictions.append(labels[finalists[int(second.argmin())]])
     return predictions

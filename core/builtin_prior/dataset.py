@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from ..cameras import OrbitRange, ViewPromptRule, sample_orbit
+from ..cameras import Cameras, OrbitRange, ViewPromptRule, sample_orbit
 from .render import ShadingConfig, jittered_lights, render_sdf
 from .shapes import SDFS
 from .vocabulary import COLOURS, SHAPES, caption
@@ -35,6 +35,7 @@ class Dataset:
     colour_ids: Tensor  # [N]
     shape_ids: Tensor  # [N]
     view_suffixes: list[str]
+    cameras: Cameras  # [N] where each image was rendered from (camera-conditioned priors train on them)
 
     def captions(self) -> list[str]:
         colours = list(COLOURS)
@@ -51,7 +52,7 @@ def render_dataset(config: DatasetConfig) -> Dataset:
     """Every (colour, shape) label from `views_per_label` random cameras; the seed fixes everything."""
     generator = torch.Generator().manual_seed(config.seed)
     colour_names = list(COLOURS)
-    parts: dict[str, list] = {k: [] for k in ("images", "depth", "alpha", "colour_ids", "shape_ids", "views")}
+    parts: dict[str, list] = {k: [] for k in ("images", "depth", "alpha", "colour_ids", "shape_ids", "views", "cameras")}
     for shape_id, shape in enumerate(SHAPES):
         n = config.views_per_label * len(colour_names)
         cameras = sample_orbit(n, config.orbit, generator=generator, stratified=False)
@@ -66,6 +67,7 @@ def render_dataset(config: DatasetConfig) -> Dataset:
         parts["colour_ids"].append(colour_ids)
         parts["shape_ids"].append(torch.full((n,), shape_id))
         parts["views"].extend(config.view_rule.suffixes(cameras))
+        parts["cameras"].append(cameras)
     return Dataset(
         images=torch.cat(parts["images"]),
         depth=torch.cat(parts["depth"]),
@@ -73,5 +75,6 @@ def render_dataset(config: DatasetConfig) -> Dataset:
         colour_ids=torch.cat(parts["colour_ids"]),
         shape_ids=torch.cat(parts["shape_ids"]),
         view_suffixes=parts["views"],
+        cameras=Cameras(*(torch.cat([getattr(c, name) for c in parts["cameras"]]) for name in ("c2w", "fov_deg", "elevation_deg", "azimuth_deg", "distance"))),
     )
 

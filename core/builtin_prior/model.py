@@ -10,6 +10,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import torch
 from diffusers import DDPMScheduler, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, PreTrainedTokenizerFast
 
@@ -31,6 +32,10 @@ class ModelConfig:
     text_heads: int = 4
     max_tokens: int = 16
     num_train_timesteps: int = 1000
+    # Camera features (priors/camera_conditioning.py) added to the timestep embedding; 0: none (the
+    # first shipped prior). The embedding's last layer starts at zero, so a prior trained without
+    # cameras continues unchanged until training teaches it to read them.
+    camera_features: int = 0
 
 
 def vocabulary_words() -> list[str]:
@@ -76,7 +81,7 @@ def build_unet(config: ModelConfig) -> UNet2DConditionModel:
         raise ValueError("ModelConfig.attention needs one flag per entry of block_out_channels")
     down = tuple("CrossAttnDownBlock2D" if a else "DownBlock2D" for a in config.attention)
     up = tuple("CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(config.attention))
-    return UNet2DConditionModel(
+    unet = UNet2DConditionModel(
         sample_size=config.resolution,
         in_channels=3,
         out_channels=3,
@@ -87,7 +92,12 @@ def build_unet(config: ModelConfig) -> UNet2DConditionModel:
         cross_attention_dim=config.text_width,
         attention_head_dim=4,  # diffusers' historical name: the number of heads
         norm_num_groups=8,
+        **({"class_embed_type": "projection", "projection_class_embeddings_input_dim": config.camera_features} if config.camera_features else {}),
     )
+    if unet.class_embedding is not None:
+        torch.nn.init.zeros_(unet.class_embedding.linear_2.weight)
+        torch.nn.init.zeros_(unet.class_embedding.linear_2.bias)
+    return unet
 
 
 def build_scheduler(config: ModelConfig) -> DDPMScheduler:

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ..priors.camera_conditioning import camera_features
 from .dataset import DatasetConfig, render_dataset
 from .model import ModelConfig, build_scheduler, build_text_encoder, build_tokenizer, build_unet, save_prior
 
@@ -36,6 +37,11 @@ class TrainConfig:
     final_lr_fraction: float = 0.1  # cosine decay to this fraction of `lr`
     caption_dropout: float = 0.1  # empty caption, for classifier-free guidance
     view_dropout: float = 0.1  # caption without its view suffix
+    camera_dropout: float = 0.1  # camera features zeroed ("unknown"), when the model takes cameras
+    # The camera embedding's learning rate, as a multiple of `lr`. Its signal is weak (a noisy render
+    # shows its own view up to mid t), so at 1x it barely leaves its zero start: 2500 steps at 2e-4
+    # moved the prior's noise predictions between elevations -10 and 60 by 0.14% (BENCHMARKS.md).
+    camera_lr_scale: float = 10.0
     seed: int = 0
     log_every: int = 100
     checkpoint_every: int = 1000
@@ -113,12 +119,20 @@ def continue_from(folder: Path, unet, text_encoder, model: ModelConfig) -> list[
     if not meta_path.is_file():
         raise FileNotFoundError(f"{folder} is not a builtin-prior folder (no propdreamer_prior.json); pass the folder `prior train --out` wrote")
     meta = json.loads(meta_path.read_text())
-    if meta["model"] != json.loads(json.dumps(asdict(model))):  # JSON keeps tuples as lists
+    saved, wanted = {"camera_features": 0, **meta["model"]}, json.loads(json.dumps(asdict(model)))  # JSON keeps tuples as lists
+    saved_cameras, wanted_cameras = saved.pop("camera_features"), wanted.pop("camera_features")
+    if saved != wanted:
         raise ValueError(f"{folder} holds a prior of another architecture ({meta['model']}); continue it with the same model config")
+    if saved_cameras and saved_cameras != wanted_cameras:
+        raise ValueError(f"{folder} holds a camera-conditioned prior (another architecture); continue it with camera features (`prior train --cameras`)")
+    adds_cameras = not saved_cameras and wanted_cameras > 0  # a prior without cameras can learn them
     from diffusers import UNet2DConditionModel
     from transformers import CLIPTextModel
 
-    unet.load_state_dict(UNet2DConditionModel.from_pretrained(folder / "unet").state_dict())
+    # A prior without cameras loads into one with them: only the (zero-initialised) camera embedding is new.
+    missing, unexpected = unet.load_state_dict(UNet2DConditionModel.from_pretrained(folder / "unet").state_dict(), strict=not adds_cameras)
+    if unexpected or any(not k.startswith("class_embedding.") for k in missing):
+        raise ValueError(f"{folder}: weights do not fit the model (missing {missing[:3]}, unexpected {unexpected[:3]})")
     text_encoder.load_state_dict(CLIPTextModel.from_pretrained(folder / "text_encoder").state_dict())
     runs = meta.get("earlier_runs", [])
     return runs + [meta["train"]] if "train" in meta else runs
@@ -144,7 +158,10 @@ def train(config: TrainConfig, out: Path, log=lambda msg: print(msg, flush=True)
     params = list(unet.parameters()) + list(text_encoder.parameters())
     n_params = sum(p.numel() for p in params)
     log(f"model: {n_params / 1e6:.2f} M parameters")
-    optimiser = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    camera = [p for n, p in unet.named_parameters() if n.startswith("class_embedding.")]
+    rest = [p for p in params if all(p is not c for c in camera)]
+    groups = [{"params": rest}] + ([{"params": camera, "lr": config.lr * config.camera_lr_scale}] if camera else [])
+    optimiser = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
     ema = EMA(params, config.ema_decay) if config.ema_decay > 0 else None
     lr_schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: lr_factor(s, config))
 
@@ -160,7 +177,11 @@ def train(config: TrainConfig, out: Path, log=lambda msg: print(msg, flush=True)
         a = abar[t].sqrt()[:, None, None, None]
         s = (1 - abar[t]).sqrt()[:, None, None, None]
         z_t = a * x0 + s * eps  # z_t = alpha_t z + sigma_t eps
-        eps_pred = unet(z_t, t, encoder_hidden_states=text_encoder(ids)[0]).sample
+        extra = {}
+        if config.model.camera_features:
+            keep = (torch.rand(config.batch_size, 1, generator=generator) >= config.camera_dropout).float()
+            extra["class_labels"] = camera_features(data.cameras[idx], config.batch_size) * keep  # [B, F], zeros: unknown
+        eps_pred = unet(z_t, t, encoder_hidden_states=text_encoder(ids)[0], **extra).sample
         loss = F.mse_loss(eps_pred, eps)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()

@@ -45,5 +45,5 @@ class NFSD(Guidance):
     def update(self, ctx: GuidanceContext) -> tuple[Tensor, dict[str, Tensor]]:
         c: NFSDConfig = self.config
         embeddings = self.conditions(ctx.prompts, extra=(c.negative_prompt,))  # [3, B, L, D]
-        eps_y, eps_0, eps_neg = self.prior.predict_noise(ctx.z_t, ctx.t, embeddings)
+        eps_y, eps_0, eps_neg = self.prior.predict_noise(ctx.z_t, ctx.t, embeddings, ctx.cameras)
         return nfsd_update(eps_y, eps_0, eps_neg, ctx.t, ctx.w, c.guidance_scale, c.domain_cutoff), {}

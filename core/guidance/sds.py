@@ -32,5 +32,5 @@ class SDS(Guidance):
 
     @torch.no_grad()
     def update(self, ctx: GuidanceContext) -> tuple[Tensor, dict[str, Tensor]]:
-        eps_y, eps_0 = self.prior.predict_noise(ctx.z_t, ctx.t, self.conditions(ctx.prompts))  # one call: [cond, uncond]
+        eps_y, eps_0 = self.prior.predict_noise(ctx.z_t, ctx.t, self.conditions(ctx.prompts), ctx.cameras)  # one call: [cond, uncond]
         return sds_update(eps_y, eps_0, ctx.eps, ctx.w, self.config.guidance_scale), {}

@@ -107,7 +107,7 @@ class SSD(Guidance):
 
     def update(self, ctx: GuidanceContext) -> tuple[Tensor, dict[str, Tensor]]:
         with torch.no_grad():
-            eps_y, eps_0 = self.prior.predict_noise(ctx.z_t, ctx.t, self.conditions(ctx.prompts))
+            eps_y, eps_0 = self.prior.predict_noise(ctx.z_t, ctx.t, self.conditions(ctx.prompts), ctx.cameras)
             eps_c = cfg(eps_y, eps_0, self.config.guidance_scale)
         phi, grad_phi = self.phi_and_grad(ctx.z_t, ctx)
         _, sigma = alpha_sigma(self.prior.alphas_cumprod, ctx.t)

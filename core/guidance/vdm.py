@@ -52,7 +52,7 @@ class VDM(Guidance):
     def update(self, ctx: GuidanceContext) -> tuple[Tensor, dict[str, Tensor]]:
         c: VDMConfig = self.config
         with torch.no_grad():
-            eps_y, eps_0 = self.prior.predict_noise(ctx.z_t, ctx.t, self.conditions(ctx.prompts))
+            eps_y, eps_0 = self.prior.predict_noise(ctx.z_t, ctx.t, self.conditions(ctx.prompts), ctx.cameras)
             eps_c = cfg(eps_y, eps_0, c.guidance_scale)
             m_out = self.m_psi(eps_c)
             lam = dca_lambda(self.prior.alphas_cumprod, ctx.t, c.dca_cutoff)

@@ -27,6 +27,7 @@ from torch import Tensor
 
 from ..device import to_device
 from ..priors.base import add_noise, alpha_sigma
+from ..priors.camera_conditioning import camera_features
 from .base import Guidance, GuidanceConfig, GuidanceContext
 from .common import cfg
 
@@ -106,7 +107,7 @@ class VSD(Guidance):
 
     def update(self, ctx: GuidanceContext) -> tuple[Tensor, dict[str, Tensor]]:
         with torch.no_grad():
-            eps_y, eps_0 = self.prior.predict_noise(ctx.z_t, ctx.t, self.conditions(ctx.prompts))  # base weights
+            eps_y, eps_0 = self.prior.predict_noise(ctx.z_t, ctx.t, self.conditions(ctx.prompts), ctx.cameras)  # base weights
             eps_c = cfg(eps_y, eps_0, self.config.guidance_scale)
             eps_p = self.eps_phi(ctx.z_t, ctx.t, ctx.prompts, self._camera_input(ctx))
         return ctx.w * (eps_c - eps_p), {}
@@ -122,7 +123,9 @@ class VSD(Guidance):
             target = eps
         with self._phi(cameras_flat):
             states = prior.text_embeddings(prompts).to(prior.dtype)
-            raw = prior.unet(z_t.to(prior.dtype), t, encoder_hidden_states=states).sample.float()
+            # A camera-conditioned prior's own camera input says "unknown" in eps_phi (as in `eps_phi`): phi's camera is its MLP's.
+            extra = {"class_labels": camera_features(None, z_t.shape[0]).to(prior.device, prior.dtype)} if getattr(prior, "camera_conditioned", False) else {}
+            raw = prior.unet(z_t.to(prior.dtype), t, encoder_hidden_states=states, **extra).sample.float()
         return (raw - target).pow(2).mean()
 
     def step_auxiliary(self, ctx: GuidanceContext) -> dict[str, Tensor]:

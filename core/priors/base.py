@@ -33,8 +33,10 @@ class DiffusionPrior(Protocol):
         """[K, L, D] prompt embeddings, cached per prompt string; "" is the unconditional prompt."""
         ...
 
-    def predict_noise(self, z_t: Tensor, t: Tensor, embeddings: Tensor) -> Tensor:
-        """eps [K, B, C, h, w] for z_t [B, C, h, w] at t [B] under K embeddings [K, L, D] or [K, B, L, D], in one UNet call."""
+    def predict_noise(self, z_t: Tensor, t: Tensor, embeddings: Tensor, cameras=None) -> Tensor:
+        """eps [K, B, C, h, w] for z_t [B, C, h, w] at t [B] under K embeddings [K, L, D] or [K, B, L, D], in one UNet call.
+
+        `cameras` (one per image) condition camera-conditioned priors (camera_conditioning.py); others ignore them."""
         ...
 
 

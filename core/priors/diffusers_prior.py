@@ -17,7 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..cameras import Cameras
 from .base import v_to_eps
+from .camera_conditioning import camera_features
 from .loading import BUILTIN, resolve_prior_folder
 
 log = logging.getLogger(__name__)
@@ -101,6 +103,8 @@ class DiffusersPrior:
         self.image_size = int(self.unet.config.sample_size) * self.vae_scale
         self._embedding_cache: dict[str, Tensor] = {}
         self._linear_decoder = None  # fitted on first use
+        # A camera-conditioned prior (camera_conditioning.py) reads camera features through the UNet's class embedding.
+        self.camera_conditioned = self.unet.config.class_embed_type == "projection"
         log.info("loaded prior %s from %s on %s (%s, %s space, %d px)", self.source, folder, device, dtype, "latent" if self.latent else "pixel", self.image_size)
 
     # -- image space <-> model space -------------------------------------------------------------
@@ -149,11 +153,12 @@ class DiffusersPrior:
         return [prompt[a:b] for i, (a, b) in zip(encoding.ids, encoding.offsets) if i == unk]
 
     # -- the UNet --------------------------------------------------------------------------------
-    def predict_noise(self, z_t: Tensor, t: Tensor, embeddings: Tensor) -> Tensor:
+    def predict_noise(self, z_t: Tensor, t: Tensor, embeddings: Tensor, cameras: Cameras | None = None) -> Tensor:
         """eps [K, B, C, h, w]: all K conditions (e.g. prompt, empty, negative) in one batched UNet call.
 
         `embeddings` is [K, L, D] (one prompt per condition) or [K, B, L, D] (a prompt per image, e.g.
-        view-dependent prompts).
+        view-dependent prompts). `cameras` (B of them) condition a camera-conditioned prior, the same
+        for every condition; other priors ignore them, and None is "camera unknown".
         """
         K, B = embeddings.shape[0], z_t.shape[0]
         t = t.to(self.device).expand(B) if t.ndim == 0 else t.to(self.device)
@@ -162,7 +167,10 @@ class DiffusersPrior:
         if embeddings.ndim == 3:
             embeddings = embeddings[:, None].expand(K, B, *embeddings.shape[1:])
         states = embeddings.reshape(K * B, *embeddings.shape[2:]).to(self.dtype)  # [K*B, L, D]
-        out = self._unet_forward(z_in, t_in, encoder_hidden_states=states).sample.float()
+        extra = {}
+        if self.camera_conditioned:
+            extra["class_labels"] = camera_features(cameras, B).to(self.device, self.dtype).repeat(K, 1)  # [K*B, F]
+        out = self._unet_forward(z_in, t_in, encoder_hidden_states=states, **extra).sample.float()
         if self.prediction_type == "v_prediction":
             out = v_to_eps(self.alphas_cumprod, out, z_t.float().repeat(K, 1, 1, 1), t_in)
         return out.reshape(K, B, *z_t.shape[1:])
