@@ -70,3 +70,18 @@ def test_saved_weights_are_the_average_and_training_refuses_held_out_renders(tmp
     assert not all(torch.equal(raw[k], ema[k]) for k in raw)  # same seed, same steps: only the averaging differs
     with pytest.raises(ValueError, match="held-out"):
         TrainConfig(data=DatasetConfig(seed=1))
+
+
+def test_truncated_snr_weights_follow_their_formula(tmp_path):
+    from propdreamer.core.builtin_prior.train import loss_weights
+
+    abar = torch.tensor([0.99, 0.5, 0.1, 0.02, 1e-9])
+    # max(1, 1/SNR) = max(1, (1 - abar) / abar), capped at 100.
+    expected = torch.tensor([1.0, 1.0, 9.0, 49.0, 100.0])
+    assert torch.allclose(loss_weights(abar, "truncated_snr"), expected)
+    assert torch.equal(loss_weights(abar, "eps"), torch.ones(5))
+    with pytest.raises(ValueError, match="loss_weighting"):
+        TrainConfig(loss_weighting="x0")
+    logs: list[str] = []
+    train(_config(loss_weighting="truncated_snr"), tmp_path / "w", log=logs.append)
+    assert any("loss" in m for m in logs) and (tmp_path / "w" / "unet").is_dir()

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
+from torch import Tensor
 
 from ..priors.camera_conditioning import camera_features
 from .dataset import DatasetConfig, render_dataset
@@ -42,6 +42,12 @@ class TrainConfig:
     # shows its own view up to mid t), so at 1x it barely leaves its zero start: 2500 steps at 2e-4
     # moved the prior's noise predictions between elevations -10 and 60 by 0.14% (BENCHMARKS.md).
     camera_lr_scale: float = 10.0
+    # "eps": the plain noise-prediction MSE. "truncated_snr": the same MSE weighted by max(1, 1/SNR_t),
+    # i.e. the error of x0-hat weighted by max(SNR_t, 1) (Salimans & Ho's truncated-SNR weighting).
+    # Plain eps-MSE barely sees x0-hat at high t (eps-MSE = SNR_t * x0-MSE, SNR_t ~ 0.02 at t = 0.9T),
+    # yet high-t x0-hat is what SDS pulls a render toward, and the only place where a view or camera
+    # says something a noisy image does not (BENCHMARKS.md).
+    loss_weighting: str = "eps"
     seed: int = 0
     log_every: int = 100
     checkpoint_every: int = 1000
@@ -58,6 +64,8 @@ class TrainConfig:
 
         if self.data.seed in HELD_OUT_SEEDS:
             raise ValueError(f"data seed {self.data.seed} renders the held-out evaluation's cameras {HELD_OUT_SEEDS}; pick another")
+        if self.loss_weighting not in ("eps", "truncated_snr"):
+            raise ValueError(f"loss_weighting must be 'eps' or 'truncated_snr', got '{self.loss_weighting}'")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
 
@@ -67,6 +75,16 @@ def lr_factor(step: int, config: TrainConfig) -> float:
         return (step + 1) / config.warmup_steps
     progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
     return config.final_lr_fraction + (1 - config.final_lr_fraction) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def loss_weights(abar_t: Tensor, weighting: str) -> Tensor:
+    """[B] weights of each image's eps-MSE: 1 ("eps"), or max(1, 1/SNR_t) with SNR_t = abar_t / (1 - abar_t),
+    capped at 100 (t ~ 0.95T): the cosine schedule's last steps have SNR ~ 1e-9, where x0-hat is
+    (z_t - sigma_t eps-hat) / alpha_t, noise over almost nothing, and a weight of 1e9 would be the whole batch."""
+    if weighting == "eps":
+        return torch.ones_like(abar_t)
+    snr = abar_t / (1 - abar_t)
+    return snr.reciprocal().clamp(min=1.0, max=100.0)
 
 
 def dropped_captions(captions: list[str], config: TrainConfig, generator: torch.Generator) -> list[str]:
@@ -182,7 +200,7 @@ def train(config: TrainConfig, out: Path, log=lambda msg: print(msg, flush=True)
             keep = (torch.rand(config.batch_size, 1, generator=generator) >= config.camera_dropout).float()
             extra["class_labels"] = camera_features(data.cameras[idx], config.batch_size) * keep  # [B, F], zeros: unknown
         eps_pred = unet(z_t, t, encoder_hidden_states=text_encoder(ids)[0], **extra).sample
-        loss = F.mse_loss(eps_pred, eps)
+        loss = loss_weights(abar[t], config.loss_weighting) @ (eps_pred - eps).pow(2).mean(dim=(1, 2, 3)) / config.batch_size
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
