@@ -144,23 +144,43 @@ def camera_rays(cameras: Cameras, resolution: int) -> tuple[Tensor, Tensor]:
     return origins, d_world
 
 
+# Elevation words a prior may be trained to read (the builtin prior's `prior train --elevation-words`):
+# (upper bound in degrees, words), in rising order, for views below the overhead threshold. METHODS.md's
+# rule says front / side / back, which a shape that looks the same from every azimuth cannot use; how
+# high the camera stands changes its picture a great deal (a cylinder seen level is a rectangle, from
+# 50 degrees up a rounded cup), and a prior that is not told averages those pictures (BENCHMARKS.md).
+ELEVATION_BANDS: tuple[tuple[float, str], ...] = ((10.0, "low angle"), (35.0, "mid angle"), (60.0, "high angle"))
+
+
 @dataclass(frozen=True)
 class ViewPromptRule:
-    """METHODS.md's view-dependent prompt rule; thresholds in degrees."""
+    """METHODS.md's view-dependent prompt rule; thresholds in degrees. With `elevation_bands` (for a prior
+    trained on them) a view below the overhead threshold also names its band: ", side view, low angle"."""
 
     overhead_above_deg: float = 60.0
     front_within_deg: float = 45.0
     back_beyond_deg: float = 135.0
+    elevation_bands: tuple[tuple[float, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        bounds = [b for b, _ in self.elevation_bands]
+        if bounds != sorted(bounds) or any(not words.strip() or "," in words for _, words in self.elevation_bands):
+            raise ValueError(f"elevation_bands must be (upper bound, words) pairs in rising order, words without commas; got {self.elevation_bands}")
 
     def suffix(self, elevation_deg: float, azimuth_deg: float) -> str:
         azimuth = abs(float(wrap_azimuth(torch.tensor(azimuth_deg))))
         if elevation_deg > self.overhead_above_deg:
             return ", overhead view"
         if azimuth < self.front_within_deg:
-            return ", front view"
-        if azimuth > self.back_beyond_deg:
-            return ", back view"
-        return ", side view"
+            view = ", front view"
+        elif azimuth > self.back_beyond_deg:
+            view = ", back view"
+        else:
+            view = ", side view"
+        band = next((words for bound, words in self.elevation_bands if elevation_deg < bound), None)
+        if band is None and self.elevation_bands:
+            band = self.elevation_bands[-1][1]  # up to the overhead threshold
+        return view + (f", {band}" if band else "")
 
     def suffixes(self, cameras: Cameras) -> list[str]:
         return [self.suffix(float(e), float(a)) for e, a in zip(cameras.elevation_deg, cameras.azimuth_deg)]

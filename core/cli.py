@@ -95,10 +95,12 @@ def _cmd_prior_train(args: argparse.Namespace) -> int:
     from .builtin_prior.dataset import DatasetConfig
     from .builtin_prior.model import ModelConfig
     from .builtin_prior.train import TrainConfig, train
+    from .cameras import ELEVATION_BANDS, ViewPromptRule
     from .priors.camera_conditioning import CAMERA_FEATURES
 
     _set_threads(args.threads)
-    data = DatasetConfig(views_per_label=args.views_per_label, seed=args.data_seed)
+    rule = ViewPromptRule(elevation_bands=ELEVATION_BANDS if args.elevation_words else ())
+    data = DatasetConfig(views_per_label=args.views_per_label, seed=args.data_seed, view_rule=rule)
     model = ModelConfig(camera_features=CAMERA_FEATURES if args.cameras else 0)
     train(TrainConfig(steps=args.steps, seed=args.seed, lr=args.lr, init=args.init, ema_decay=args.ema,
                       loss_weighting=args.loss_weighting, data=data, model=model), Path(args.out))
@@ -172,6 +174,8 @@ def build_parser(extra: Callable[[argparse._SubParsersAction], None] | None = No
     p.add_argument("--views-per-label", type=int, default=200, help="training renders per colour x shape")
     p.add_argument("--data-seed", type=int, default=0, help="seed of the training renders (the held-out evaluation uses 1 and 4)")
     p.add_argument("--cameras", action="store_true", help="condition the prior on each render's camera (elevation, azimuth, distance); --init may name a prior without")
+    p.add_argument("--elevation-words", action="store_true",
+                   help='captions name the camera\'s elevation band (", side view, low angle"); stage one then prompts with them')
     p.add_argument("--loss-weighting", choices=("eps", "truncated_snr"), default="eps",
                    help="truncated_snr weights high-noise steps up, where views and cameras matter (see TrainConfig)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")

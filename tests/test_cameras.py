@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from propdreamer.core.cameras import OrbitRange, ViewPromptRule, camera_rays, orbit_cameras, sample_orbit
+from propdreamer.core.cameras import ELEVATION_BANDS, OrbitRange, ViewPromptRule, camera_rays, orbit_cameras, sample_orbit
 
 
 def _cams(el, az, dist=2.0, fov=40.0):
@@ -56,6 +56,23 @@ def test_centre_ray_hits_the_origin():
 )
 def test_view_prompt_rule(el, az, suffix):
     assert ViewPromptRule().suffix(el, az) == suffix
+
+
+@pytest.mark.parametrize(
+    "el, az, suffix",
+    [(-10, 0, ", front view, low angle"), (9.9, 90, ", side view, low angle"), (10, 90, ", side view, mid angle"),
+     (34, 170, ", back view, mid angle"), (35, 0, ", front view, high angle"), (60, 0, ", front view, high angle"),
+     (61, 90, ", overhead view")],
+)
+def test_elevation_bands_name_how_high_the_camera_stands(el, az, suffix):
+    assert ViewPromptRule(elevation_bands=ELEVATION_BANDS).suffix(el, az) == suffix
+
+
+def test_elevation_bands_must_rise_and_be_words():
+    with pytest.raises(ValueError, match="rising order"):
+        ViewPromptRule(elevation_bands=((30.0, "high angle"), (10.0, "low angle")))
+    with pytest.raises(ValueError, match="without commas"):
+        ViewPromptRule(elevation_bands=((30.0, "low, angle"),))
 
 
 def test_bad_orbit_ranges_are_rejected_with_the_field_name():

@@ -15,8 +15,8 @@ TINY = ModelConfig(resolution=8, block_out_channels=(8, 16), attention=(False, T
 
 
 def _config(**kw) -> TrainConfig:
-    data = DatasetConfig(resolution=8, views_per_label=1)
-    return TrainConfig(steps=2, batch_size=4, warmup_steps=1, log_every=1, model=TINY, data=data, **kw)
+    kw.setdefault("data", DatasetConfig(resolution=8, views_per_label=1))
+    return TrainConfig(steps=2, batch_size=4, warmup_steps=1, log_every=1, model=TINY, **kw)
 
 
 def _unet_weights(folder) -> dict[str, torch.Tensor]:
@@ -85,3 +85,41 @@ def test_truncated_snr_weights_follow_their_formula(tmp_path):
     logs: list[str] = []
     train(_config(loss_weighting="truncated_snr"), tmp_path / "w", log=logs.append)
     assert any("loss" in m for m in logs) and (tmp_path / "w" / "unet").is_dir()
+
+
+def test_elevation_words_grow_an_older_vocabulary_and_reach_stage_one(tmp_path, monkeypatch):
+    from propdreamer.core.builtin_prior import model
+    from propdreamer.core.cameras import ELEVATION_BANDS, OrbitRange, ViewPromptRule, sample_orbit
+    from propdreamer.core.priors.diffusers_prior import PriorConfig, load_prior
+    from propdreamer.core.stage1.trainer import CoarseConfig, CoarseTrainer
+    from transformers import CLIPTextModel
+
+    with monkeypatch.context() as m:  # a prior saved before the elevation words existed
+        m.setattr(model, "ELEVATION_BANDS", ())
+        train(_config(), tmp_path / "old", log=lambda m: None)
+    banded = DatasetConfig(resolution=8, views_per_label=1, view_rule=ViewPromptRule(elevation_bands=ELEVATION_BANDS))
+    train(_config(lr=0.0, init=str(tmp_path / "old"), data=banded), tmp_path / "new", log=lambda m: None)
+    old, new = (CLIPTextModel.from_pretrained(tmp_path / k / "text_encoder").get_input_embeddings().weight for k in ("old", "new"))
+    assert new.shape[0] == old.shape[0] + 4  # "low", "mid", "high", "angle"
+    assert torch.equal(new[: old.shape[0]], old)  # lr 0: the old words keep their rows
+
+    prior = load_prior(PriorConfig(source=str(tmp_path / "new"), device="cpu"))
+    assert prior.view_rule.elevation_bands == ELEVATION_BANDS
+    assert prior.unknown_words("a red cube, side view, low angle") == []
+    trainer = CoarseTrainer(prior, "a red cube", CoarseConfig())
+    cams = sample_orbit(64, OrbitRange(elevation_deg=(-10.0, 60.0)), torch.Generator().manual_seed(0))
+    prompts = trainer.prompts_for(cams)
+    assert {p.split(", ")[-1] for p in prompts} == {"low angle", "mid angle", "high angle"}
+    assert load_prior(PriorConfig(source=str(tmp_path / "old"), device="cpu")).view_rule.elevation_bands == ()
+
+    from propdreamer.core.builtin_prior.evaluate import elevation_word_gain
+
+    gain = elevation_word_gain(prior)  # the same renders under three captions: the words must change the prediction
+    assert set(gain) == {"true words", "no view words", "wrong words"} and all(v > 0 for v in gain.values())
+    assert gain["true words"] != gain["wrong words"] and gain["true words"] != gain["no view words"]
+
+    with monkeypatch.context() as m:  # another version's words in the same places: refused, not misread
+        m.setattr(model, "ELEVATION_BANDS", ((10.0, "lowish"),))
+        train(_config(), tmp_path / "other", log=lambda m: None)
+    with pytest.raises(ValueError, match="not a beginning"):
+        train(_config(init=str(tmp_path / "other")), tmp_path / "x", log=lambda m: None)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from ..cameras import orbit_cameras
+from ..cameras import ViewPromptRule, orbit_cameras
 from ..images import grid, save_png
 from ..priors.base import add_noise
 from ..priors.diffusers_prior import DiffusersPrior
@@ -44,13 +44,19 @@ class EvalResult:
     seconds: float
     confusions: list[str]  # "true -> predicted" for every miss
     camera_errors: dict[str, float] | None = None  # camera-conditioned priors: see `camera_gain`
+    elevation_word_errors: dict[str, float] | None = None  # priors trained on elevation words: see `elevation_word_gain`
+
+
+def held_out(prior: DiffusersPrior, config: EvalConfig, seed: int):
+    """Held-out renders captioned the way `prior` was trained (its view words, elevation bands included)."""
+    return render_dataset(DatasetConfig(views_per_label=config.views_per_label, seed=seed, view_rule=prior.view_rule or ViewPromptRule()))
 
 
 def evaluate_classifier(prior: DiffusersPrior, config: EvalConfig = EvalConfig()) -> EvalResult:
     t0 = time.time()
     predicted, truth = [], []
     for seed in config.seeds:
-        data = render_dataset(DatasetConfig(views_per_label=config.views_per_label, seed=seed))
+        data = held_out(prior, config, seed)
         predicted += classify(prior, data.images, data.view_suffixes, config.classifier, data.cameras)  # cameras: read by camera-conditioned priors only
         truth += [(list(COLOURS)[c], SHAPES[s]) for c, s in zip(data.colour_ids.tolist(), data.shape_ids.tolist())]
     shape_ok = sum(p[1] == t[1] for p, t in zip(predicted, truth))
@@ -65,7 +71,7 @@ def camera_gain(prior: DiffusersPrior, config: EvalConfig = EvalConfig(), timest
     """Does a camera-conditioned prior use its cameras? Mean denoising error ||eps_theta - eps||^2 on the
     held-out renders (true caption) with each render's own camera, with the camera unknown, and with a
     wrong one (elevation mirrored about 35 degrees, azimuth turned 180). Lower with the true camera: it helps."""
-    data = render_dataset(DatasetConfig(views_per_label=config.views_per_label, seed=config.seeds[0]))
+    data = held_out(prior, config, config.seeds[0])
     n = len(data)
     wrong = orbit_cameras(70.0 - data.cameras.elevation_deg, data.cameras.azimuth_deg + 180.0, data.cameras.distance, data.cameras.fov_deg)
     embeddings = prior.text_embeddings(data.captions())[None]  # [1, N, L, D]
@@ -81,9 +87,35 @@ def camera_gain(prior: DiffusersPrior, config: EvalConfig = EvalConfig(), timest
     return errors
 
 
+@torch.no_grad()
+def elevation_word_gain(prior: DiffusersPrior, config: EvalConfig = EvalConfig(), timesteps: tuple[int, ...] = (600, 800, 900)) -> dict[str, float]:
+    """Does a prior trained on elevation words read them? Mean error of x0-hat (the image SDS pulls a render
+    toward) on the held-out renders, captioned with their own elevation band, with no view words, and with
+    the band of the mirrored elevation (70 - e: low <-> high). Lower with the true words: it reads them."""
+    rule = prior.view_rule
+    data = held_out(prior, config, config.seeds[0])
+    n = len(data)
+    bare = [c.split(",")[0] for c in data.captions()]
+    mirrored = rule.suffixes(orbit_cameras(70.0 - data.cameras.elevation_deg, data.cameras.azimuth_deg, data.cameras.distance, data.cameras.fov_deg))
+    captions = {"true words": data.captions(), "no view words": bare, "wrong words": [b + v for b, v in zip(bare, mirrored)]}
+    z = prior.encode(data.images)
+    generator = torch.Generator().manual_seed(config.classifier.seed)
+    errors = dict.fromkeys(captions, 0.0)
+    for step in timesteps:
+        t = torch.full((n,), step, device=prior.device)
+        eps = torch.randn(z.shape, generator=generator).to(z.device)
+        z_t = add_noise(prior.alphas_cumprod, z, eps, t)
+        abar = prior.alphas_cumprod[step]
+        for name, texts in captions.items():
+            eps_hat = prior.predict_noise(z_t, t, prior.text_embeddings(texts)[None])[0]
+            x0_hat = (z_t - (1 - abar).sqrt() * eps_hat) / abar.sqrt()  # z0-hat = (z_t - sigma_t eps-hat) / alpha_t
+            errors[name] += float((x0_hat - z).pow(2).mean()) / len(timesteps)
+    return errors
+
+
 def write_samples(prior: DiffusersPrior, path: Path, config: EvalConfig = EvalConfig()) -> Path:
-    """One sample per (colour, shape), front view: a row per shape, a column per colour."""
-    prompts = [caption(c, s, ", front view") for s in SHAPES for c in COLOURS]
+    """One sample per (colour, shape), front view from 20 degrees up: a row per shape, a column per colour."""
+    prompts = [caption(c, s, (prior.view_rule or ViewPromptRule()).suffix(20.0, 0.0)) for s in SHAPES for c in COLOURS]
     n = len(prompts)
     front = orbit_cameras(torch.full((n,), 20.0), torch.zeros(n), torch.full((n,), 2.2), torch.full((n,), 40.0))  # for camera-conditioned priors
     images = sample(prior, prompts, steps=config.sample_steps, guidance_scale=config.sample_guidance, cameras=front)
@@ -103,6 +135,10 @@ def run(prior: DiffusersPrior, out: Path, config: EvalConfig = EvalConfig(), log
         gain = camera_gain(prior, config)
         log("denoising error on held-out renders (t = 300, 600, 900): " + ", ".join(f"{k} {v:.5f}" for k, v in gain.items()))
         result.camera_errors = gain
+    if prior.view_rule is not None and prior.view_rule.elevation_bands:
+        gain = elevation_word_gain(prior, config)
+        log("x0-hat error on held-out renders (t = 600, 800, 900): " + ", ".join(f"{k} {v:.5f}" for k, v in gain.items()))
+        result.elevation_word_errors = gain
     samples = write_samples(prior, out / "prior_samples.png", config)
     log(f"samples: {samples}")
     (out / "prior_eval.json").write_text(json.dumps(result.__dict__, indent=2) + "\n")

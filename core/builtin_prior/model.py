@@ -14,7 +14,7 @@ import torch
 from diffusers import DDPMScheduler, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, PreTrainedTokenizerFast
 
-from ..cameras import VIEW_SUFFIXES
+from ..cameras import ELEVATION_BANDS, VIEW_SUFFIXES
 from .vocabulary import COLOURS, SHAPES
 
 SPECIAL_TOKENS = {"pad_token": "[PAD]", "unk_token": "[UNK]", "bos_token": "[BOS]", "eos_token": "[EOS]"}
@@ -42,6 +42,9 @@ def vocabulary_words() -> list[str]:
     words = ["a", "an", "the", ","] + list(COLOURS) + list(SHAPES)
     for suffix in VIEW_SUFFIXES:
         words += [w for w in suffix.replace(",", " ").split() if w not in words]
+    # Appended last, so a prior saved before them keeps its token ids and can learn them (`--init`).
+    for _, band in ELEVATION_BANDS:
+        words += [w for w in band.split() if w not in words]
     return list(dict.fromkeys(words))
 
 

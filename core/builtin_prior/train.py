@@ -151,9 +151,23 @@ def continue_from(folder: Path, unet, text_encoder, model: ModelConfig) -> list[
     missing, unexpected = unet.load_state_dict(UNet2DConditionModel.from_pretrained(folder / "unet").state_dict(), strict=not adds_cameras)
     if unexpected or any(not k.startswith("class_embedding.") for k in missing):
         raise ValueError(f"{folder}: weights do not fit the model (missing {missing[:3]}, unexpected {unexpected[:3]})")
-    text_encoder.load_state_dict(CLIPTextModel.from_pretrained(folder / "text_encoder").state_dict())
+    text_encoder.load_state_dict(grown_text_state(folder, CLIPTextModel.from_pretrained(folder / "text_encoder").state_dict(), text_encoder))
     runs = meta.get("earlier_runs", [])
     return runs + [meta["train"]] if "train" in meta else runs
+
+
+def grown_text_state(folder: Path, saved: dict[str, Tensor], text_encoder) -> dict[str, Tensor]:
+    """A saved text encoder's weights for `text_encoder`, whose vocabulary may have grown since (new words
+    are appended, model.vocabulary_words): the old words keep their rows, the new ones their fresh ones."""
+    key = "embeddings.token_embedding.weight"
+    old, new = saved[key], text_encoder.state_dict()[key]  # [V_old, D], [V, D]
+    if old.shape == new.shape:
+        return saved
+    saved_vocab = json.loads((folder / "tokenizer" / "tokenizer.json").read_text())["model"]["vocab"]
+    vocab = build_tokenizer(text_encoder.config.max_position_embeddings).get_vocab()
+    if old.shape[0] > new.shape[0] or any(vocab.get(word) != i for word, i in saved_vocab.items()):
+        raise ValueError(f"{folder}: its vocabulary ({len(saved_vocab)} words) is not a beginning of this version's ({len(vocab)}); retrain it from scratch")
+    return {**saved, key: torch.cat([old, new[old.shape[0]:]])}
 
 
 def train(config: TrainConfig, out: Path, log=lambda msg: print(msg, flush=True)) -> dict:
@@ -217,7 +231,8 @@ def train(config: TrainConfig, out: Path, log=lambda msg: print(msg, flush=True)
             minutes = (time.time() - t0) / 60
             run = {**asdict(config), "steps_done": step + 1, "minutes": round(minutes, 1)}
             with ema.applied() if ema is not None else nullcontext():  # save the averages, train on from the raw weights
-                save_prior(out, unet, text_encoder, tokenizer, scheduler, config.model, {"train": run, **({"earlier_runs": history} if history else {})})
+                extra = {"view_rule": asdict(config.data.view_rule), "train": run, **({"earlier_runs": history} if history else {})}
+                save_prior(out, unet, text_encoder, tokenizer, scheduler, config.model, extra)
     summary = {"minutes": (time.time() - t0) / 60, "parameters": n_params, "steps": config.steps}
     log(json.dumps(summary))
     return summary

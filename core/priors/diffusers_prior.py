@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..cameras import Cameras
+from ..cameras import Cameras, ViewPromptRule
 from .base import v_to_eps
 from .camera_conditioning import camera_features
 from .loading import BUILTIN, resolve_prior_folder
@@ -105,6 +105,8 @@ class DiffusersPrior:
         self._linear_decoder = None  # fitted on first use
         # A camera-conditioned prior (camera_conditioning.py) reads camera features through the UNet's class embedding.
         self.camera_conditioned = self.unet.config.class_embed_type == "projection"
+        # A builtin-format prior records the view words its captions used; stage one prompts with the same.
+        self.view_rule = saved_view_rule(folder)
         log.info("loaded prior %s from %s on %s (%s, %s space, %d px)", self.source, folder, device, dtype, "latent" if self.latent else "pixel", self.image_size)
 
     # -- image space <-> model space -------------------------------------------------------------
@@ -174,6 +176,15 @@ class DiffusersPrior:
         if self.prediction_type == "v_prediction":
             out = v_to_eps(self.alphas_cumprod, out, z_t.float().repeat(K, 1, 1, 1), t_in)
         return out.reshape(K, B, *z_t.shape[1:])
+
+
+def saved_view_rule(folder: Path) -> ViewPromptRule | None:
+    """The view-prompt rule a builtin-format prior was trained with (propdreamer_prior.json), or None."""
+    meta = folder / "propdreamer_prior.json"
+    rule = json.loads(meta.read_text()).get("view_rule") if meta.is_file() else None
+    if rule is None:
+        return None
+    return ViewPromptRule(**{**rule, "elevation_bands": tuple((float(b), str(w)) for b, w in rule.get("elevation_bands", ()))})
 
 
 def load_prior(config: PriorConfig = PriorConfig()) -> DiffusersPrior:

@@ -9,7 +9,7 @@ every step; progress (which reads values back from the device) only every `repor
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Literal
 
@@ -188,6 +188,11 @@ class CoarseTrainer:
         self.regularisers = config.regularisers or default_regularisers(prior)
         options = {"timesteps": config.timesteps or default_timesteps(prior), **({"guidance_scale": scale} if scale is not None else {}), **config.guidance_options}
         self.guidance: Guidance = build_guidance(method, prior, **options)
+        # View-dependent prompts: the configured rule, naming elevation bands too when the prior was trained on them.
+        self.view_rule = config.view_prompts
+        trained = getattr(prior, "view_rule", None)
+        if self.view_rule is not None and not self.view_rule.elevation_bands and trained is not None and trained.elevation_bands:
+            self.view_rule = replace(self.view_rule, elevation_bands=trained.elevation_bands)
         self.optimisers = self.rep.optimisers()
         if self.background.mlp is not None:
             self.optimisers["background"] = torch.optim.Adam(self.background.parameters(), lr=1e-3)
@@ -195,7 +200,7 @@ class CoarseTrainer:
 
     # -- one step ------------------------------------------------------------------------------
     def prompts_for(self, cameras: Cameras) -> list[str]:
-        rule = self.config.view_prompts
+        rule = self.view_rule
         return [self.prompt + s for s in rule.suffixes(cameras)] if rule is not None else [self.prompt] * len(cameras)
 
     def sample_cameras(self, n: int) -> Cameras:
