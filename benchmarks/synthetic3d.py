@@ -11,6 +11,8 @@ CIE76 delta-E of the mean surface albedo against the prompted colour. With --fin
 too (DMTet -> texture -> export) and the exported mesh is scored the same way (voxelised by winding
 number), with the delta-E of the mean baked texture colour over the UV charts. Prints one CSV row per
 run and a summary per method x representation; writes the CSV and a turntable sheet into --out.
+`--methods oracle` fits stage one to the true primitive's renders instead (oracle.py): the ceiling of
+the representation, preset and scorer, against which a method's score reads.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ from propdreamer.core.geometry.voxels import auto_threshold, delta_e, grid_point
 from propdreamer.core.images import grid, save_png
 from propdreamer.core.priors.diffusers_prior import PriorConfig, load_prior
 from propdreamer.core.stage1.trainer import CoarseConfig, CoarseTrainer, render_views, turntable_cameras
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from oracle import ORACLE_SHADING, OracleFit  # noqa: E402
 
 GRID = 64  # voxels per axis over the field's box
 CANONICAL = 48  # voxels per axis in the normalised frame
@@ -108,7 +113,7 @@ def score_mesh(vertices, faces, texture, uvs, colour: str, shape: str, reference
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--methods", default="sds", help="comma-separated: sds,nfsd,vsd,ssd,vdm")
+    ap.add_argument("--methods", default="sds", help="comma-separated: sds,nfsd,vsd,ssd,vdm, or oracle (the ceiling: a fit to the true shape, oracle.py)")
     ap.add_argument("--representations", default="nerf", help="comma-separated: nerf,gaussians")
     ap.add_argument("--prompts", type=int, default=14, help="how many prompts (cycling through the 7 shapes)")
     ap.add_argument("--preset", default="draft")
@@ -119,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="out/synthetic3d")
     ap.add_argument("--final", action="store_true", help="also run stage two and score the exported mesh")
     args = ap.parse_args(argv)
+    if args.final and "oracle" in args.methods.split(","):
+        ap.error("--final refines with the prior's guidance; the oracle scores stage one only (drop --final)")
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -137,9 +144,13 @@ def main(argv: list[str] | None = None) -> int:
             for method in args.methods.split(","):
                 for colour, shape in prompts(args.prompts):
                     prompt = caption(colour, shape)
-                    config = CoarseConfig(representation=representation, method=method, preset=args.preset, steps=args.steps, seed=args.seed)
+                    oracle = method == "oracle"
+                    config = CoarseConfig(representation=representation, method=None if oracle else method, preset=args.preset, steps=args.steps, seed=args.seed,
+                                          **({"shading": ORACLE_SHADING} if oracle else {}))
                     t0 = time.time()
                     trainer = CoarseTrainer(prior, prompt, config)
+                    if oracle:
+                        trainer.guidance = OracleFit(colour, shape)
                     result = trainer.run()
                     seconds = time.time() - t0
                     references = references or reference_shapes(trainer.rep.bound)

@@ -172,3 +172,32 @@ def test_benchmark_scores_the_true_primitive_as_perfect():
 
     s = synthetic3d.score(TurnedCube("cube"), "red", "cube", refs)
     assert s["iou"] > 0.95 and s["correct"]
+
+
+def test_oracle_fits_the_true_primitive_renders(builtin_prior):
+    """The benchmark's ceiling: its loss is zero on the true renders, and it carves the blob toward the shape."""
+    import synthetic3d
+    from oracle import ORACLE_SHADING, OracleFit
+
+    from propdreamer.core.builtin_prior.render import ShadingConfig as RenderShading
+    from propdreamer.core.builtin_prior.render import render_sdf
+    from propdreamer.core.builtin_prior.shapes import SDFS
+    from propdreamer.core.cameras import orbit_cameras
+
+    oracle = OracleFit("green", "cube")
+    cams = orbit_cameras(torch.tensor([0.0, 30.0]), torch.tensor([0.0, 90.0]), torch.full((2,), 2.2), torch.full((2,), 40.0))
+    blank = torch.ones(2, 3, 32, 32)  # nothing on the white background
+    true = render_sdf(SDFS["cube"], cams, torch.tensor([[0.15, 0.70, 0.15]] * 2), torch.zeros(2, 3), 32, RenderShading(ambient=1.0)).rgb
+    assert oracle(true, [], 0, 1, cameras=cams).loss.item() < 1e-9
+    assert oracle(blank, [], 0, 1, cameras=cams).loss.item() > 1.0
+    with pytest.raises(ValueError, match="builtin primitives"):
+        OracleFit("green", "teapot")
+
+    refs = synthetic3d.reference_shapes(1.0)
+    trainer = CoarseTrainer(builtin_prior, "a green cube", CoarseConfig(steps=150, shading=ORACLE_SHADING))
+    before = synthetic3d.score(trainer.rep, "green", "cube", refs)
+    trainer.guidance = oracle
+    trainer.run()
+    after = synthetic3d.score(trainer.rep, "green", "cube", refs)
+    assert before["nearest"] == "sphere" and after["nearest"] == "cube"  # the blob, then the shape it was fitted to
+    assert after["ious"]["cube"] > before["ious"]["cube"] + 0.05 and after["delta_e"] < 10 < before["delta_e"]
