@@ -28,17 +28,22 @@ ORACLE_SHADING = ShadingConfig(probabilities=(1.0, 0.0, 0.0))
 
 
 class OracleFit:
-    """Called like a guidance method: loss = scale * mean |x - x_true|^2 over the step's renders."""
+    """Called like a guidance method: loss = scale * (mean |x - x_true|^2 + mean |alpha - alpha_true|^2) over
+    the step's renders. The coverage term carries the shape whatever the colour (a white object on the
+    white background gives the colour term almost nothing to fit)."""
 
     def __init__(self, colour: str, shape: str, scale: float = 1000.0) -> None:
         if shape not in SDFS or colour not in COLOURS:
             raise ValueError(f"the oracle knows the builtin primitives {list(SDFS)} in {list(COLOURS)}, got '{colour} {shape}'")
         self.sdf, self.albedo, self.scale = SDFS[shape], torch.tensor(COLOURS[colour]), scale
 
-    def __call__(self, images: Tensor, prompts: list[str], step: int, steps: int, cameras=None, **_) -> GuidanceOutput:
-        n, res = images.shape[0], images.shape[-1]  # images [B, 3, H, W]
+    def __call__(self, images: Tensor, prompts: list[str], step: int, steps: int, cameras=None, alpha: Tensor | None = None, **_) -> GuidanceOutput:
+        n, res = images.shape[0], images.shape[-1]  # images [B, 3, H, W], alpha [B, 1, H, W]
         with torch.no_grad():
             flat = RenderShading(ambient=1.0)  # shade = 1: the albedo itself, on the white background
-            target = render_sdf(self.sdf, cameras.to("cpu"), self.albedo.expand(n, 3), torch.zeros(n, 3), res, flat).rgb.to(images.device)
-        residual = images - target
-        return GuidanceOutput(loss=self.scale * residual.pow(2).mean(), t=torch.zeros(n, dtype=torch.long), update_norm=residual.flatten(1).norm(dim=1).mean().detach())
+            true = render_sdf(self.sdf, cameras.to("cpu"), self.albedo.expand(n, 3), torch.zeros(n, 3), res, flat)
+        residual = images - true.rgb.to(images.device)
+        loss = residual.pow(2).mean()
+        if alpha is not None:
+            loss = loss + (alpha - true.alpha.to(alpha.device)).pow(2).mean()
+        return GuidanceOutput(loss=self.scale * loss, t=torch.zeros(n, dtype=torch.long), update_norm=residual.flatten(1).norm(dim=1).mean().detach())
