@@ -148,7 +148,8 @@ def camera_rays(cameras: Cameras, resolution: int) -> tuple[Tensor, Tensor]:
 # (upper bound in degrees, words), in rising order, for views below the overhead threshold. METHODS.md's
 # rule says front / side / back, which a shape that looks the same from every azimuth cannot use; how
 # high the camera stands changes its picture a great deal (a cylinder seen level is a rectangle, from
-# 50 degrees up a rounded cup), and a prior that is not told averages those pictures (BENCHMARKS.md).
+# 50 degrees up a rounded cup), and a prior that is not told averages those pictures. Measured: 2000
+# fine-tuning steps on them move the builtin prior's predictions by under 1%, so it is not shipped (BENCHMARKS.md).
 ELEVATION_BANDS: tuple[tuple[float, str], ...] = ((10.0, "low angle"), (35.0, "mid angle"), (60.0, "high angle"))
 
 
