@@ -11,8 +11,10 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import torch
+from torch import Tensor
 
 from ..cameras import ViewPromptRule, orbit_cameras
 from ..images import grid, save_png
@@ -66,22 +68,26 @@ def evaluate_classifier(prior: DiffusersPrior, config: EvalConfig = EvalConfig()
     return EvalResult(shape_ok / n, colour_ok / n, n, time.time() - t0, misses)
 
 
+def noised(prior: DiffusersPrior, z: Tensor, timesteps: tuple[int, ...], seed: int) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+    """(t [N], eps, z_t) at each of `timesteps`: one seeded noise draw per step, shared by every variant compared."""
+    generator = torch.Generator().manual_seed(seed)
+    for step in timesteps:
+        t = torch.full((z.shape[0],), step, device=prior.device)
+        eps = torch.randn(z.shape, generator=generator).to(z.device)
+        yield t, eps, add_noise(prior.alphas_cumprod, z, eps, t)
+
+
 @torch.no_grad()
 def camera_gain(prior: DiffusersPrior, config: EvalConfig = EvalConfig(), timesteps: tuple[int, ...] = (300, 600, 900)) -> dict[str, float]:
     """Does a camera-conditioned prior use its cameras? Mean denoising error ||eps_theta - eps||^2 on the
     held-out renders (true caption) with each render's own camera, with the camera unknown, and with a
     wrong one (elevation mirrored about 35 degrees, azimuth turned 180). Lower with the true camera: it helps."""
     data = held_out(prior, config, config.seeds[0])
-    n = len(data)
     wrong = orbit_cameras(70.0 - data.cameras.elevation_deg, data.cameras.azimuth_deg + 180.0, data.cameras.distance, data.cameras.fov_deg)
     embeddings = prior.text_embeddings(data.captions())[None]  # [1, N, L, D]
     z = prior.encode(data.images)
-    generator = torch.Generator().manual_seed(config.classifier.seed)
     errors = {"true camera": 0.0, "unknown camera": 0.0, "wrong camera": 0.0}
-    for step in timesteps:
-        t = torch.full((n,), step, device=prior.device)
-        eps = torch.randn(z.shape, generator=generator).to(z.device)
-        z_t = add_noise(prior.alphas_cumprod, z, eps, t)
+    for t, eps, z_t in noised(prior, z, timesteps, config.classifier.seed):
         for name, cameras in (("true camera", data.cameras), ("unknown camera", None), ("wrong camera", wrong)):
             errors[name] += float((prior.predict_noise(z_t, t, embeddings, cameras)[0] - eps).pow(2).mean()) / len(timesteps)
     return errors
@@ -94,20 +100,16 @@ def elevation_word_gain(prior: DiffusersPrior, config: EvalConfig = EvalConfig()
     the band of the mirrored elevation (70 - e: low <-> high). Lower with the true words: it reads them."""
     rule = prior.view_rule
     data = held_out(prior, config, config.seeds[0])
-    n = len(data)
     bare = [c.split(",")[0] for c in data.captions()]
     mirrored = rule.suffixes(orbit_cameras(70.0 - data.cameras.elevation_deg, data.cameras.azimuth_deg, data.cameras.distance, data.cameras.fov_deg))
     captions = {"true words": data.captions(), "no view words": bare, "wrong words": [b + v for b, v in zip(bare, mirrored)]}
+    embeddings = {name: prior.text_embeddings(texts)[None] for name, texts in captions.items()}  # [1, N, L, D] each
     z = prior.encode(data.images)
-    generator = torch.Generator().manual_seed(config.classifier.seed)
     errors = dict.fromkeys(captions, 0.0)
-    for step in timesteps:
-        t = torch.full((n,), step, device=prior.device)
-        eps = torch.randn(z.shape, generator=generator).to(z.device)
-        z_t = add_noise(prior.alphas_cumprod, z, eps, t)
-        abar = prior.alphas_cumprod[step]
-        for name, texts in captions.items():
-            eps_hat = prior.predict_noise(z_t, t, prior.text_embeddings(texts)[None])[0]
+    for t, _, z_t in noised(prior, z, timesteps, config.classifier.seed):
+        abar = prior.alphas_cumprod[t][:, None, None, None]
+        for name, e in embeddings.items():
+            eps_hat = prior.predict_noise(z_t, t, e)[0]
             x0_hat = (z_t - (1 - abar).sqrt() * eps_hat) / abar.sqrt()  # z0-hat = (z_t - sigma_t eps-hat) / alpha_t
             errors[name] += float((x0_hat - z).pow(2).mean()) / len(timesteps)
     return errors
