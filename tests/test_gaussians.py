@@ -1,4 +1,5 @@
-"""The Gaussian rasteriser (PyTorch reference) against closed forms, and gsplat against it on CUDA."""
+"""The Gaussian rasterisers: the dense PyTorch reference and the sparse CPU compositor against closed
+forms and each other, and gsplat against the reference on CUDA."""
 
 import math
 
@@ -9,7 +10,10 @@ import torch
 from propdreamer.core.cameras import orbit_cameras
 from propdreamer.core.gaussians.init import GaussianInit, points_on_mesh
 from propdreamer.core.gaussians.model import Gaussians, GaussiansConfig
+from propdreamer.core.gaussians.pairs import covered_pixels, rasterize_pairs
 from propdreamer.core.gaussians.rasterize import Splats, opencv_cameras, rasterize_gsplat, rasterize_torch
+
+RASTERISERS = pytest.mark.parametrize("raster", [rasterize_torch, rasterize_pairs], ids=["dense", "pairs"])
 
 
 def _front(res: int = 32, distance: float = 3.0, n: int = 1):
@@ -33,10 +37,11 @@ def test_camera_conversion_puts_the_origin_at_the_centre_and_keeps_up_up_and_rig
     assert uv[1, 2] < 16  # +Z (up) is up in the image (smaller row)
 
 
-def test_an_isotropic_splat_projects_to_the_closed_form_footprint():
+@RASTERISERS
+def test_an_isotropic_splat_projects_to_the_closed_form_footprint(raster):
     res, distance, s, o = 32, 3.0, 0.1, 0.8
     cams, viewmats, Ks = _front(res, distance)
-    rgb, alpha, depth, _ = rasterize_torch(_splats(torch.zeros(1, 3), s, o), torch.ones(1, 1, 3), viewmats, Ks, res, res)
+    rgb, alpha, depth, _ = raster(_splats(torch.zeros(1, 3), s, o), torch.ones(1, 1, 3), viewmats, Ks, res, res)
     f = float(Ks[0, 0, 0])
     var = (f * s / distance) ** 2 + 0.3  # J Sigma J^T + eps2d at the image centre
     ys, xs = torch.meshgrid(torch.arange(res) + 0.5, torch.arange(res) + 0.5, indexing="ij")
@@ -46,14 +51,53 @@ def test_an_isotropic_splat_projects_to_the_closed_form_footprint():
     assert float(depth[0, 16, 16, 0]) == pytest.approx(distance, rel=1e-4)
 
 
-def test_front_to_back_compositing_lets_the_nearer_splat_win():
+@RASTERISERS
+def test_front_to_back_compositing_lets_the_nearer_splat_win(raster):
     cams, viewmats, Ks = _front()
     means = torch.tensor([[0.0, -0.5, 0.0], [0.0, 0.5, 0.0]])  # the first is nearer the camera on -Y
     colours = torch.tensor([[[1.0, 0, 0], [0, 0, 1.0]]])
-    rgb, alpha, _, _ = rasterize_torch(_splats(means, 0.2, 0.99), colours, viewmats, Ks, 32, 32)
+    rgb, alpha, _, _ = raster(_splats(means, 0.2, 0.99), colours, viewmats, Ks, 32, 32)
     assert rgb[0, 16, 16, 0] > 0.95 and rgb[0, 16, 16, 2] < 0.05
-    rgb2, _, _, _ = rasterize_torch(_splats(means.flip(0), 0.2, 0.99), colours, viewmats, Ks, 32, 32)
+    rgb2, _, _, _ = raster(_splats(means.flip(0), 0.2, 0.99), colours, viewmats, Ks, 32, 32)
     assert rgb2[0, 16, 16, 2] > 0.95  # swapped: blue is now in front
+
+
+def _random_splats(n: int, seed: int = 0) -> Splats:
+    gen = torch.Generator().manual_seed(seed)
+    return Splats(
+        means=(torch.rand(n, 3, generator=gen) - 0.5), quats=torch.randn(n, 4, generator=gen),
+        scales=0.01 + 0.06 * torch.rand(n, 3, generator=gen), opacities=0.05 + 0.9 * torch.rand(n, generator=gen),
+    )
+
+
+def test_the_sparse_compositor_matches_the_dense_reference_in_values_and_gradients():
+    n = 150
+    base = _random_splats(n)
+    cams = orbit_cameras(torch.tensor([10.0, 30.0, -5.0]), torch.tensor([0.0, 120.0, 250.0]), torch.tensor([2.2, 2.5, 2.0]), torch.full((3,), 40.0))
+    viewmats, Ks = opencv_cameras(cams, 24)
+    colours = torch.rand(3, n, 3, generator=torch.Generator().manual_seed(1))
+    results = []
+    for raster in (rasterize_torch, rasterize_pairs):
+        leaves = [t.clone().requires_grad_() for t in (base.means, base.quats, base.scales, base.opacities, colours)]
+        rgb, alpha, depth, info = raster(Splats(*leaves[:4]), leaves[4], viewmats, Ks, 24, 24)
+        info["means2d"].retain_grad()
+        (rgb.sin().sum() + 0.3 * alpha.sum() + 0.1 * (depth * alpha).sum()).backward()
+        results.append(([rgb, alpha, depth * alpha], [t.grad for t in leaves] + [info["means2d"].grad], info["radii"]))
+    (dense_out, dense_grads, dense_radii), (pairs_out, pairs_grads, pairs_radii) = results
+    assert float(dense_out[1].detach().amax()) > 0.9  # the splats overlap: compositing order matters
+    for a, b in zip(dense_out + dense_grads, pairs_out + pairs_grads):
+        torch.testing.assert_close(b.detach(), a.detach(), atol=1e-4 * (1 + float(a.detach().abs().max())), rtol=1e-4)
+    assert torch.equal(dense_radii, pairs_radii)  # what gsplat's densification reads
+
+
+def test_covered_pixels_lists_each_box_inside_the_image_once():
+    centre = torch.tensor([[5.0, 5.0], [0.2, 7.9], [30.0, 30.0]])
+    box, px, py = covered_pixels(centre, torch.tensor([1.0, 2.0, 1.0]), 8, 8)
+    first = sorted((int(x), int(y)) for b, x, y in zip(box, px, py) if b == 0)
+    assert first == [(x, y) for x in (4, 5) for y in (4, 5)]  # pixel centres 4.5 and 5.5 lie within 1 of 5
+    second = sorted((int(x), int(y)) for b, x, y in zip(box, px, py) if b == 1)
+    assert second == [(x, y) for x in (0, 1) for y in (6, 7)]  # clipped at the left and bottom edges
+    assert not bool((box == 2).any())  # off the image: no pixels
 
 
 def test_gradients_reach_every_parameter_and_the_screen_space_means():

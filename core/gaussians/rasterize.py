@@ -1,6 +1,7 @@
-"""Rasterising 3D Gaussians: a pure-PyTorch reference (CPU and CUDA) and gsplat's CUDA kernels behind
-one signature. The reference is what the tests exercise on the CPU; a CUDA-only test checks gsplat
-against it (STYLE.md: a reference for every fast path).
+"""Rasterising 3D Gaussians, three ways behind one signature: a dense pure-PyTorch reference (every
+splat at every pixel), the sparse PyTorch compositor that the CPU runs (pairs.py), and gsplat's CUDA
+kernels. Tests check the sparse path against the reference in values and gradients, and (CUDA only)
+gsplat against it (STYLE.md: a reference for every fast path).
 
 Cameras are OpenCV-style world-to-camera `viewmats` [C, 4, 4] and intrinsics `Ks` [C, 3, 3], as gsplat
 takes them; `opencv_cameras` converts PropDreamer's Blender-convention cameras.
@@ -60,17 +61,19 @@ def covariances(quats: Tensor, scales: Tensor) -> Tensor:
     return M @ M.transpose(1, 2)
 
 
-def rasterize_torch(
-    splats: Splats,
-    colours: Tensor,  # [C, N, 3]
-    viewmats: Tensor,  # [C, 4, 4]
-    Ks: Tensor,  # [C, 3, 3]
-    width: int,
-    height: int,
-    near: float = 0.01,
-    eps2d: float = 0.3,
-) -> tuple[Tensor, Tensor, Tensor, dict[str, Any]]:
-    """premultiplied colour [C, H, W, 3], alpha [C, H, W, 1], expected depth [C, H, W, 1], info."""
+@dataclass
+class Projected:
+    """Every splat seen from every camera (EWA splatting), shared by the dense and the sparse compositor."""
+
+    means2d: Tensor  # [C, N, 2] pixel coordinates
+    conic: Tensor  # [C, N, 3] inverse 2D covariance (xx, xy, yy)
+    depth: Tensor  # [C, N] camera depth of the mean
+    radius: Tensor  # [C, N] 3 sigma of the longer 2D axis, whole pixels; 0 when culled
+    sigma: Tensor  # [C, N] standard deviation along the longer 2D axis, pixels
+    visible: Tensor  # [C, N] bool: in front of the near plane and overlapping the image
+
+
+def project(splats: Splats, viewmats: Tensor, Ks: Tensor, width: int, height: int, near: float = 0.01, eps2d: float = 0.3) -> Projected:
     C, N = viewmats.shape[0], splats.means.shape[0]
     cov_world = covariances(splats.quats, splats.scales)  # [N, 3, 3]
     R, T = viewmats[:, :3, :3], viewmats[:, :3, 3]  # [C, 3, 3], [C, 3]
@@ -85,35 +88,61 @@ def rasterize_torch(
     cov2d = J @ cov_cam @ J.transpose(-1, -2) + eps2d * torch.eye(2, dtype=z.dtype, device=z.device)  # [C, N, 2, 2]
     a, b, d = cov2d[..., 0, 0], cov2d[..., 0, 1], cov2d[..., 1, 1]
     det = (a * d - b * b).clamp(min=1e-12)
-    conic = torch.stack([d / det, -b / det, a / det], dim=-1)  # [C, N, 3] inverse covariance (xx, xy, yy)
+    conic = torch.stack([d / det, -b / det, a / det], dim=-1)  # [C, N, 3]
     mid = 0.5 * (a + d)
     lam_max = mid + (mid * mid - det).clamp(min=0.1).sqrt()
-    radius = torch.ceil(3 * lam_max.sqrt())  # [C, N]
-    on_screen = (z > near) & (means2d[..., 0] + radius > 0) & (means2d[..., 0] - radius < width)
-    on_screen &= (means2d[..., 1] + radius > 0) & (means2d[..., 1] - radius < height)
-    radii = (radius * on_screen).to(torch.int32)[..., None].expand(C, N, 2)  # [C, N, 2], as gsplat
+    sigma = lam_max.sqrt().detach()  # [C, N]
+    radius = torch.ceil(3 * sigma)
+    visible = (z > near) & (means2d[..., 0] + radius > 0) & (means2d[..., 0] - radius < width)
+    visible &= (means2d[..., 1] + radius > 0) & (means2d[..., 1] - radius < height)
+    return Projected(means2d, conic, z, radius * visible, sigma, visible)
 
+
+def splat_alpha(opacity: Tensor, conic: Tensor, delta: Tensor) -> Tensor:
+    """alpha_i(p) = min(0.999, o_i exp(-1/2 delta^T Sigma'^-1 delta)), zero below 1/255; delta [..., 2] = p - mu'."""
+    power = -0.5 * (conic[..., 0] * delta[..., 0] ** 2 + conic[..., 2] * delta[..., 1] ** 2) - conic[..., 1] * delta[..., 0] * delta[..., 1]
+    alpha = (opacity * torch.exp(power.clamp(max=0))).clamp(max=ALPHA_MAX)
+    return alpha * ((alpha >= ALPHA_MIN) & (power <= 0))
+
+
+def gsplat_info(p: Projected, width: int, height: int) -> dict[str, Any]:
+    """What gsplat's densification strategy reads from a render, in gsplat's layout."""
+    C, N = p.depth.shape
+    radii = p.radius.to(torch.int32)[..., None].expand(C, N, 2)  # [C, N, 2]
+    return {"means2d": p.means2d, "radii": radii, "width": width, "height": height, "n_cameras": C, "gaussian_ids": None}
+
+
+def rasterize_torch(
+    splats: Splats,
+    colours: Tensor,  # [C, N, 3]
+    viewmats: Tensor,  # [C, 4, 4]
+    Ks: Tensor,  # [C, 3, 3]
+    width: int,
+    height: int,
+    near: float = 0.01,
+    eps2d: float = 0.3,
+) -> tuple[Tensor, Tensor, Tensor, dict[str, Any]]:
+    """The dense reference: every splat at every pixel. premultiplied colour [C, H, W, 3], alpha
+    [C, H, W, 1], expected depth [C, H, W, 1], info. Simple and slow (P x N per camera): the tests'
+    ground truth for `rasterize_pairs` and gsplat."""
+    p = project(splats, viewmats, Ks, width, height, near, eps2d)
+    z = p.depth
     py, px = torch.meshgrid(
         torch.arange(height, device=z.device, dtype=z.dtype) + 0.5, torch.arange(width, device=z.device, dtype=z.dtype) + 0.5, indexing="ij"
     )
     pixels = torch.stack([px, py], dim=-1).reshape(-1, 2)  # [P, 2]
     rgb, alpha_out, depth_out = [], [], []
-    for c in range(C):
-        order = torch.argsort(torch.where(on_screen[c], z[c], torch.full_like(z[c], float("inf"))))
-        keep = order[on_screen[c][order]]  # visible Gaussians, front to back
-        delta = pixels[:, None, :] - means2d[c, keep][None]  # [P, M, 2]
-        q = conic[c, keep]  # [M, 3]
-        power = -0.5 * (q[:, 0] * delta[..., 0] ** 2 + q[:, 2] * delta[..., 1] ** 2) - q[:, 1] * delta[..., 0] * delta[..., 1]
-        alpha = (splats.opacities[keep][None] * torch.exp(power.clamp(max=0))).clamp(max=ALPHA_MAX)  # [P, M]
-        alpha = alpha * ((alpha >= ALPHA_MIN) & (power <= 0))
+    for c in range(viewmats.shape[0]):
+        order = torch.argsort(torch.where(p.visible[c], z[c], torch.full_like(z[c], float("inf"))))
+        keep = order[p.visible[c][order]]  # visible Gaussians, front to back
+        alpha = splat_alpha(splats.opacities[keep][None], p.conic[c, keep][None], pixels[:, None, :] - p.means2d[c, keep][None])  # [P, M]
         trans = torch.cumprod(torch.cat([torch.ones_like(alpha[:, :1]), 1 - alpha[:, :-1]], dim=1), dim=1)
         w = alpha * trans  # [P, M]
         acc = w.sum(1, keepdim=True)  # [P, 1]
         rgb.append((w @ colours[c, keep]).reshape(height, width, 3))
         alpha_out.append(acc.reshape(height, width, 1))
         depth_out.append(((w @ z[c, keep][:, None]) / acc.clamp(min=1e-10)).reshape(height, width, 1))
-    info = {"means2d": means2d, "radii": radii, "width": width, "height": height, "n_cameras": C, "gaussian_ids": None}
-    return torch.stack(rgb), torch.stack(alpha_out), torch.stack(depth_out), info
+    return torch.stack(rgb), torch.stack(alpha_out), torch.stack(depth_out), gsplat_info(p, width, height)
 
 
 def rasterize_gsplat(
@@ -130,7 +159,9 @@ def rasterize_gsplat(
 
 
 def rasterize(splats: Splats, colours: Tensor, viewmats: Tensor, Ks: Tensor, width: int, height: int) -> tuple[Tensor, Tensor, Tensor, dict[str, Any]]:
-    """gsplat on CUDA, the PyTorch reference elsewhere."""
+    """gsplat on CUDA, the sparse PyTorch compositor elsewhere."""
     if splats.means.is_cuda:
         return rasterize_gsplat(splats, colours, viewmats, Ks, width, height)
-    return rasterize_torch(splats, colours, viewmats, Ks, width, height)
+    from .pairs import rasterize_pairs
+
+    return rasterize_pairs(splats, colours, viewmats, Ks, width, height)
