@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from propdreamer.core.cameras import orbit_cameras
+from propdreamer.core.gaussians.field import fill_enclosed, filtered_opacity_grid
 from propdreamer.core.gaussians.init import GaussianInit, points_on_mesh
 from propdreamer.core.gaussians.model import Gaussians, GaussiansConfig
 from propdreamer.core.gaussians.pairs import covered_pixels, rasterize_pairs
@@ -113,10 +114,43 @@ def test_gradients_reach_every_parameter_and_the_screen_space_means():
     assert g._info["means2d"].grad is not None
 
 
-def test_density_at_a_splat_centre_is_its_opacity():
-    g = Gaussians(GaussiansConfig(init=GaussianInit(count=1, opacity=0.3)), points=torch.zeros(1, 3))
-    assert float(g.density(torch.zeros(1, 3))[0]) == pytest.approx(0.3, rel=1e-4)
-    assert float(g.density(torch.tensor([[0.5, 0.0, 0.0]]))[0]) < 1e-6
+def test_the_opacity_field_peaks_at_a_splat_centre_at_its_opacity():
+    splat = _splats(torch.tensor([[0.1, -0.2, 0.05]]), 0.05, 0.3)
+    grid = filtered_opacity_grid(splat, 1.0, 40, filter_std=0.0)
+    centre = torch.tensor([0.1, -0.2, 0.05])
+    x = (torch.arange(40) + 0.5) / 20 - 1  # voxel centres
+    i, j, k = (int((x - c).abs().argmin()) for c in centre)
+    d2 = float(((torch.stack([x[i], x[j], x[k]]) - centre) ** 2).sum())
+    assert float(grid[i, j, k]) == pytest.approx(0.3 * math.exp(-0.5 * d2 / 0.05**2), rel=1e-4)
+    assert float(grid[0, 0, 0]) == 0.0  # beyond 3 sigma nothing is written
+    wider = filtered_opacity_grid(splat, 1.0, 40, filter_std=0.05)
+    assert float(wider[i, j, k]) == pytest.approx(0.3 * math.exp(-0.25 * d2 / 0.05**2), rel=1e-4)  # Sigma + s^2 I, peak kept
+
+
+def test_a_closed_shell_is_filled_and_an_open_one_is_not():
+    shell = torch.zeros(12, 12, 12, dtype=torch.bool)
+    shell[2:10, 2:10, 2:10] = True
+    shell[3:9, 3:9, 3:9] = False  # a hollow box, walls one voxel thick
+    assert int(fill_enclosed(shell).sum()) == 8**3
+    shell[5:7, 5:7, 2] = False  # a 2-voxel hole in one wall: the inside reaches the border
+    assert torch.equal(fill_enclosed(shell), shell)
+
+
+def test_splats_on_a_sphere_read_as_a_solid_ball():
+    import trimesh
+
+    ball = trimesh.creation.icosphere(subdivisions=3, radius=0.4)
+    g = Gaussians(GaussiansConfig(init=GaussianInit(count=1500, scale=0.01, opacity=0.9)), points=points_on_mesh(ball.vertices, ball.faces, 1500))
+    pts = torch.stack(torch.meshgrid(*(torch.linspace(-0.7, 0.7, 29),) * 3, indexing="ij"), dim=-1).reshape(-1, 3)
+    truth = pts.norm(dim=-1) < 0.4
+    assert float((g.density(pts) >= 0.5)[truth].float().mean()) < 0.2  # no training render yet: no filter, dust
+    g.footprint = torch.tensor(0.025)  # as a draft-preset run records it (32 px, 40 degrees, 2 m)
+    inside = g.density(pts) >= 0.5
+    assert bool(inside[truth].all())  # the hollow shell is filled
+    radius = pts[inside].norm(dim=-1).max()
+    assert 0.4 < float(radius) < 0.4 + 3 * 0.025  # thickened by the filter (field.py), by at most 3 s
+    colour = g.albedo(torch.zeros(1, 3))  # deep inside, far from every splat: still the splats' colour
+    torch.testing.assert_close(colour, torch.full((1, 3), 0.5), atol=1e-3, rtol=0)
 
 
 def test_mesh_initialisation_puts_every_point_on_the_surface():

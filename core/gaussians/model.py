@@ -17,8 +17,9 @@ from torch import Tensor, nn
 
 from ..representation import Rendered, RenderRequest, Representation, StepInfo
 from ..shading import shade
+from .field import sample_grid, solid_grid
 from .init import GaussianInit
-from .rasterize import Splats, covariances, opencv_cameras, quat_to_rotmat, rasterize
+from .rasterize import EPS2D, Splats, covariances, opencv_cameras, quat_to_rotmat, rasterize
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,8 @@ class GaussiansConfig:
     init: GaussianInit = field(default_factory=GaussianInit)
     densify: DensifyConfig = field(default_factory=DensifyConfig)
     bound: float = 1.0  # splat centres are clamped to [-bound, bound]^3
+    field_resolution: int = 64  # voxels per axis of the solid that density() reads (field.py)
+    seal_pixels: float = 2.0  # field.py: gaps in the shell up to this many training-render pixels wide are closed
     # Learning rates (DreamGaussian's): position, log scale, rotation, opacity logit, albedo logit.
     lr_means: float = 1e-3
     lr_scales: float = 5e-3
@@ -65,6 +68,9 @@ class Gaussians(Representation):
         self.strategy_state = self.strategy.initialize_state(scene_scale=1.0)
         self._optimisers: dict[str, torch.optim.Optimizer] | None = None
         self._info: dict | None = None
+        # The finest sampling of any training render: world size of sqrt(eps2d) pixels at the object's
+        # centre (field.py's 3D filter). A tensor, so that recording it costs no host sync.
+        self.register_buffer("footprint", torch.tensor(float("inf")))
 
     @property
     def bound(self) -> float:
@@ -94,6 +100,9 @@ class Gaussians(Representation):
         light = request.light[:, None, :] if request.light is not None else None
         colours = shade(albedo, normals, light, request.mode, request.shading)
         viewmats, Ks = opencv_cameras(cams, res)
+        if self.training:
+            with torch.no_grad():
+                self.footprint = torch.minimum(self.footprint, (cams.distance / cams.focal_px(res)).min() * EPS2D**0.5)
         rgb, alpha, depth, info = rasterize(self.splats(), colours, viewmats, Ks, res, res)
         self._info = info
         if self.training and torch.is_grad_enabled():
@@ -109,12 +118,14 @@ class Gaussians(Representation):
 
     def checkpoint_state(self) -> dict:
         # The splat count changes as the strategy densifies, so parameters are saved as plain tensors.
-        return {"params": {k: v.detach().clone() for k, v in self.params.items()}, "strategy": dict(self.strategy_state)}
+        return {"params": {k: v.detach().clone() for k, v in self.params.items()}, "strategy": dict(self.strategy_state), "footprint": self.footprint.clone()}
 
     def load_state(self, state: dict) -> None:
         device = self.params["means"].device
         self.params = nn.ParameterDict({k: nn.Parameter(v.to(device)) for k, v in state["params"].items()})
         self.strategy_state = dict(state["strategy"])
+        if "footprint" in state:
+            self.footprint = state["footprint"].to(device)
 
     def after_backward(self, info: StepInfo) -> None:
         if self._info is None or self._optimisers is None:
@@ -131,25 +142,32 @@ class Gaussians(Representation):
         with torch.no_grad():
             self.params["means"].clamp_(-self.bound, self.bound)
 
-    @torch.no_grad()
-    def _weights(self, x: Tensor) -> Tensor:
-        """o_i exp(-1/2 (x - mu_i)^T Sigma_i^-1 (x - mu_i)) [P, N] at points x [P, 3]."""
-        s = self.splats()
-        precision = torch.linalg.inv(covariances(s.quats, s.scales) + 1e-8 * torch.eye(3, device=x.device))  # [N, 3, 3]
-        d = x[:, None, :] - s.means[None]  # [P, N, 3]
-        m = torch.einsum("pni,nij,pnj->pn", d, precision, d)
-        return s.opacities[None] * torch.exp(-0.5 * m)
+    def filter_std(self) -> float:
+        """field.py's 3D filter: 0 until a training render has recorded its footprint."""
+        f = float(self.footprint)
+        return f if f != float("inf") else 0.0
 
     @torch.no_grad()
     def density(self, x: Tensor) -> Tensor:
-        """The opacity field sum_i o_i G_i(x) [P], clipped to 1."""
-        return torch.cat([self._weights(c).sum(1).clamp(max=1.0) for c in x.split(1024)])
+        """The solid the splats describe [P] in [0, 1] (field.py): filtered opacity, enclosed space filled."""
+        s = self.splats()
+        cpu = Splats(*(t.detach().float().cpu() for t in (s.means, s.quats, s.scales, s.opacities)))
+        pixel = self.filter_std() / EPS2D**0.5  # world size of a pixel of the finest training render
+        grid = solid_grid(cpu, self.bound, self.config.field_resolution, self.filter_std(), self.config.seal_pixels * pixel)
+        return sample_grid(grid, self.bound, x.detach().float().cpu()).to(x.device)
 
     @torch.no_grad()
     def albedo(self, x: Tensor) -> Tensor:
+        """[P, 3]: the albedo of the splats near each point, weighted by their filtered opacity there
+        (normalised in log space, so a point inside the solid, far from every splat, takes its nearest)."""
+        s = self.splats()
         a = torch.sigmoid(self.params["albedo"])
+        cov = covariances(s.quats, s.scales) + (self.filter_std() ** 2 + 1e-8) * torch.eye(3, device=x.device)
+        precision = torch.linalg.inv(cov)  # [N, 3, 3]
+        log_o = s.opacities.clamp(min=1e-8).log()
         out = []
         for c in x.split(1024):
-            w = self._weights(c)
-            out.append((w @ a) / w.sum(1, keepdim=True).clamp(min=1e-8))
+            d = c[:, None, :] - s.means[None]  # [P, N, 3]
+            log_w = log_o[None] - 0.5 * torch.einsum("pni,nij,pnj->pn", d, precision, d)
+            out.append(torch.softmax(log_w, dim=1) @ a)
         return torch.cat(out)

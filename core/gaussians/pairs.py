@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .rasterize import Splats, gsplat_info, project, splat_alpha
+from .rasterize import EPS2D, Splats, gsplat_info, project, splat_alpha
 
 
 def covered_pixels(centre: Tensor, radius: Tensor, width: int, height: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -46,7 +46,7 @@ def rasterize_pairs(
     width: int,
     height: int,
     near: float = 0.01,
-    eps2d: float = 0.3,
+    eps2d: float = EPS2D,
 ) -> tuple[Tensor, Tensor, Tensor, dict[str, Any]]:
     """premultiplied colour [C, H, W, 3], alpha [C, H, W, 1], expected depth [C, H, W, 1], info (as gsplat)."""
     C, N = colours.shape[:2]

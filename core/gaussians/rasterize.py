@@ -26,6 +26,7 @@ from ..cameras import Cameras
 
 ALPHA_MIN = 1.0 / 255.0
 ALPHA_MAX = 0.999
+EPS2D = 0.3  # px^2 added to every projected covariance: no splat renders narrower than about a pixel
 
 
 @dataclass
@@ -73,7 +74,7 @@ class Projected:
     visible: Tensor  # [C, N] bool: in front of the near plane and overlapping the image
 
 
-def project(splats: Splats, viewmats: Tensor, Ks: Tensor, width: int, height: int, near: float = 0.01, eps2d: float = 0.3) -> Projected:
+def project(splats: Splats, viewmats: Tensor, Ks: Tensor, width: int, height: int, near: float = 0.01, eps2d: float = EPS2D) -> Projected:
     C, N = viewmats.shape[0], splats.means.shape[0]
     cov_world = covariances(splats.quats, splats.scales)  # [N, 3, 3]
     R, T = viewmats[:, :3, :3], viewmats[:, :3, 3]  # [C, 3, 3], [C, 3]
@@ -120,7 +121,7 @@ def rasterize_torch(
     width: int,
     height: int,
     near: float = 0.01,
-    eps2d: float = 0.3,
+    eps2d: float = EPS2D,
 ) -> tuple[Tensor, Tensor, Tensor, dict[str, Any]]:
     """The dense reference: every splat at every pixel. premultiplied colour [C, H, W, 3], alpha
     [C, H, W, 1], expected depth [C, H, W, 1], info. Simple and slow (P x N per camera): the tests'
@@ -146,7 +147,7 @@ def rasterize_torch(
 
 
 def rasterize_gsplat(
-    splats: Splats, colours: Tensor, viewmats: Tensor, Ks: Tensor, width: int, height: int, near: float = 0.01, eps2d: float = 0.3
+    splats: Splats, colours: Tensor, viewmats: Tensor, Ks: Tensor, width: int, height: int, near: float = 0.01, eps2d: float = EPS2D
 ) -> tuple[Tensor, Tensor, Tensor, dict[str, Any]]:
     """The same through gsplat's CUDA rasteriser (CUDA tensors only)."""
     from gsplat import rasterization
