@@ -53,12 +53,18 @@ def fill_enclosed(occupied: Tensor) -> Tensor:
         outside = grown
 
 
+def filtered_covariances(splats: Splats, filter_std: float) -> Tensor:
+    """Sigma_i + s^2 I [N, 3, 3] (a tiny floor keeps a flat splat invertible without the filter)."""
+    eye = torch.eye(3, device=splats.means.device)
+    return covariances(splats.quats, splats.scales).float() + (filter_std**2 + 1e-8) * eye
+
+
 def filtered_opacity_grid(splats: Splats, bound: float, resolution: int, filter_std: float, budget: int = 4_000_000) -> Tensor:
     """[R, R, R] min(1, sum_i o_i G_i) on the voxel centres of [-bound, bound]^3 (index [i, j, k] = (x_i, y_j, z_k)),
     with each covariance widened by filter_std^2 I; each splat only touches the voxels within 3 sigma of it."""
     R, cell = resolution, 2 * bound / resolution
     with torch.no_grad():
-        cov = covariances(splats.quats, splats.scales).float() + (filter_std**2 + 1e-10) * torch.eye(3)  # [N, 3, 3]
+        cov = filtered_covariances(splats, filter_std)  # [N, 3, 3]
         precision = torch.linalg.inv(cov)
         reach = 3 * torch.linalg.eigvalsh(cov)[:, -1].sqrt()  # [N] 3 sigma of the longest axis
         lo = ((splats.means - reach[:, None] + bound) / cell - 0.5).ceil().clamp(0, R - 1).long()  # [N, 3]

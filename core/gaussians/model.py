@@ -17,9 +17,9 @@ from torch import Tensor, nn
 
 from ..representation import Rendered, RenderRequest, Representation, StepInfo
 from ..shading import shade
-from .field import sample_grid, solid_grid
+from .field import filtered_covariances, sample_grid, solid_grid
 from .init import GaussianInit
-from .rasterize import EPS2D, Splats, covariances, opencv_cameras, quat_to_rotmat, rasterize
+from .rasterize import EPS2D, Splats, opencv_cameras, quat_to_rotmat, rasterize
 
 
 @dataclass(frozen=True)
@@ -152,8 +152,9 @@ class Gaussians(Representation):
         """The solid the splats describe [P] in [0, 1] (field.py): filtered opacity, enclosed space filled."""
         s = self.splats()
         cpu = Splats(*(t.detach().float().cpu() for t in (s.means, s.quats, s.scales, s.opacities)))
-        pixel = self.filter_std() / EPS2D**0.5  # world size of a pixel of the finest training render
-        grid = solid_grid(cpu, self.bound, self.config.field_resolution, self.filter_std(), self.config.seal_pixels * pixel)
+        std = self.filter_std()
+        pixel = std / EPS2D**0.5  # world size of a pixel of the finest training render
+        grid = solid_grid(cpu, self.bound, self.config.field_resolution, std, self.config.seal_pixels * pixel)
         return sample_grid(grid, self.bound, x.detach().float().cpu()).to(x.device)
 
     @torch.no_grad()
@@ -162,8 +163,7 @@ class Gaussians(Representation):
         (normalised in log space, so a point inside the solid, far from every splat, takes its nearest)."""
         s = self.splats()
         a = torch.sigmoid(self.params["albedo"])
-        cov = covariances(s.quats, s.scales) + (self.filter_std() ** 2 + 1e-8) * torch.eye(3, device=x.device)
-        precision = torch.linalg.inv(cov)  # [N, 3, 3]
+        precision = torch.linalg.inv(filtered_covariances(s, self.filter_std()))  # [N, 3, 3]
         log_o = s.opacities.clamp(min=1e-8).log()
         out = []
         for c in x.split(1024):

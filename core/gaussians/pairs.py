@@ -1,10 +1,10 @@
-"""The CPU's fast Gaussian compositor: only the (splat, pixel) pairs that a splat's 3-sigma box covers.
+"""The CPU's fast Gaussian compositor: only the (splat, pixel) pairs where a splat can be seen.
 
 The dense reference (`rasterize.rasterize_torch`) evaluates every splat at every pixel, P x N per
 camera; at 32 px and 3000 splats that is 3 M terms a view, of which a few percent are non-zero, and it
 was most of a stage-one step on the CPU. Here, as gsplat does on the GPU with tiles, each visible splat
-lists the pixels of its box (out to where its alpha falls under 1/255, clipped to the image), the pairs are sorted by (camera,
-pixel, depth), and compositing is a segmented scan over that list:
+lists the pixels of its box (out to where its alpha falls under 1/255, clipped to the image), the
+pairs are sorted by (camera, pixel, depth), and compositing is a segmented scan over that list:
 
     T_i = exp( sum_{j<i, same pixel} log(1 - alpha_j) )     an exclusive cumulative sum per pixel
     C(p) = sum_i c_i alpha_i T_i,   A(p) = sum_i alpha_i T_i,   D(p) = sum_i z_i alpha_i T_i / A(p)
