@@ -92,7 +92,9 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _cmd_prior_train(args: argparse.Namespace) -> int:
-    from .builtin_prior.dataset import DatasetConfig
+    from dataclasses import replace
+
+    from .builtin_prior.dataset import PRIOR_ORBIT, DatasetConfig
     from .builtin_prior.model import ModelConfig
     from .builtin_prior.train import TrainConfig, train
     from .cameras import ELEVATION_BANDS, ViewPromptRule
@@ -100,11 +102,35 @@ def _cmd_prior_train(args: argparse.Namespace) -> int:
 
     _set_threads(args.threads)
     rule = ViewPromptRule(elevation_bands=ELEVATION_BANDS if args.elevation_words else ())
-    data = DatasetConfig(views_per_label=args.views_per_label, seed=args.data_seed, view_rule=rule)
-    model = ModelConfig(camera_features=CAMERA_FEATURES if args.cameras else 0)
+    orbit = replace(PRIOR_ORBIT, elevation_deg=_elevation_range(args.elevation)) if args.elevation else PRIOR_ORBIT
+    data = DatasetConfig(views_per_label=args.views_per_label, seed=args.data_seed, view_rule=rule, orbit=orbit)
+    attention = _attention_levels(args.attention_levels, len(ModelConfig.block_out_channels)) if args.attention_levels else ModelConfig.attention
+    model = ModelConfig(camera_features=CAMERA_FEATURES if args.cameras else 0, attention=attention)
     train(TrainConfig(steps=args.steps, seed=args.seed, lr=args.lr, init=args.init, ema_decay=args.ema,
                       loss_weighting=args.loss_weighting, data=data, model=model), Path(args.out))
     return 0
+
+
+def _elevation_range(text: str) -> tuple[float, float]:
+    """'-10,30' -> (-10.0, 30.0), degrees."""
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        low, high = 1.0, 0.0
+    if not -90 <= low < high <= 90:
+        raise ValueError(f"--elevation takes the lowest and highest camera elevation in degrees, e.g. -10,30; got '{text}'")
+    return low, high
+
+
+def _attention_levels(text: str, levels: int) -> tuple[bool, ...]:
+    """'1,2,3' -> one flag per UNet level (0 = full resolution)."""
+    try:
+        chosen = {int(v) for v in text.split(",")}
+    except ValueError:
+        chosen = {-1}
+    if not chosen <= set(range(levels)):
+        raise ValueError(f"--attention-levels takes comma-separated levels from 0 (32 px) to {levels - 1}, e.g. 1,2,3; got '{text}'")
+    return tuple(i in chosen for i in range(levels))
 
 
 def _cmd_prior_train_depth(args: argparse.Namespace) -> int:
@@ -116,11 +142,15 @@ def _cmd_prior_train_depth(args: argparse.Namespace) -> int:
 
 
 def _cmd_prior_eval(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from .builtin_prior.classifier import ClassifierConfig
+    from .builtin_prior.dataset import PRIOR_ORBIT
     from .builtin_prior.evaluate import EvalConfig, run
 
     _set_threads(args.threads)
-    config = EvalConfig(views_per_label=args.views, classifier=ClassifierConfig(timesteps=args.timesteps))
+    orbit = replace(PRIOR_ORBIT, elevation_deg=_elevation_range(args.elevation)) if args.elevation else None
+    config = EvalConfig(views_per_label=args.views, classifier=ClassifierConfig(timesteps=args.timesteps), orbit=orbit)
     result = run(_load_prior(args), Path(args.out), config)
     ok = result.shape_accuracy >= args.target and result.colour_accuracy >= args.target
     print(f"target {args.target:.0%} on both: {'met' if ok else 'NOT met'}")
@@ -178,6 +208,9 @@ def build_parser(extra: Callable[[argparse._SubParsersAction], None] | None = No
                    help='captions name the camera\'s elevation band (", side view, low angle"); stage one then prompts with them')
     p.add_argument("--loss-weighting", choices=("eps", "truncated_snr"), default="eps",
                    help="truncated_snr weights high-noise steps up, where views and cameras matter (see TrainConfig)")
+    p.add_argument("--elevation", default=None, help="camera elevations of the training renders, LOW,HIGH in degrees (default -10,80)")
+    p.add_argument("--attention-levels", default=None,
+                   help="UNet levels with cross-attention, 0 = 32 px ... 3 = 4 px (default 1,2,3); with --init, levels may be added (they start as the identity)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     p.set_defaults(func=_cmd_prior_train)
 
@@ -192,6 +225,7 @@ def build_parser(extra: Callable[[argparse._SubParsersAction], None] | None = No
     p.add_argument("--views", type=int, default=1, help="held-out views per colour x shape, per held-out seed (1 and 4)")
     p.add_argument("--timesteps", type=int, default=12, help="timesteps per denoising-error estimate")
     p.add_argument("--target", type=float, default=0.9, help="exit non-zero below this accuracy")
+    p.add_argument("--elevation", default=None, help="held-out camera elevations LOW,HIGH in degrees (default: those the prior was trained on)")
     _add_prior_args(p)
     p.set_defaults(func=_cmd_prior_eval)
     if extra is not None:

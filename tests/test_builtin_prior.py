@@ -27,8 +27,10 @@ def test_builtin_prior_classifies_unseen_views(builtin_prior):
     """A diffusion classifier over all 56 colour x shape captions, on renders from cameras never trained on.
 
     16 images: every shape at least twice, every colour twice; `propdreamer prior eval` measures them all.
+    The cameras stand where the prior was trained (and where stage one's stand): -10 to 30 degrees up.
     """
-    data = render_dataset(DatasetConfig(views_per_label=1, seed=HELD_OUT_SEED))
+    assert builtin_prior.trained_orbit.elevation_deg == (-10.0, 30.0)
+    data = render_dataset(DatasetConfig(views_per_label=1, seed=HELD_OUT_SEED, orbit=builtin_prior.trained_orbit))
     n_colours = len(COLOURS)
     picks = [s * n_colours + (2 * s + k) % n_colours for s in range(len(SHAPES)) for k in (0, 1)]
     picks += [6, 5 * n_colours + 7]  # colours 6 and 7 a second time

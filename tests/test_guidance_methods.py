@@ -119,6 +119,23 @@ def _vsd_update_only(vsd, t):
     return z_t, eps, g, ctx
 
 
+def test_vsd_lora_step_fits_a_random_subset_of_the_batch_when_asked(prior, monkeypatch):
+    """lora_batch = k: the LoRA step sees k of the batch's renders (with their prompts and cameras), drawn at random."""
+    vsd = build_guidance("vsd", prior, lora_batch=1)
+    _, _, _, ctx = _vsd_update_only(vsd, torch.tensor([300, 900]))
+    seen = []
+    monkeypatch.setattr(vsd, "lora_loss", lambda z, prompts, cams, t, eps: seen.append((z, prompts, cams, t)) or torch.zeros((), requires_grad=True))
+    for _ in range(12):
+        vsd.step_auxiliary(ctx)
+    assert all(z.shape[0] == 1 and len(prompts) == 1 and cams.shape[0] == 1 and t.shape[0] == 1 for z, prompts, cams, t in seen)
+    picked = {prompts[0] for _, prompts, _, _ in seen}
+    assert picked == set(PROMPTS)  # both renders get their turn
+    for z, prompts, _, _ in seen:  # each picked render keeps its own prompt
+        assert torch.equal(z[0], ctx.z[PROMPTS.index(prompts[0])])
+    with pytest.raises(ValueError, match="lora_batch must be at least 1"):
+        build_guidance("vsd", prior, lora_batch=0)
+
+
 def test_vsd_lora_step_lowers_its_loss_and_never_touches_the_base_unet(prior):
     vsd = build_guidance("vsd", prior, lr=1e-2)
     base = {n: p.detach().clone() for n, p in prior.unet.named_parameters() if "lora_" not in n}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -16,7 +17,8 @@ TINY = ModelConfig(resolution=8, block_out_channels=(8, 16), attention=(False, T
 
 def _config(**kw) -> TrainConfig:
     kw.setdefault("data", DatasetConfig(resolution=8, views_per_label=1))
-    return TrainConfig(steps=2, batch_size=4, warmup_steps=1, log_every=1, model=TINY, **kw)
+    kw.setdefault("model", TINY)
+    return TrainConfig(steps=2, batch_size=4, warmup_steps=1, log_every=1, **kw)
 
 
 def _unet_weights(folder) -> dict[str, torch.Tensor]:
@@ -45,6 +47,33 @@ def test_continuing_needs_a_prior_folder_of_the_same_architecture(tmp_path):
                         data=DatasetConfig(resolution=8, views_per_label=1), init=str(tmp_path / "a"))
     with pytest.raises(ValueError, match="another architecture"):
         train(other, tmp_path / "y", log=lambda m: None)
+
+
+def test_continuing_can_add_cross_attention_that_starts_as_the_identity(tmp_path):
+    from dataclasses import replace
+
+    from propdreamer.core.builtin_prior.model import build_text_encoder, build_tokenizer, build_unet
+    from propdreamer.core.builtin_prior.train import continue_from
+
+    train(_config(), tmp_path / "a", log=lambda m: None)
+    grown_config = replace(TINY, attention=(True, True))
+    unet = build_unet(grown_config)
+    continue_from(tmp_path / "a", unet, build_text_encoder(grown_config, build_tokenizer(TINY.max_tokens)), grown_config)
+    saved = _unet_weights(tmp_path / "a")
+    from diffusers import UNet2DConditionModel
+
+    reference = UNet2DConditionModel.from_pretrained(tmp_path / "a" / "unet")
+    assert any(k.startswith("down_blocks.0.attentions.") for k in unet.state_dict()) and not any(k.startswith("down_blocks.0.attentions.") for k in saved)
+    x, t, h = torch.randn(2, 3, 8, 8), torch.tensor([10, 900]), torch.randn(2, TINY.max_tokens, TINY.text_width)
+    with torch.no_grad():
+        assert torch.allclose(unet(x, t, encoder_hidden_states=h).sample, reference(x, t, encoder_hidden_states=h).sample, atol=1e-6)
+    # and the new attention trains: a continued run with it moves its weights away from zero
+    train(_config(init=str(tmp_path / "a"), model=grown_config), tmp_path / "b", log=lambda m: None)
+    grown = _unet_weights(tmp_path / "b")
+    assert grown["down_blocks.0.attentions.0.proj_out.weight"].abs().sum() > 0
+    # dropping a level that the saved prior has is refused
+    with pytest.raises(ValueError, match="can add levels, not drop them"):
+        train(_config(init=str(tmp_path / "b")), tmp_path / "c", log=lambda m: None)
 
 
 def test_ema_follows_its_formula_and_swaps_back():
@@ -123,3 +152,28 @@ def test_elevation_words_grow_an_older_vocabulary_and_reach_stage_one(tmp_path, 
         train(_config(), tmp_path / "other", log=lambda m: None)
     with pytest.raises(ValueError, match="not a beginning"):
         train(_config(init=str(tmp_path / "other")), tmp_path / "x", log=lambda m: None)
+
+
+def test_training_elevations_are_saved_and_stage_one_reads_them(tmp_path):
+    from dataclasses import replace
+
+    from propdreamer.core.builtin_prior.dataset import PRIOR_ORBIT, render_dataset
+    from propdreamer.core.priors.diffusers_prior import PriorConfig, load_prior
+    from propdreamer.core.stage1.trainer import CoarseConfig, CoarseTrainer
+
+    low = DatasetConfig(resolution=8, views_per_label=2, orbit=replace(PRIOR_ORBIT, elevation_deg=(-5.0, 25.0)))
+    assert float(render_dataset(low).cameras.elevation_deg.max()) <= 25.0
+    train(_config(data=low), tmp_path / "low", log=lambda m: None)
+    prior = load_prior(PriorConfig(source=str(tmp_path / "low"), device="cpu"))
+    assert prior.trained_orbit.elevation_deg == (-5.0, 25.0)
+    assert CoarseTrainer(prior, "a red cube", CoarseConfig(steps=1)).orbit.elevation_deg == (-5.0, 25.0)
+
+
+@pytest.mark.parametrize("flag, value, message", [("--elevation", "30,10", "lowest and highest"), ("--elevation", "x", "lowest and highest"),
+                                                  ("--attention-levels", "1,7", "from 0 .32 px. to 3"), ("--attention-levels", "a", "from 0")])
+def test_prior_train_refuses_bad_elevations_and_levels_with_advice(tmp_path, capsys, flag, value, message):
+    from propdreamer.core.cli import main
+
+    assert main(["prior", "train", "--out", str(tmp_path / "p"), "--steps", "1", f"{flag}={value}"]) == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err), err

@@ -43,6 +43,24 @@ def test_stage_one_guidance_scale_defaults_by_prior_and_method(builtin_prior):
     assert scale(guidance_scale=42.0) == 42.0
 
 
+def test_stage_one_cameras_default_to_the_elevations_the_prior_was_trained_on(builtin_prior, monkeypatch):
+    """A prior that records its training cameras gets them (capped at the overhead threshold, 60 degrees);
+    one that does not (Stable Diffusion) gets -10 to 60; an explicit orbit wins."""
+    from propdreamer.core.cameras import OrbitRange
+    from propdreamer.core.stage1.trainer import DEFAULT_ORBIT
+
+    orbit = lambda **kw: CoarseTrainer(builtin_prior, "a red cube", CoarseConfig(steps=1, **kw)).orbit
+    monkeypatch.setattr(builtin_prior, "trained_orbit", OrbitRange(elevation_deg=(-10.0, 30.0), distance=(2.1, 2.3)))
+    assert orbit().elevation_deg == (-10.0, 30.0) and orbit().distance == (2.1, 2.3)
+    trainer = CoarseTrainer(builtin_prior, "a red cube", CoarseConfig(steps=1))
+    assert float(trainer.sample_cameras(64).elevation_deg.max()) <= 30.0
+    monkeypatch.setattr(builtin_prior, "trained_orbit", OrbitRange(elevation_deg=(-10.0, 80.0)))
+    assert orbit().elevation_deg == (-10.0, 60.0)
+    monkeypatch.setattr(builtin_prior, "trained_orbit", None)
+    assert orbit() == DEFAULT_ORBIT
+    assert orbit(orbit=OrbitRange(elevation_deg=(5.0, 15.0))).elevation_deg == (5.0, 15.0)
+
+
 def test_seeded_runs_reproduce_and_seeds_differ(builtin_prior):
     run = lambda seed: _params(_trained(builtin_prior, CoarseConfig(steps=3, seed=seed)))
     a, b, c = run(0), run(0), run(1)

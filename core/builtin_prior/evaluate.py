@@ -2,7 +2,9 @@
 
     propdreamer prior eval [--prior builtin] [--views 2] [--out DIR]
 
-Held-out renders come from a seed the training never used, so every camera is new to the model.
+Held-out renders come from a seed the training never used, so every camera is new to the model. They
+stand where the prior's last training run rendered from (its propdreamer_prior.json; stage one's
+cameras stand there too), or at `--elevation LOW,HIGH`.
 """
 
 from __future__ import annotations
@@ -16,13 +18,13 @@ from typing import Iterator
 import torch
 from torch import Tensor
 
-from ..cameras import ViewPromptRule, orbit_cameras
+from ..cameras import OrbitRange, ViewPromptRule, orbit_cameras
 from ..images import grid, save_png
 from ..priors.base import add_noise
 from ..priors.diffusers_prior import DiffusersPrior
 from ..priors.sampling import sample
 from .classifier import ClassifierConfig, classify
-from .dataset import DatasetConfig, render_dataset
+from .dataset import PRIOR_ORBIT, DatasetConfig, render_dataset
 from .vocabulary import COLOURS, SHAPES, caption
 
 HELD_OUT_SEED = 1  # training renders use seed 0
@@ -36,6 +38,7 @@ class EvalConfig:
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
     sample_steps: int = 50
     sample_guidance: float = 3.0
+    orbit: OrbitRange | None = None  # where the held-out cameras stand; None: where the prior was trained
 
 
 @dataclass
@@ -51,7 +54,8 @@ class EvalResult:
 
 def held_out(prior: DiffusersPrior, config: EvalConfig, seed: int):
     """Held-out renders captioned the way `prior` was trained (its view words, elevation bands included)."""
-    return render_dataset(DatasetConfig(views_per_label=config.views_per_label, seed=seed, view_rule=prior.view_rule or ViewPromptRule()))
+    orbit = config.orbit or getattr(prior, "trained_orbit", None) or PRIOR_ORBIT
+    return render_dataset(DatasetConfig(views_per_label=config.views_per_label, seed=seed, view_rule=prior.view_rule or ViewPromptRule(), orbit=orbit))
 
 
 def evaluate_classifier(prior: DiffusersPrior, config: EvalConfig = EvalConfig()) -> EvalResult:
@@ -127,7 +131,9 @@ def write_samples(prior: DiffusersPrior, path: Path, config: EvalConfig = EvalCo
 def run(prior: DiffusersPrior, out: Path, config: EvalConfig = EvalConfig(), log=lambda m: print(m, flush=True)) -> EvalResult:
     out.mkdir(parents=True, exist_ok=True)
     result = evaluate_classifier(prior, config)
-    log(f"held-out renders: {result.images} ({config.views_per_label} unseen view(s) per colour x shape from each of the seeds {list(config.seeds)})")
+    low, high = (config.orbit or getattr(prior, "trained_orbit", None) or PRIOR_ORBIT).elevation_deg
+    log(f"held-out renders: {result.images} ({config.views_per_label} unseen view(s) per colour x shape from each of the seeds {list(config.seeds)}, "
+        f"elevations {low:g} to {high:g} degrees)")
     log(f"shape accuracy:  {result.shape_accuracy:.1%}")
     log(f"colour accuracy: {result.colour_accuracy:.1%}")
     log(f"classifier time: {result.seconds:.0f} s ({config.classifier.timesteps} timesteps x {len(SHAPES) * len(COLOURS)} captions per image)")

@@ -139,21 +139,49 @@ def continue_from(folder: Path, unet, text_encoder, model: ModelConfig) -> list[
     meta = json.loads(meta_path.read_text())
     saved, wanted = {"camera_features": 0, **meta["model"]}, json.loads(json.dumps(asdict(model)))  # JSON keeps tuples as lists
     saved_cameras, wanted_cameras = saved.pop("camera_features"), wanted.pop("camera_features")
-    if saved != wanted:
+    saved_attention, wanted_attention = saved.pop("attention"), wanted.pop("attention")
+    if saved != wanted or len(saved_attention) != len(wanted_attention):
         raise ValueError(f"{folder} holds a prior of another architecture ({meta['model']}); continue it with the same model config")
     if saved_cameras and saved_cameras != wanted_cameras:
         raise ValueError(f"{folder} holds a camera-conditioned prior (another architecture); continue it with camera features (`prior train --cameras`)")
+    if any(s and not w for s, w in zip(saved_attention, wanted_attention)):
+        raise ValueError(f"{folder} has cross-attention at levels {saved_attention}; continuing it can add levels, not drop them (asked for {wanted_attention}; "
+                         f"pass `--attention-levels {','.join(str(i) for i, a in enumerate(saved_attention) if a)}` or more)")
     adds_cameras = not saved_cameras and wanted_cameras > 0  # a prior without cameras can learn them
     from diffusers import UNet2DConditionModel
     from transformers import CLIPTextModel
 
-    # A prior without cameras loads into one with them: only the (zero-initialised) camera embedding is new.
-    missing, unexpected = unet.load_state_dict(UNet2DConditionModel.from_pretrained(folder / "unet").state_dict(), strict=not adds_cameras)
-    if unexpected or any(not k.startswith("class_embedding.") for k in missing):
+    # New parts start so that the grown model predicts exactly what the saved one did: a prior without
+    # cameras loads into one with them (the camera embedding starts at zero), and cross-attention added
+    # at a level starts as the identity (zero_attention_outputs).
+    new_parts = ("class_embedding.",) if adds_cameras else ()
+    new_parts += grown_attention_prefixes(saved_attention, wanted_attention)
+    missing, unexpected = unet.load_state_dict(UNet2DConditionModel.from_pretrained(folder / "unet").state_dict(), strict=not new_parts)
+    if unexpected or any(not k.startswith(new_parts) for k in missing):
         raise ValueError(f"{folder}: weights do not fit the model (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    zero_attention_outputs(unet, grown_attention_prefixes(saved_attention, wanted_attention))
     text_encoder.load_state_dict(grown_text_state(folder, CLIPTextModel.from_pretrained(folder / "text_encoder").state_dict(), text_encoder))
     runs = meta.get("earlier_runs", [])
     return runs + [meta["train"]] if "train" in meta else runs
+
+
+def grown_attention_prefixes(saved: list[bool], wanted: list[bool]) -> tuple[str, ...]:
+    """State-dict prefixes of the cross-attention a continued prior gains: level i (0 = full resolution)
+    is down block i and up block n - 1 - i."""
+    n = len(wanted)
+    grown = [i for i, (s, w) in enumerate(zip(saved, wanted)) if w and not s]
+    return tuple(f"down_blocks.{i}.attentions." for i in grown) + tuple(f"up_blocks.{n - 1 - i}.attentions." for i in grown)
+
+
+@torch.no_grad()
+def zero_attention_outputs(unet, prefixes: tuple[str, ...]) -> None:
+    """Zero the output projection of each new transformer block: a Transformer2DModel adds its output to
+    its input, so it starts as the identity and training grows it from there."""
+    for name, module in unet.named_modules():
+        if name.endswith(".proj_out") and (name + ".").startswith(prefixes):
+            module.weight.zero_()
+            if module.bias is not None:
+                module.bias.zero_()
 
 
 def grown_text_state(folder: Path, saved: dict[str, Tensor], text_encoder) -> dict[str, Tensor]:

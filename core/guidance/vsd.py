@@ -41,6 +41,15 @@ class VSDConfig(GuidanceConfig):
     lora_rank: int = 4
     lr: float = 1e-4  # AdamW, for the LoRA and the camera embedding
     camera_dropout: float = 0.1
+    # Renders of each step's batch that the LoRA step fits, drawn at random (None: all of them). Each
+    # is an unbiased sample of the same loss; fewer makes the LoRA step, as costly as the 3D render on
+    # a small prior, proportionally cheaper.
+    lora_batch: int | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.lora_batch is not None and self.lora_batch < 1:
+            raise ValueError(f"VSDConfig.lora_batch must be at least 1 (or None: the whole batch), got {self.lora_batch}")
 
 
 class CameraEmbedding(nn.Module):
@@ -129,12 +138,17 @@ class VSD(Guidance):
         return (raw - target).pow(2).mean()
 
     def step_auxiliary(self, ctx: GuidanceContext) -> dict[str, Tensor]:
-        B = ctx.z.shape[0]
         generator = ctx.generator
+        z, prompts, cameras = ctx.z.detach(), ctx.prompts, self._camera_input(ctx)  # [B, C, h, w], [B], [B, 16]
+        k = self.config.lora_batch
+        if k is not None and k < z.shape[0]:
+            pick = torch.randperm(z.shape[0], generator=generator)[:k]
+            z, prompts, cameras = z[to_device(pick, z.device)], [prompts[i] for i in pick.tolist()], cameras[to_device(pick, cameras.device)]
+        B = z.shape[0]
         t = to_device(torch.randint(0, self.prior.num_train_timesteps, (B,), generator=generator), self.prior.device)
-        eps = to_device(torch.randn(ctx.z.shape, generator=generator), self.prior.device)
+        eps = to_device(torch.randn(z.shape, generator=generator), self.prior.device)
         keep = to_device((torch.rand(B, 1, generator=generator) >= self.config.camera_dropout).float(), self.prior.device)
-        loss = self.lora_loss(ctx.z.detach(), ctx.prompts, self._camera_input(ctx) * keep, t, eps)
+        loss = self.lora_loss(z, prompts, cameras * keep, t, eps)
         self.optimiser.zero_grad(set_to_none=True)
         loss.backward()
         self.optimiser.step()

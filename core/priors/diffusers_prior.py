@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..cameras import Cameras, ViewPromptRule
+from ..cameras import Cameras, OrbitRange, ViewPromptRule
 from .base import v_to_eps
 from .camera_conditioning import camera_features
 from .loading import BUILTIN, resolve_prior_folder
@@ -107,6 +107,8 @@ class DiffusersPrior:
         self.camera_conditioned = self.unet.config.class_embed_type == "projection"
         # A builtin-format prior records the view words its captions used; stage one prompts with the same.
         self.view_rule = saved_view_rule(folder)
+        # ... and the cameras its last training run rendered from: stage one's default orbit (trainer.default_orbit).
+        self.trained_orbit = saved_orbit(folder)
         log.info("loaded prior %s from %s on %s (%s, %s space, %d px)", self.source, folder, device, dtype, "latent" if self.latent else "pixel", self.image_size)
 
     # -- image space <-> model space -------------------------------------------------------------
@@ -185,6 +187,13 @@ def saved_view_rule(folder: Path) -> ViewPromptRule | None:
     if rule is None:
         return None
     return ViewPromptRule(**{**rule, "elevation_bands": tuple((float(b), str(w)) for b, w in rule.get("elevation_bands", ()))})
+
+
+def saved_orbit(folder: Path) -> OrbitRange | None:
+    """The camera ranges of a builtin-format prior's last training run (propdreamer_prior.json), or None."""
+    meta = folder / "propdreamer_prior.json"
+    orbit = json.loads(meta.read_text()).get("train", {}).get("data", {}).get("orbit") if meta.is_file() else None
+    return OrbitRange(**{k: tuple(v) for k, v in orbit.items()}) if orbit else None
 
 
 def load_prior(config: PriorConfig = PriorConfig()) -> DiffusersPrior:
