@@ -66,6 +66,16 @@ def default_guidance_scale(method: str, prior) -> float | None:
     return pixel_prior_scale(method, prior.latent)
 
 
+# VSD's LoRA step on the builtin prior fits one of each step's four renders, drawn at random (the same
+# loss in expectation): a draft stage one's step 0.289 -> 0.243 s, which brings VSD on a NeRF under
+# the 90 s a prompt target on 2 CPU cores (BENCHMARKS.md). On Stable Diffusion it fits the whole batch.
+PIXEL_PRIOR_VSD_LORA_BATCH = 1
+
+
+def default_guidance_options(method: str, prior) -> dict:
+    return {"lora_batch": PIXEL_PRIOR_VSD_LORA_BATCH} if method == "vsd" and not prior.latent else {}
+
+
 def default_timesteps(prior) -> TimestepSchedule:
     return LATENT_PRIOR_TIMESTEPS if prior.latent else PIXEL_PRIOR_TIMESTEPS
 
@@ -206,7 +216,8 @@ class CoarseTrainer:
         scale = config.guidance_scale if config.guidance_scale is not None else default_guidance_scale(method, prior)
         self.regularisers = config.regularisers or default_regularisers(prior)
         self.orbit = config.orbit or default_orbit(prior)
-        options = {"timesteps": config.timesteps or default_timesteps(prior), **({"guidance_scale": scale} if scale is not None else {}), **config.guidance_options}
+        options = {"timesteps": config.timesteps or default_timesteps(prior), **({"guidance_scale": scale} if scale is not None else {}),
+                   **default_guidance_options(method, prior), **config.guidance_options}
         self.guidance: Guidance = build_guidance(method, prior, **options)
         # View-dependent prompts: the configured rule, naming elevation bands too when the prior was trained on them.
         self.view_rule = config.view_prompts
