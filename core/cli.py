@@ -92,8 +92,6 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _cmd_prior_train(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
     from .builtin_prior.dataset import PRIOR_ORBIT, DatasetConfig
     from .builtin_prior.model import ModelConfig
     from .builtin_prior.train import TrainConfig, train
@@ -102,7 +100,7 @@ def _cmd_prior_train(args: argparse.Namespace) -> int:
 
     _set_threads(args.threads)
     rule = ViewPromptRule(elevation_bands=ELEVATION_BANDS if args.elevation_words else ())
-    orbit = replace(PRIOR_ORBIT, elevation_deg=_elevation_range(args.elevation)) if args.elevation else PRIOR_ORBIT
+    orbit = _orbit_with_elevations(args.elevation) if args.elevation else PRIOR_ORBIT
     data = DatasetConfig(views_per_label=args.views_per_label, seed=args.data_seed, view_rule=rule, orbit=orbit)
     attention = _attention_levels(args.attention_levels, len(ModelConfig.block_out_channels)) if args.attention_levels else ModelConfig.attention
     model = ModelConfig(camera_features=CAMERA_FEATURES if args.cameras else 0, attention=attention)
@@ -111,15 +109,19 @@ def _cmd_prior_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _elevation_range(text: str) -> tuple[float, float]:
-    """'-10,30' -> (-10.0, 30.0), degrees."""
+def _orbit_with_elevations(text: str):
+    """'-10,30' -> the builtin prior's orbit with elevations from -10 to 30 degrees."""
+    from dataclasses import replace
+
+    from .builtin_prior.dataset import PRIOR_ORBIT
+
     try:
         low, high = (float(v) for v in text.split(","))
     except ValueError:
         low, high = 1.0, 0.0
     if not -90 <= low < high <= 90:
         raise ValueError(f"--elevation takes the lowest and highest camera elevation in degrees, e.g. -10,30; got '{text}'")
-    return low, high
+    return replace(PRIOR_ORBIT, elevation_deg=(low, high))
 
 
 def _attention_levels(text: str, levels: int) -> tuple[bool, ...]:
@@ -142,14 +144,11 @@ def _cmd_prior_train_depth(args: argparse.Namespace) -> int:
 
 
 def _cmd_prior_eval(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
     from .builtin_prior.classifier import ClassifierConfig
-    from .builtin_prior.dataset import PRIOR_ORBIT
     from .builtin_prior.evaluate import EvalConfig, run
 
     _set_threads(args.threads)
-    orbit = replace(PRIOR_ORBIT, elevation_deg=_elevation_range(args.elevation)) if args.elevation else None
+    orbit = _orbit_with_elevations(args.elevation) if args.elevation else None
     config = EvalConfig(views_per_label=args.views, classifier=ClassifierConfig(timesteps=args.timesteps), orbit=orbit)
     result = run(_load_prior(args), Path(args.out), config)
     ok = result.shape_accuracy >= args.target and result.colour_accuracy >= args.target

@@ -52,10 +52,15 @@ class EvalResult:
     elevation_word_errors: dict[str, float] | None = None  # priors trained on elevation words: see `elevation_word_gain`
 
 
+def held_out_orbit(prior: DiffusersPrior, config: EvalConfig) -> OrbitRange:
+    """Where the held-out cameras stand: the configured orbit, else where `prior` was last trained."""
+    return config.orbit or getattr(prior, "trained_orbit", None) or PRIOR_ORBIT
+
+
 def held_out(prior: DiffusersPrior, config: EvalConfig, seed: int):
     """Held-out renders captioned the way `prior` was trained (its view words, elevation bands included)."""
-    orbit = config.orbit or getattr(prior, "trained_orbit", None) or PRIOR_ORBIT
-    return render_dataset(DatasetConfig(views_per_label=config.views_per_label, seed=seed, view_rule=prior.view_rule or ViewPromptRule(), orbit=orbit))
+    return render_dataset(DatasetConfig(views_per_label=config.views_per_label, seed=seed, view_rule=prior.view_rule or ViewPromptRule(),
+                                        orbit=held_out_orbit(prior, config)))
 
 
 def evaluate_classifier(prior: DiffusersPrior, config: EvalConfig = EvalConfig()) -> EvalResult:
@@ -131,7 +136,7 @@ def write_samples(prior: DiffusersPrior, path: Path, config: EvalConfig = EvalCo
 def run(prior: DiffusersPrior, out: Path, config: EvalConfig = EvalConfig(), log=lambda m: print(m, flush=True)) -> EvalResult:
     out.mkdir(parents=True, exist_ok=True)
     result = evaluate_classifier(prior, config)
-    low, high = (config.orbit or getattr(prior, "trained_orbit", None) or PRIOR_ORBIT).elevation_deg
+    low, high = held_out_orbit(prior, config).elevation_deg
     log(f"held-out renders: {result.images} ({config.views_per_label} unseen view(s) per colour x shape from each of the seeds {list(config.seeds)}, "
         f"elevations {low:g} to {high:g} degrees)")
     log(f"shape accuracy:  {result.shape_accuracy:.1%}")

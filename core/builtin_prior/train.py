@@ -154,12 +154,12 @@ def continue_from(folder: Path, unet, text_encoder, model: ModelConfig) -> list[
     # New parts start so that the grown model predicts exactly what the saved one did: a prior without
     # cameras loads into one with them (the camera embedding starts at zero), and cross-attention added
     # at a level starts as the identity (zero_attention_outputs).
-    new_parts = ("class_embedding.",) if adds_cameras else ()
-    new_parts += grown_attention_prefixes(saved_attention, wanted_attention)
+    grown_attention = grown_attention_prefixes(saved_attention, wanted_attention)
+    new_parts = (("class_embedding.",) if adds_cameras else ()) + grown_attention
     missing, unexpected = unet.load_state_dict(UNet2DConditionModel.from_pretrained(folder / "unet").state_dict(), strict=not new_parts)
     if unexpected or any(not k.startswith(new_parts) for k in missing):
         raise ValueError(f"{folder}: weights do not fit the model (missing {missing[:3]}, unexpected {unexpected[:3]})")
-    zero_attention_outputs(unet, grown_attention_prefixes(saved_attention, wanted_attention))
+    zero_attention_outputs(unet, grown_attention)
     text_encoder.load_state_dict(grown_text_state(folder, CLIPTextModel.from_pretrained(folder / "text_encoder").state_dict(), text_encoder))
     runs = meta.get("earlier_runs", [])
     return runs + [meta["train"]] if "train" in meta else runs

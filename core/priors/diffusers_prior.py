@@ -106,9 +106,10 @@ class DiffusersPrior:
         # A camera-conditioned prior (camera_conditioning.py) reads camera features through the UNet's class embedding.
         self.camera_conditioned = self.unet.config.class_embed_type == "projection"
         # A builtin-format prior records the view words its captions used; stage one prompts with the same.
-        self.view_rule = saved_view_rule(folder)
+        meta = builtin_metadata(folder)
+        self.view_rule = saved_view_rule(meta)
         # ... and the cameras its last training run rendered from: stage one's default orbit (trainer.default_orbit).
-        self.trained_orbit = saved_orbit(folder)
+        self.trained_orbit = saved_orbit(meta)
         log.info("loaded prior %s from %s on %s (%s, %s space, %d px)", self.source, folder, device, dtype, "latent" if self.latent else "pixel", self.image_size)
 
     # -- image space <-> model space -------------------------------------------------------------
@@ -180,19 +181,23 @@ class DiffusersPrior:
         return out.reshape(K, B, *z_t.shape[1:])
 
 
-def saved_view_rule(folder: Path) -> ViewPromptRule | None:
-    """The view-prompt rule a builtin-format prior was trained with (propdreamer_prior.json), or None."""
+def builtin_metadata(folder: Path) -> dict:
+    """A builtin-format prior's propdreamer_prior.json ({} for other priors)."""
     meta = folder / "propdreamer_prior.json"
-    rule = json.loads(meta.read_text()).get("view_rule") if meta.is_file() else None
+    return json.loads(meta.read_text()) if meta.is_file() else {}
+
+
+def saved_view_rule(meta: dict) -> ViewPromptRule | None:
+    """The view-prompt rule a builtin-format prior was trained with (from `builtin_metadata`), or None."""
+    rule = meta.get("view_rule")
     if rule is None:
         return None
     return ViewPromptRule(**{**rule, "elevation_bands": tuple((float(b), str(w)) for b, w in rule.get("elevation_bands", ()))})
 
 
-def saved_orbit(folder: Path) -> OrbitRange | None:
-    """The camera ranges of a builtin-format prior's last training run (propdreamer_prior.json), or None."""
-    meta = folder / "propdreamer_prior.json"
-    orbit = json.loads(meta.read_text()).get("train", {}).get("data", {}).get("orbit") if meta.is_file() else None
+def saved_orbit(meta: dict) -> OrbitRange | None:
+    """The camera ranges of a builtin-format prior's last training run (from `builtin_metadata`), or None."""
+    orbit = meta.get("train", {}).get("data", {}).get("orbit")
     return OrbitRange(**{k: tuple(v) for k, v in orbit.items()}) if orbit else None
 
 

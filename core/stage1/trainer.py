@@ -67,8 +67,9 @@ def default_guidance_scale(method: str, prior) -> float | None:
 
 
 # VSD's LoRA step on the builtin prior fits one of each step's four renders, drawn at random (the same
-# loss in expectation): a draft stage one's step 0.289 -> 0.243 s, which brings VSD on a NeRF under
-# the 90 s a prompt target on 2 CPU cores (BENCHMARKS.md). On Stable Diffusion it fits the whole batch.
+# loss in expectation): a draft stage one's step 0.289 -> 0.243 s on 2 CPU cores, which still leaves
+# VSD on a NeRF up to 91.9 s a prompt against the 90 s target (BENCHMARKS.md). On Stable Diffusion it
+# fits the whole batch.
 PIXEL_PRIOR_VSD_LORA_BATCH = 1
 
 
