@@ -36,8 +36,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "a wooden barrel"
-METHODS = ("sds", "nfsd", "vsd", "ssd", "vdm")
-REPRESENTATIONS = ("nerf", "gaussians")
+from propdreamer.core.request import METHODS, REPRESENTATIONS, JobRequest  # noqa: E402  (the one registry and request)
 
 
 @dataclass
@@ -130,11 +129,13 @@ def floor_step(prior, embeddings, s: Settings):
 
 
 def iteration_step(prior, depth: Path, method: str, representation: str, s: Settings):
+    from propdreamer.core.resolve import resolve
     from propdreamer.core.stage1.presets import get_preset
-    from propdreamer.core.stage1.trainer import CoarseConfig, CoarseTrainer
+    from propdreamer.core.stage1.trainer import CoarseTrainer
 
-    options = {"depth_estimator": str(depth)} if method == "ssd" else {}
-    config = CoarseConfig(representation=representation, method=method, preset="standard", guidance_options=options)
+    config = resolve(JobRequest(PROMPT, method=method, representation=representation, preset="standard"), prior).config  # as a job from the panel
+    if method == "ssd":
+        config = replace(config, guidance_options={**config.guidance_options, "depth_estimator": str(depth)})
     preset = replace(get_preset("standard"), batch=s.batch, resolutions=((0.0, s.render),))
     trainer = CoarseTrainer(prior, PROMPT, config, preset=preset)
     return trainer.train_step
@@ -142,7 +143,7 @@ def iteration_step(prior, depth: Path, method: str, representation: str, s: Sett
 
 def run_e2e(prior, preset_name: str, s: Settings) -> dict:
     from propdreamer.core.pipeline import generate
-    from propdreamer.core.stage1.trainer import CoarseConfig
+    from propdreamer.core.resolve import resolve
     from propdreamer.core.stage2.presets import get_refine_preset
 
     refine = get_refine_preset(preset_name)
@@ -153,7 +154,8 @@ def run_e2e(prior, preset_name: str, s: Settings) -> dict:
     if s.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(s.device)
     start = time.perf_counter()
-    result = generate(prior, PROMPT, CoarseConfig(preset=preset_name, steps=s.e2e_steps), refine=refine)
+    config = resolve(JobRequest(PROMPT, preset=preset_name, steps=s.e2e_steps), prior).config  # the panel's Generate with its defaults
+    result = generate(prior, PROMPT, config, refine=refine)
     sync(s.device)
     total = time.perf_counter() - start
     peak = torch.cuda.max_memory_allocated(s.device) / 2**30 if s.device.type == "cuda" else None

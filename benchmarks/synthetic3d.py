@@ -13,6 +13,12 @@ number), with the delta-E of the mean baked texture colour over the UV charts. P
 run and a summary per method x representation; writes the CSV and a turntable sheet into --out.
 `--methods oracle` fits stage one to the true primitive's renders instead (oracle.py): the ceiling of
 the representation, preset and scorer, against which a method's score reads.
+
+`--via-server` is the benchmark of record: each prompt goes to a `propdreamer serve` on loopback as the
+Blender add-on sends it (its own request code, the panel's defaults: method Auto, the prior's cameras),
+and the returned GLB is scored as above. `--methods auto` (the default there) is the panel's Auto.
+
+    python benchmarks/synthetic3d.py --via-server --prompts 12 --seed 0 --out out/bench_server
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import csv
 import math
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -31,7 +38,9 @@ from propdreamer.core.builtin_prior.vocabulary import COLOURS, SHAPES, caption
 from propdreamer.core.geometry.voxels import auto_threshold, delta_e, grid_points, iou, normalise, surface_voxels
 from propdreamer.core.images import grid, save_png
 from propdreamer.core.priors.diffusers_prior import PriorConfig, load_prior
-from propdreamer.core.stage1.trainer import CoarseConfig, CoarseTrainer, render_views, turntable_cameras
+from propdreamer.core.request import JobRequest
+from propdreamer.core.resolve import resolve
+from propdreamer.core.stage1.trainer import CoarseTrainer, render_views, turntable_cameras
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from oracle import ORACLE_SHADING, OracleFit  # noqa: E402
@@ -111,9 +120,44 @@ def score_mesh(vertices, faces, texture, uvs, colour: str, shape: str, reference
             "texture_delta_e": round(delta_e(mean, torch.tensor(COLOURS[colour])), 1)}
 
 
+def run_via_server(args) -> int:
+    """Every prompt through the artist's path (via_server.py); one CSV row each and a summary."""
+    from via_server import ArtistPath, read_glb
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    references = reference_shapes(1.0)  # scores normalise both shapes, so the box only sets the sampling
+    fields = ["method", "representation", "prompt", "seconds", "final_iou", "final_nearest", "final_correct", "texture_delta_e", "settings", "warnings"]
+    rows = []
+    with ArtistPath(prior=args.prior, spool=out / "spool", log=out / "server.log") as path, open(out / "synthetic3d_server.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        print(",".join(fields), flush=True)
+        for representation in args.representations.split(","):
+            for method in args.methods.split(","):
+                for colour, shape in prompts(args.prompts):
+                    prompt = caption(colour, shape)
+                    glb, seconds, job = path.generate(prompt, seed=args.seed, method=method, representation=representation, preset=args.preset)
+                    (out / "glb").mkdir(exist_ok=True)
+                    (out / "glb" / f"{method}_{representation}_{colour}_{shape}.glb").write_bytes(glb)
+                    vertices, faces, uvs, texture = read_glb(glb)
+                    row = {"method": method, "representation": representation, "prompt": prompt, "seconds": round(seconds, 1),
+                           **score_mesh(vertices, faces, texture, uvs, colour, shape, references), "settings": job.summary, "warnings": "; ".join(job.warnings)}
+                    writer.writerow(row), f.flush(), rows.append(row)
+                    print(",".join(str(row[k]) for k in fields), flush=True)
+    print("\nthrough the server (returned GLB): prompts, shape nearest, mean IoU, mean texture delta-E, mean / max seconds")
+    for key in dict.fromkeys((r["method"], r["representation"]) for r in rows):
+        group = [r for r in rows if (r["method"], r["representation"]) == key]
+        n = len(group)
+        print(f"{key[0]} x {key[1]}: {n}, {sum(r['final_correct'] for r in group)}/{n}, {sum(r['final_iou'] for r in group) / n:.3f}, "
+              f"{sum(r['texture_delta_e'] for r in group) / n:.1f}, {sum(r['seconds'] for r in group) / n:.1f} / {max(r['seconds'] for r in group):.1f}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--methods", default="sds", help="comma-separated: sds,nfsd,vsd,ssd,vdm, or oracle (the ceiling: a fit to the true shape, oracle.py)")
+    ap.add_argument("--methods", default=None, help="comma-separated: auto (the prior's default), sds,nfsd,vsd,ssd,vdm, or oracle (the ceiling: a fit to the true shape, "
+                    "oracle.py); default sds, auto with --via-server")
     ap.add_argument("--representations", default="nerf", help="comma-separated: nerf,gaussians")
     ap.add_argument("--prompts", type=int, default=14, help="how many prompts (cycling through the 7 shapes)")
     ap.add_argument("--preset", default="draft")
@@ -123,7 +167,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="out/synthetic3d")
     ap.add_argument("--final", action="store_true", help="also run stage two and score the exported mesh")
+    ap.add_argument("--via-server", action="store_true", help="the artist's path: each prompt through `propdreamer serve` as the add-on sends it; scores the returned GLB")
     args = ap.parse_args(argv)
+    if args.via_server:
+        args.methods = args.methods or "auto"
+        if args.steps is not None or "oracle" in args.methods.split(","):
+            ap.error("--via-server sends what the panel sends: no --steps, no oracle")
+        return run_via_server(args)
+    args.methods = args.methods or "sds"
     if args.final and "oracle" in args.methods.split(","):
         ap.error("--final refines with the prior's guidance; the oracle scores stage one only (drop --final)")
     torch.set_num_threads(args.threads)
@@ -145,8 +196,10 @@ def main(argv: list[str] | None = None) -> int:
                 for colour, shape in prompts(args.prompts):
                     prompt = caption(colour, shape)
                     oracle = method == "oracle"
-                    config = CoarseConfig(representation=representation, method=None if oracle else method, preset=args.preset, steps=args.steps, seed=args.seed,
-                                          **({"shading": ORACLE_SHADING} if oracle else {}))
+                    request = JobRequest(prompt, method=None if oracle or method == "auto" else method, representation=representation, preset=args.preset,
+                                         steps=args.steps, seed=args.seed)
+                    config = resolve(request, prior).config  # what the server's worker resolves for the same request
+                    config = replace(config, shading=ORACLE_SHADING) if oracle else config
                     t0 = time.time()
                     trainer = CoarseTrainer(prior, prompt, config)
                     if oracle:

@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from .priors.loading import BUILTIN
+from .builtin_prior import BUILTIN
+from .request import METHODS
 
 
 def _load_prior(args: argparse.Namespace):
@@ -46,19 +47,41 @@ def _cmd_distill2d(args: argparse.Namespace) -> int:
     return 0
 
 
+def job_request(args: argparse.Namespace):
+    """The JobRequest the `generate` and `submit` arguments describe (one mapping for both commands),
+    and the input mesh's path for --texture / --refine."""
+    from .request import JobRequest
+
+    if args.texture and args.refine:
+        raise ValueError("use --texture MESH or --refine MESH, not both")
+    mesh = args.texture or args.refine
+    if mesh and not Path(mesh).is_file():
+        raise FileNotFoundError(f"input mesh {mesh} does not exist; export the object as glTF binary (.glb)")
+    kind = "texture" if args.texture else "refine" if args.refine else "generate"
+    request = JobRequest(kind=kind, prompt=args.prompt, negative_prompt=args.negative_prompt, method=args.method, representation=args.representation,
+                         preset=args.preset, seed=args.seed, steps=args.steps, guidance_scale=args.guidance_scale)
+    return request, (Path(mesh) if mesh else None)
+
+
 def _cmd_generate(args: argparse.Namespace) -> int:
     from .images import save_png
-    from .stage1.trainer import Callbacks, CoarseConfig, CoarseTrainer, Progress
+    from .request import settings_summary
+    from .resolve import resolve
+    from .stage1.trainer import Callbacks, CoarseTrainer, Progress
 
-    config = CoarseConfig(representation=args.representation, method=args.method, preset=args.preset, steps=args.steps, seed=args.seed)
+    request, mesh = job_request(args)
     out = Path(args.out)
     if args.stage == "full" and out.suffix.lower() != ".glb":
         raise ValueError(f"-o must name a .glb file for the full pipeline, got '{out}' (use --stage coarse to write previews into a folder)")
+    if args.stage == "coarse" and request.kind != "generate":
+        raise ValueError("--stage coarse runs stage one of a new prop; --texture and --refine run whole jobs (drop --stage)")
     _set_threads(args.threads)
     prior = _load_prior(args)
-    unknown = prior.unknown_words(args.prompt)
-    if unknown:
-        print(f"warning: the prior '{args.prior}' does not know the word(s) {unknown}; they are ignored.", file=sys.stderr)
+    resolved = resolve(request, prior)  # the same resolution the server's worker makes
+    for warning in resolved.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"{request.kind} '{request.prompt}': {settings_summary(resolved.settings)}", file=sys.stderr)
+    config = resolved.config
     previews = out if args.stage == "coarse" else out.with_suffix("")
 
     def progress(p: Progress) -> None:
@@ -68,16 +91,17 @@ def _cmd_generate(args: argparse.Namespace) -> int:
             save_png(p.preview, previews / "progress" / f"step_{p.step:05d}.png", scale=2)
 
     if args.stage == "full":
-        from .pipeline import generate
+        import time
 
-        result = generate(prior, args.prompt, config, Callbacks(progress=progress))
+        from .jobs import run_request
+
+        t0 = time.time()
+        glb = run_request(prior, resolved, mesh.read_bytes() if mesh else None, Callbacks(progress=progress))
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_bytes(result.glb)
-        preview = save_png(result.preview, out.with_name(out.stem + "_preview.png"), scale=2)
-        times = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
-        print(f"wrote {out} ({len(result.faces)} faces) and {preview}; {times}; total {sum(result.seconds.values()):.1f} s")
+        out.write_bytes(glb)
+        print(f"wrote {out} ({len(glb)} bytes) in {time.time() - t0:.1f} s")
         return 0
-    trainer = CoarseTrainer(prior, args.prompt, config)
+    trainer = CoarseTrainer(prior, request.prompt, config)
     if args.resume:
         trainer.load(args.resume)
         print(f"resumed from {args.resume} at step {trainer.step}")
@@ -86,9 +110,24 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
     paths = write_turntable(result, out)
     checkpoint = trainer.save(out / "coarse.pt")
-    print(f"stage one ({config.representation}, {config.resolved_method}, {config.preset}) of '{args.prompt}' took {result.seconds:.1f} s; "
+    print(f"stage one ({config.representation}, {config.resolved_method}, {config.preset}) of '{request.prompt}' took {result.seconds:.1f} s; "
           f"wrote {len(paths)} previews ({paths[-2]}) and {checkpoint}")
     return 0
+
+
+def add_request_args(p: argparse.ArgumentParser) -> None:
+    """The job request's arguments, shared by `generate` (runs it here) and `submit` (sends it to a server)."""
+    from .request import METHODS, PRESETS, REPRESENTATIONS
+
+    p.add_argument("--negative-prompt", default="", help="what to avoid: CFG's unconditional branch (NFSD: its negative term)")
+    p.add_argument("--preset", default="draft", choices=PRESETS)
+    p.add_argument("--method", default=None, choices=METHODS, help="default: the prior's for the representation (sds on a NeRF, vdm on Gaussians)")
+    p.add_argument("--representation", default="nerf", choices=REPRESENTATIONS)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=None, help="stage one's steps (default: the preset's)")
+    p.add_argument("--guidance-scale", type=float, default=None, help="CFG scale (default: the method's on this prior)")
+    p.add_argument("--texture", metavar="MESH", help="texture this GLB mesh (its geometry is kept)")
+    p.add_argument("--refine", metavar="MESH", help="refine this GLB mesh (it seeds the optimisation)")
 
 
 def _cmd_prior_train(args: argparse.Namespace) -> int:
@@ -170,7 +209,7 @@ def build_parser(extra: Callable[[argparse._SubParsersAction], None] | None = No
     p = sub.add_parser("distill2d", help="optimise one image against the prior by score distillation")
     p.add_argument("prompt", help='what to draw, e.g. "a red cube, front view"')
     p.add_argument("--out", required=True, help="folder for distilled.png and progress.png")
-    p.add_argument("--method", default="sds", choices=["sds", "nfsd", "vsd", "ssd", "vdm"])
+    p.add_argument("--method", default="sds", choices=METHODS)
     p.add_argument("--guidance-scale", type=float, default=None, help="classifier-free guidance scale (default: the method's)")
     p.add_argument("--particles", type=int, default=1, help="images optimised together (VSD particles)")
     p.add_argument("--steps", type=int, default=400)
@@ -183,11 +222,7 @@ def build_parser(extra: Callable[[argparse._SubParsersAction], None] | None = No
     p.add_argument("prompt", help='what to make, e.g. "a red cube"')
     p.add_argument("-o", "--out", required=True, help="OUT.glb (a preview PNG is written beside it), or a folder with --stage coarse")
     p.add_argument("--stage", default="full", choices=["coarse", "full"], help="full (default): prompt -> GLB; coarse: stage one only, previews into the folder OUT")
-    p.add_argument("--preset", default="draft", choices=["draft", "standard", "high"])
-    p.add_argument("--method", default=None, choices=["sds", "nfsd", "vsd", "ssd", "vdm"], help="default: sds on a NeRF, vdm on Gaussians")
-    p.add_argument("--representation", default="nerf", choices=["nerf", "gaussians"])
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=None, help="override the preset's step count")
+    add_request_args(p)
     p.add_argument("--resume", default=None, help="a coarse.pt checkpoint from an earlier run with the same prompt and settings")
     _add_prior_args(p)
     p.set_defaults(func=_cmd_generate)
@@ -237,7 +272,7 @@ def main(argv: list[str] | None = None, extra: Callable[[argparse._SubParsersAct
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, ConnectionError, TimeoutError) as err:  # bad input, missing weights, no server
+    except (ValueError, FileNotFoundError, ConnectionError, TimeoutError) as err:  # RequestError is a ValueError  # bad input, missing weights, no server
         if args.verbose:
             raise
         print(f"propdreamer: error: {err}", file=sys.stderr)

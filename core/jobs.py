@@ -54,17 +54,32 @@ def textured_glb(vertices: np.ndarray, faces: np.ndarray, corner_uvs: np.ndarray
     return trimesh.Scene(mesh).export(file_type="glb")
 
 
-def run_job(request: dict, input_mesh: bytes | None, job) -> bytes:
-    from .images import to_uint8
+def run_request(prior, resolved, input_mesh: bytes | None, callbacks) -> bytes:
+    """Run a resolved request (core/resolve.py) to the bytes the client receives: the server's worker
+    and `propdreamer generate` both come here."""
     from .pipeline import generate, refine_mesh, texture_mesh
-    from .stage1.trainer import Callbacks, CoarseConfig, Progress
 
-    cams = request.get("cameras", {})
-    config = CoarseConfig(
-        representation=request.get("representation", "nerf"), method=request.get("method"), preset=request.get("preset", "draft"), seed=int(request.get("seed", 0)),
-        explicit_c2w=tuple(tuple(m) for m in cams.get("matrices", ())), explicit_fov_deg=tuple(cams.get("fovs_deg", ())),
-        **({"orbit": _orbit(cams)} if cams and not cams.get("matrices") else {}),
-    )
+    request, config = resolved.request, resolved.config
+    if request.kind == "generate":  # a cancel raises core.cancel.Cancelled, which the server's worker catches
+        return generate(prior, request.prompt, config, callbacks).glb
+    vertices, faces = read_mesh(input_mesh or b"")
+    if request.kind == "refine":
+        return refine_mesh(prior, request.prompt, vertices, faces, config, callbacks).glb
+    result = texture_mesh(prior, request.prompt, vertices, faces, config, callbacks)
+    return textured_glb(vertices, faces, result.corner_uvs, result.texture_png)
+
+
+def run_job(body: dict, input_mesh: bytes | None, job) -> bytes:
+    """The server's pipeline: the request as the spool keeps it -> resolved against this worker's prior
+    (reported as the job's first event, `resolved`) -> the result."""
+    from .images import to_uint8
+    from .request import JobRequest
+    from .resolve import resolve
+    from .stage1.trainer import Callbacks, Progress
+
+    prior = _prior(getattr(job, "settings", {}) or {})
+    resolved = resolve(JobRequest.from_body(body), prior)  # a prompt the prior cannot read fails here, before any step
+    job.event("resolved", {"settings": resolved.settings, "warnings": list(resolved.warnings)})
 
     def progress(p: Progress) -> None:
         job.progress(p.stage, p.step, p.total, eta_s=p.eta_s, losses=p.losses)
@@ -75,22 +90,4 @@ def run_job(request: dict, input_mesh: bytes | None, job) -> bytes:
             Image.fromarray(to_uint8(p.preview[None])[0]).save(buffer, format="PNG")
             job.preview(buffer.getvalue())
 
-    def cancelled() -> bool:
-        return job.cancelled()
-
-    callbacks = Callbacks(progress=progress, should_cancel=cancelled)
-    prior = _prior(getattr(job, "settings", {}) or {})
-    kind = request.get("kind", "generate")
-    if kind == "generate":  # a cancel raises core.cancel.Cancelled, which the server's worker catches
-        return generate(prior, request["prompt"], config, callbacks).glb
-    vertices, faces = read_mesh(input_mesh or b"")
-    if kind == "refine":
-        return refine_mesh(prior, request["prompt"], vertices, faces, config, callbacks).glb
-    result = texture_mesh(prior, request["prompt"], vertices, faces, config, callbacks)
-    return textured_glb(vertices, faces, result.corner_uvs, result.texture_png)
-
-
-def _orbit(cams: dict):
-    from .cameras import OrbitRange
-
-    return OrbitRange(**{k: tuple(cams[k]) for k in ("elevation_deg", "azimuth_deg", "distance", "fov_deg") if k in cams})
+    return run_request(prior, resolved, input_mesh, Callbacks(progress=progress, should_cancel=job.cancelled))

@@ -1,4 +1,4 @@
-"""Build the Blender extension zip: the add-on, the protocol code vendored from server/ (one source,
+"""Build the Blender extension zip: the add-on, the protocol code and the job request vendored from server/ and core/ (one source,
 never a hand-kept copy), and pyzmq + msgpack wheels for each platform listed in the manifest.
 
     python packaging/build_extension.py [--out dist] [--no-wheels]
@@ -19,7 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 ADDON = ROOT / "blender_addon" / "propdreamer_blender"
-VENDORED = ("wire.py", "client.py")  # bpy-free, torch-free protocol code from server/
+VENDORED = ("server/wire.py", "server/client.py", "core/request.py")  # bpy-free, torch-free: the protocol and the job request
 PLATFORMS = {  # Blender 5.0 bundles Python 3.11
     "windows-x64": "win_amd64", "linux-x64": "manylinux_2_28_x86_64", "macos-arm64": "macosx_11_0_arm64", "macos-x64": "macosx_10_15_x86_64",
 }
@@ -34,8 +34,8 @@ def build(out: Path, wheels: bool = True) -> Path:
         vendor = stage / "_vendor"
         vendor.mkdir()
         (vendor / "__init__.py").write_text('"""Vendored at build time from PropDreamer\'s server/ package; do not edit."""\n')
-        for name in VENDORED:
-            shutil.copy(ROOT / "server" / name, vendor / name)
+        for path in VENDORED:
+            shutil.copy(ROOT / path, vendor / Path(path).name)
         wheel_names = []
         if wheels:
             wheel_dir = stage / "wheels"

@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+from propdreamer.core.request import METHODS, PRESETS, REPRESENTATIONS
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
 from build_extension import build  # noqa: E402
@@ -99,9 +101,9 @@ def main() -> int:
     ap.add_argument("--prior", default="builtin", help="'builtin' (default: offline, CPU is fine), a diffusers folder or a Hub id")
     ap.add_argument("--sd", action="store_true", help=f"use Stable Diffusion ({SD_MODEL}) on the GPU with the standard preset")
     ap.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"])
-    ap.add_argument("--preset", default=None, choices=["draft", "standard", "high"], help="draft (default), standard with --sd")
-    ap.add_argument("--method", default="sds", choices=["sds", "nfsd", "vsd", "ssd", "vdm"])
-    ap.add_argument("--representation", default="nerf", choices=["nerf", "gaussians"])
+    ap.add_argument("--preset", default=None, choices=PRESETS, help="draft (default), standard with --sd")
+    ap.add_argument("--method", default="auto", choices=["auto", *METHODS], help="auto (default): the panel's Auto, the prior's method")
+    ap.add_argument("--representation", default="nerf", choices=REPRESENTATIONS)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--samples", type=int, default=32, help="Cycles samples of demo.png")
     ap.add_argument("--resolution", type=int, default=512, help="demo.png is this many pixels square")

@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from propdreamer.core.request import METHODS, PRESETS, REPRESENTATIONS
+
 import bpy  # first: it puts Blender's own modules (addon_utils, mathutils) on the path
 from mathutils import Vector  # noqa: E402
 
@@ -88,9 +90,9 @@ def main() -> int:
     ap.add_argument("--server", required=True, help="the server's ZeroMQ address")
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--prompt", default="a red cube")
-    ap.add_argument("--preset", default="draft", choices=["draft", "standard", "high"])
-    ap.add_argument("--method", default="sds", choices=["sds", "nfsd", "vsd", "ssd", "vdm"])
-    ap.add_argument("--representation", default="nerf", choices=["nerf", "gaussians"])
+    ap.add_argument("--preset", default="draft", choices=PRESETS)
+    ap.add_argument("--method", default="auto", choices=["auto", *METHODS], help="auto (default): the panel's Auto, the prior's method")
+    ap.add_argument("--representation", default="nerf", choices=REPRESENTATIONS)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--samples", type=int, default=32, help="Cycles samples of demo.png")
     ap.add_argument("--resolution", type=int, default=512, help="demo.png is this many pixels square")

@@ -16,7 +16,9 @@ from typing import Any, Callable
 
 import zmq
 
-from .schema import JOB_KINDS, METHODS, PRESETS, REPRESENTATIONS, JobRequest
+from ..core.prompt_check import word_vocabulary
+from ..core.request import AUTO_METHOD, CAMERA_MODES, KINDS, METHODS, PRESETS, REPRESENTATIONS
+from .schema import parse_request
 from .spool import FINAL, Spool
 from .wire import PROTOCOL_VERSION, Message, ProtocolError, ReplayGuard, WireLimits, decode, encode
 from .worker import Supervisor, WorkerConfig
@@ -58,6 +60,7 @@ class Server:
         self.replay = ReplayGuard() if config.key else None
         self.seq = 0
         self.worker = Supervisor(config.worker)
+        self.vocabulary = word_vocabulary(config.prior)  # None: the prior reads any word (or the worker checks once loaded)
         self.handlers: dict[str, Callable[[Message], Message]] = {
             "hello": self.on_hello,
             "submit": self.on_submit,
@@ -203,8 +206,10 @@ class Server:
             "welcome",
             {
                 "protocol": PROTOCOL_VERSION,
-                "kinds": list(JOB_KINDS),
+                "kinds": list(KINDS),
                 "methods": list(METHODS),
+                "auto_method": dict(AUTO_METHOD),
+                "camera_modes": list(CAMERA_MODES),
                 "representations": list(REPRESENTATIONS),
                 "presets": list(PRESETS),
                 "prior": self.config.prior,
@@ -215,11 +220,12 @@ class Server:
         )
 
     def on_submit(self, message: Message) -> Message:
-        request = JobRequest.from_body(message.body, len(message.buffers))
+        request, warnings = parse_request(message.body, len(message.buffers), self.vocabulary, self.config.prior)
         job_id = self.spool.accept(message.client, request.to_body(), message.buffers[0] if message.buffers else None)
         self.queue.append(job_id)  # acknowledged only now, after the spool has it on disk
         position = len(self.queue) + (1 if self.worker.current else 0)
-        return Message("accepted", {"job": job_id, "position": position})
+        # The settings that run are resolved against the loaded prior by the worker: the job's `resolved` event.
+        return Message("accepted", {"job": job_id, "position": position, "warnings": warnings})
 
     def on_cancel(self, message: Message) -> Message:
         job_id = self._own(message)
@@ -242,7 +248,13 @@ class Server:
 
     def on_list(self, message: Message) -> Message:
         jobs = [r for r in self.spool.all() if r.client == message.client or self.config.share_jobs]
-        return Message("list", {"jobs": [{"job": r.id, "state": r.state, "prompt": r.request.get("prompt", ""), "created": r.created} for r in jobs]})
+        return Message("list", {"jobs": [{"job": r.id, "state": r.state, "kind": r.request.get("kind", "generate"), "prompt": r.request.get("prompt", ""),
+                                          "created": r.created, "settings": self._resolved(r.id)} for r in jobs]})
+
+    def _resolved(self, job_id: str) -> dict[str, Any] | None:
+        """The settings the worker resolved for a job (its `resolved` event), once it has started."""
+        resolved = [e for e in self.spool.events(job_id) if e["event"] == "resolved"]
+        return resolved[-1].get("settings") if resolved else None
 
     def on_subscribe(self, message: Message) -> Message:
         job_id = self._own(message)

@@ -84,26 +84,21 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 def _cmd_submit(args: argparse.Namespace) -> int:
     from .client import Client, ServerError
 
-    kind, mesh = "generate", None
-    if args.texture and args.refine:
-        raise ValueError("use --texture or --refine, not both")
-    if args.texture or args.refine:
-        kind = "texture" if args.texture else "refine"
-        mesh_path = Path(args.texture or args.refine)
-        if not mesh_path.is_file():
-            raise FileNotFoundError(f"input mesh {mesh_path} does not exist")
-        mesh = mesh_path.read_bytes()
+    request, mesh_path = core_cli.job_request(args)
+    mesh = mesh_path.read_bytes() if mesh_path else None
     client = Client(args.server, key=_read_key(args.key_file), timeout_s=args.timeout)
     try:
         welcome = client.request("hello")
     except TimeoutError:
         raise ConnectionError(f"no PropDreamer server answered at {args.server}; start one with `propdreamer serve --bind {args.server}`") from None
-    body = {"kind": kind, "prompt": args.prompt, "method": args.method, "representation": args.representation, "preset": args.preset, "seed": args.seed}
     try:
-        job = client.request("submit", body, [mesh] if mesh else []).body["job"]
+        accepted = client.request("submit", request.to_body(), [mesh] if mesh else []).body
     except ServerError as err:
         raise ValueError(f"the server refused the job: {err}") from None
+    job = accepted["job"]
     print(f"job {job} on {args.server} (prior {welcome.body['prior']}, {welcome.body['device']})", file=sys.stderr)
+    for warning in accepted.get("warnings", []):
+        print(f"warning: {warning}", file=sys.stderr)
     try:
         while True:
             message = client.receive(1.0)
@@ -115,6 +110,12 @@ def _cmd_submit(args: argparse.Namespace) -> int:
                 eta = f" ETA {event['eta_s']:.0f}s" if event.get("eta_s") is not None else ""
                 done = int(30 * (event["step"] + 1) / max(event["total"], 1))
                 print(f"\r{event['stage']:>8s} [{'#' * done}{'.' * (30 - done)}] {event['step'] + 1}/{event['total']}{eta}   ", end="", file=sys.stderr, flush=True)
+            elif kind_ == "resolved":
+                from ..core.request import settings_summary
+
+                print(f"\rrunning: {settings_summary(event['settings'])}", file=sys.stderr)
+                for warning in event.get("warnings", []):
+                    print(f"warning: {warning}", file=sys.stderr)
             elif kind_ == "queued" and event.get("position"):
                 print(f"\rqueued, position {event['position']}   ", end="", file=sys.stderr, flush=True)
             elif kind_ in ("failed", "cancelled", "interrupted"):
@@ -154,12 +155,7 @@ def add_server_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("prompt")
     p.add_argument("--server", default=DEFAULT_BIND)
     p.add_argument("-o", "--output", required=True, help="where to write the result GLB")
-    p.add_argument("--preset", default="draft", choices=["draft", "standard", "high"])
-    p.add_argument("--method", default="sds", choices=["sds", "nfsd", "vsd", "ssd", "vdm"])
-    p.add_argument("--representation", default="nerf", choices=["nerf", "gaussians"])
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--texture", metavar="MESH_FILE", help="texture this mesh (its geometry and UVs are kept)")
-    p.add_argument("--refine", metavar="MESH_FILE", help="refine this mesh (it seeds the optimisation)")
+    core_cli.add_request_args(p)
     p.add_argument("--key-file", default=None)
     p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for each server reply")
     p.set_defaults(func=_cmd_submit)

@@ -36,6 +36,10 @@ class JobHandle:
     def progress(self, stage: str, step: int, total: int, eta_s: float | None = None, losses: dict[str, float] | None = None) -> None:
         self._conn.send(("event", self.job_id, "progress", {"stage": stage, "step": step, "total": total, "eta_s": eta_s, "losses": losses or {}}))
 
+    def event(self, kind: str, data: dict[str, Any]) -> None:
+        """Any other event of the job (e.g. `resolved`, the settings that run), kept in the spool."""
+        self._conn.send(("event", self.job_id, kind, data))
+
     def preview(self, png: bytes) -> None:
         now = time.monotonic()
         if now - self._last_preview >= self._preview_interval_s:  # throttled

@@ -17,7 +17,7 @@ def server(tmp_path):
     from propdreamer.server.app import Server, ServerConfig
     from propdreamer.server.worker import WorkerConfig
 
-    server = Server(ServerConfig(bind="tcp://127.0.0.1:0", spool=tmp_path / "spool", worker=WorkerConfig(pipeline="addon_pipeline:run", preview_interval_s=0.0, cancel_grace_s=5.0)))
+    server = Server(ServerConfig(bind="tcp://127.0.0.1:0", spool=tmp_path / "spool", prior="stand-in", worker=WorkerConfig(pipeline="addon_pipeline:run", preview_interval_s=0.0, cancel_grace_s=5.0)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server
@@ -32,7 +32,7 @@ def test_addon_flows_in_real_blender(server, tmp_path):
     lines = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")]
     assert lines, out.stdout[-3000:] + out.stderr[-3000:]
     r = json.loads(lines[-1][7:])
-    assert r["registered"] and r["settings"][:4] == ["a red cube", "sds", "nerf", "draft"]
+    assert r["registered"] and r["settings"][:5] == ["a red cube", "auto", "nerf", "draft", "prior"]  # Auto method, the prior's cameras
     assert r["check"] == ["FINISHED"] and "protocol 1." in r["check_text"]
     assert r["generate"] == ["FINISHED"]
     g = r["generated"]

@@ -295,3 +295,41 @@ def test_ssd_on_a_latent_prior_runs_its_depth_baseline_through_the_linear_decode
         assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
         assert out.losses["phi"] != 0  # the depth baseline was evaluated, not a constant
     assert latent._linear_decoder is not None and latent._linear_decoder.weight.shape == (3, 4)
+
+
+# -- the negative prompt ------------------------------------------------------------------------------
+NEGATIVE = "a blue sphere"
+
+
+@pytest.mark.parametrize("method", ["sds", "nfsd", "vsd", "ssd", "vdm"])
+def test_an_empty_negative_prompt_changes_nothing_and_a_negative_prompt_changes_the_update(prior, method):
+    t = torch.tensor([300, 700])
+    options = {"depth_estimator": "builtin"} if method == "ssd" else {}
+    torch.manual_seed(0)
+    _, _, g_default, _ = _run(build_guidance(method, prior, **options), t)
+    torch.manual_seed(0)
+    empty = {} if method == "nfsd" else {"negative_prompt": ""}  # NFSD: "no negative prompt from the artist" keeps its paper's list
+    _, _, g_empty, _ = _run(build_guidance(method, prior, **empty, **options), t)
+    torch.manual_seed(0)
+    _, _, g_negative, _ = _run(build_guidance(method, prior, negative_prompt=NEGATIVE, **options), t)
+    torch.testing.assert_close(g_empty, g_default, atol=0, rtol=0)
+    assert (g_negative - g_default).abs().max() > 1e-3 * g_default.abs().max()
+
+
+def test_sds_takes_the_negative_prompt_as_cfg_unconditional_branch(prior):
+    """eps_cfg = eps_neg + s (eps_y - eps_neg), as threestudio's prompt processor and diffusers' pipelines
+    build it: g = w(t) (eps_cfg - eps)."""
+    t = torch.tensor([300, 700])
+    z_t, eps, g, _ = _run(build_guidance("sds", prior, negative_prompt=NEGATIVE, guidance_scale=7.5), t)
+    e_y, e_neg = _eps(prior, z_t, t, PROMPTS), _eps(prior, z_t, t, [NEGATIVE] * 2)
+    w = (1 - prior.alphas_cumprod[t]).reshape(-1, 1, 1, 1)
+    torch.testing.assert_close(g, w * (e_neg + 7.5 * (e_y - e_neg) - eps), atol=1e-5, rtol=1e-4)
+
+
+def test_nfsd_reads_the_artists_negative_prompt_as_its_negative_term(prior):
+    """NFSD keeps eps_0 on the empty prompt (its dC and low-t dD) and puts the negative prompt in eps_neg."""
+    t = torch.tensor([600, 900])
+    z_t, _, g, _ = _run(build_guidance("nfsd", prior, negative_prompt=NEGATIVE), t)
+    e_y, e_0, e_neg = _eps(prior, z_t, t, PROMPTS), _eps(prior, z_t, t, ["", ""]), _eps(prior, z_t, t, [NEGATIVE] * 2)
+    w = (1 - prior.alphas_cumprod[t]).reshape(-1, 1, 1, 1)
+    torch.testing.assert_close(g, w * (e_0 - e_neg + 7.5 * (e_y - e_0)), atol=1e-5, rtol=1e-4)

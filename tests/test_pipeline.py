@@ -142,6 +142,9 @@ def test_server_runs_a_real_texture_job_on_loopback(tmp_path):
         job = c.request("submit", {"prompt": "a yellow cube", "kind": "texture", "preset": "draft"}, buffers=[upload.export(file_type="glb")]).body["job"]
         done = c.wait_for(job, ("done", "failed"), timeout_s=600)
         assert done.body["event"] == "done", done.body
+        resolved = [e for e in server.spool.events(job) if e["event"] == "resolved"]
+        assert resolved and resolved[0]["settings"]["method"] == "sds" and resolved[0]["settings"]["cameras"]["elevation_deg"] == [-10.0, 30.0]
+        assert c.request("list").body["jobs"][0]["settings"] == resolved[0]["settings"]  # the job list shows what ran
         v2, f2 = read_mesh(c.fetch(job))
         np.testing.assert_allclose(v2[f2], vertices[faces], atol=1e-6)
         c.close()

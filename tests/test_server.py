@@ -11,7 +11,8 @@ from propdreamer.server.worker import WorkerConfig
 
 
 def _start(tmp_path, **overrides):
-    config = ServerConfig(bind="tcp://127.0.0.1:0", spool=tmp_path / "spool", worker=WorkerConfig(pipeline="fake_pipeline:run", cancel_grace_s=1.0, preview_interval_s=0.0), **overrides)
+    config = ServerConfig(**{"bind": "tcp://127.0.0.1:0", "spool": tmp_path / "spool", "prior": "stand-in",  # the fake pipeline reads no prior
+                            "worker": WorkerConfig(pipeline="fake_pipeline:run", cancel_grace_s=1.0, preview_interval_s=0.0), **overrides})
     server = Server(config)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -235,7 +236,7 @@ def test_load_eight_clients_ten_jobs_each_with_one_that_never_reads(server):
 
 
 def test_a_pipeline_that_cannot_load_fails_jobs_with_the_reason(tmp_path):
-    config = ServerConfig(bind="tcp://127.0.0.1:0", spool=tmp_path / "spool", worker=WorkerConfig(pipeline="no_such_module:run"))
+    config = ServerConfig(bind="tcp://127.0.0.1:0", spool=tmp_path / "spool", prior="stand-in", worker=WorkerConfig(pipeline="no_such_module:run"))
     server = Server(config)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -41,9 +41,12 @@ def test_serve_then_submit_writes_the_result(tmp_path):
         assert (tmp_path / "cube.glb").read_bytes() == b"GLB:a red cube:"
         mesh = tmp_path / "in.glb"
         mesh.write_bytes(b"MESH")
-        out = _cli("submit", "wood", "--server", bind, "-o", str(tmp_path / "tex.glb"), "--texture", str(mesh))
+        out = _cli("submit", "a wooden cube", "--server", bind, "-o", str(tmp_path / "tex.glb"), "--texture", str(mesh))
         assert out.returncode == 0, out.stderr
-        assert (tmp_path / "tex.glb").read_bytes() == b"GLB:wood:MESH"
+        assert (tmp_path / "tex.glb").read_bytes() == b"GLB:a wooden cube:MESH"
+        assert "does not know the word(s) ['wooden']" in out.stderr  # the builtin prior's server warns ...
+        out = _cli("submit", "a wooden barrel", "--server", bind, "-o", str(tmp_path / "barrel.glb"))
+        assert out.returncode == 2 and "knows none of the words ['barrel', 'wooden']" in out.stderr  # ... and refuses what it cannot read
         out = _cli("submit", "boom", "--server", bind, "-o", str(tmp_path / "x.glb"), "--method", "magic")
         assert out.returncode == 2 and "invalid choice" in out.stderr
     finally:

@@ -1,23 +1,37 @@
 """PropDreamer for Blender: text-to-3D props from a local PropDreamer server.
 
 Register order: settings, preferences, operators, panel. Everything is removed again on unregister,
-including the polling timer and the socket."""
+including the polling timer and the socket. bpy is imported only here and in the modules that draw or
+operate, so the bpy-free ones (jobs, request_body, glb) import anywhere."""
 
-import bpy
 
-from . import operators, prefs, props, ui
+def _modules():
+    from . import operators, prefs, props, ui
 
-_CLASSES = (props.PropDreamerSettings, prefs.PropDreamerPreferences, *operators.CLASSES, *ui.CLASSES)
+    return operators, prefs, props, ui
+
+
+def _classes():
+    operators, prefs, props, ui = _modules()
+    return (props.PropDreamerSettings, prefs.PropDreamerPreferences, *operators.CLASSES, *ui.CLASSES)
 
 
 def register() -> None:
-    for cls in _CLASSES:
+    import bpy
+
+    from . import props
+
+    for cls in _classes():
         bpy.utils.register_class(cls)
     bpy.types.Scene.propdreamer = bpy.props.PointerProperty(type=props.PropDreamerSettings)
 
 
 def unregister() -> None:
+    import bpy
+
+    from . import operators
+
     operators.shutdown()
     del bpy.types.Scene.propdreamer
-    for cls in reversed(_CLASSES):
+    for cls in reversed(_classes()):
         bpy.utils.unregister_class(cls)

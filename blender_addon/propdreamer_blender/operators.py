@@ -4,6 +4,7 @@ mode (`blender -b`) or with `wait` set, an operator runs its job to completion b
 
 from __future__ import annotations
 
+import math
 import random
 import time
 
@@ -14,6 +15,7 @@ from . import importer
 from .jobs import JobState, JobTracker
 from .prefs import preferences, read_key
 from .protocol import ProtocolError, ServerError
+from .request_body import AUTO, PanelSettings, job_request
 
 _TRACKER: JobTracker | None = None
 _UPLOADS: dict[str, list] = {}  # job -> per-triangle loops of the mesh that was sent (texture jobs)
@@ -58,27 +60,27 @@ def _report(operator, context, err: Exception) -> set[str]:
 
 
 def _job_body(settings, kind: str, context) -> dict:
+    """The panel's settings as the job request's wire body (request_body.py builds it, bpy-free)."""
     seed = random.randrange(2**31 - 1) if settings.random_seed else settings.seed
-    body = {"prompt": settings.prompt, "negative_prompt": settings.negative_prompt, "method": settings.method,
-            "representation": settings.representation, "preset": settings.preset, "seed": seed}
-    body["cameras"] = _cameras(settings, context)
-    return body
+    panel = PanelSettings(prompt=settings.prompt, negative_prompt=settings.negative_prompt, method=settings.method, representation=settings.representation,
+                          preset=settings.preset, seed=seed, cameras=settings.cameras, elevation=tuple(settings.elevation),
+                          distance=tuple(settings.distance), fov=settings.fov)
+    matrices, fovs = _scene_cameras(settings, context) if settings.cameras in ("scene", "active") else ((), ())
+    return job_request(kind, panel, matrices, fovs).to_body()
 
 
-def _cameras(settings, context) -> dict:
-    if settings.cameras == "orbit":
-        return {"elevation_deg": list(settings.elevation), "distance": list(settings.distance), "fov_deg": [settings.fov, settings.fov]}
+def _scene_cameras(settings, context) -> tuple[list, list]:
+    """The scene's cameras (all, or the active one) in the object's frame: the result sits at the cursor
+    and is about 1 unit wide."""
     cams = [context.scene.camera] if settings.cameras == "active" else [o for o in context.scene.objects if o.type == "CAMERA"]
     cams = [c for c in cams if c is not None]
-    if not cams:
-        raise ValueError("no camera in the scene: add one, or choose Orbit cameras")
     origin, size = context.scene.cursor.location, settings.target_size
     matrices = []
-    for cam in cams:  # into the object's frame: the result sits at the cursor and is about 1 unit wide
+    for cam in cams:
         m = cam.matrix_world.copy()
         m.translation = (m.translation - origin) / size
         matrices.append([m[r][c] for r in range(4) for c in range(4)])
-    return {"matrices": matrices, "fovs_deg": [__import__("math").degrees(c.data.angle) for c in cams]}
+    return matrices, [math.degrees(c.data.angle) for c in cams]
 
 
 def handle_finished(job: JobState, context=None) -> None:
@@ -144,10 +146,13 @@ def _start_polling(context) -> None:
 def _wait(job: JobState, context, timeout_s: float = 24 * 3600) -> None:
     t = tracker(context)
     deadline = time.monotonic() + timeout_s
-    shown = ("", -1.0)
+    shown, told = ("", -1.0), False
     while job.active and time.monotonic() < deadline:
         for finished in t.poll(budget_s=0.2):
             handle_finished(finished, context)
+        if job.summary and not told:  # what the server resolved: the settings that actually run
+            print(f"PropDreamer: running {job.summary}" + "".join(f"\nPropDreamer: warning: {w}" for w in job.warnings), flush=True)
+            told = True
         if bpy.app.background and job.stage and (job.stage != shown[0] or time.monotonic() - shown[1] > 10.0):
             eta = f", about {job.eta_s:.0f} s left in this stage" if job.eta_s is not None else ""
             print(f"PropDreamer: {job.stage} {job.step}/{job.total}{eta}", flush=True)  # the only progress a headless run shows
@@ -329,9 +334,8 @@ class PROPDREAMER_OT_rerun(bpy.types.Operator):
             self.report({"ERROR"}, "PropDreamer: that job is not in this session's history")
             return {"CANCELLED"}
         settings = context.scene.propdreamer
-        for name in ("prompt", "negative_prompt", "method", "representation", "preset", "seed"):
-            if name in past.body:
-                setattr(settings, name, past.body[name])
+        for name, unset in (("prompt", ""), ("negative_prompt", ""), ("method", AUTO), ("representation", "nerf"), ("preset", "draft"), ("seed", 0)):
+            setattr(settings, name, past.body.get(name, unset))
         settings.random_seed = False
         operator = {"generate": bpy.ops.propdreamer.generate, "refine": bpy.ops.propdreamer.refine_selected, "texture": bpy.ops.propdreamer.texture_selected}[past.kind]
         return operator(wait=self.wait)

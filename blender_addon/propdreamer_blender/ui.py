@@ -73,9 +73,14 @@ class PROPDREAMER_PT_panel(bpy.types.Panel):
         for job in sorted(tracker.jobs.values(), key=lambda j: -j.submitted_at)[:8]:
             row = box.row()
             row.label(text=f"{job.kind}: {job.prompt}"[:40])
+            if job.summary:  # the settings the server resolved: what actually runs
+                box.label(text=job.summary[:90], icon="SETTINGS")
+            for warning in job.warnings:
+                box.label(text=warning[:90], icon="ERROR")
             if job.active:
                 eta = f", {job.eta_s:.0f} s left" if job.eta_s else ""
-                text = f"{job.stage or job.state} {job.step}/{job.total}{eta}"
+                waiting = f"queued, position {job.position}" if job.state == "queued" and job.position else job.state
+                text = f"{job.stage} {job.step}/{job.total}{eta}" if job.stage else waiting
                 if hasattr(box, "progress"):
                     box.progress(factor=job.progress, type="BAR", text=text)
                 else:
@@ -86,7 +91,8 @@ class PROPDREAMER_PT_panel(bpy.types.Panel):
                     box.template_icon(icon_value=image.preview.icon_id, scale=6.0)
             else:
                 row = box.row()
-                row.label(text=f"{job.state}: {job.message}"[:80], icon="ERROR" if job.state == "failed" else "CHECKMARK")
+                icon = "CHECKMARK" if job.state in ("done", "imported") else "CANCEL" if job.state == "cancelled" else "ERROR"
+                row.label(text=f"{job.state}: {job.message}"[:80], icon=icon)
                 row.operator("propdreamer.rerun", text="", icon="FILE_REFRESH").job = job.job
 
 

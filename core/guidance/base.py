@@ -27,6 +27,10 @@ class GuidanceConfig:
     weighting: Weighting = "sds"  # w(t): "sds" = sigma_t^2, or "uniform"
     timesteps: TimestepSchedule = field(default_factory=TimestepSchedule)
     grad_clip: float | None = None  # clamp g elementwise (None: off)
+    # The unconditional branch of CFG: eps_cfg = eps_neg + s (eps_y - eps_neg), eps_neg the prediction for
+    # this prompt ("" is the plain unconditional eps_0), as threestudio's prompt processor and diffusers'
+    # pipelines do. NFSD reads it as its own negative-prompt term instead (nfsd.py).
+    negative_prompt: str = ""
 
     def __post_init__(self) -> None:
         if self.weighting not in ("sds", "uniform"):
@@ -107,10 +111,15 @@ class Guidance:
                     for v, s in zip(value if isinstance(value, list) else [value], saved if isinstance(saved, list) else [saved]):
                         v.copy_(s)
 
+    @property
+    def unconditional_prompt(self) -> str:
+        """The prompt of CFG's unconditional branch: the negative prompt ("" when none is given)."""
+        return self.config.negative_prompt
+
     def conditions(self, prompts: list[str], extra: tuple[str, ...] = ()) -> Tensor:
-        """[K, B, L, D] embeddings: the per-image prompts, then the empty prompt, then `extra` prompts."""
+        """[K, B, L, D] embeddings: the per-image prompts, then the unconditional (negative) prompt, then `extra` prompts."""
         B = len(prompts)
-        rows = [self.prior.text_embeddings(prompts), self.prior.text_embeddings([""] * B)]
+        rows = [self.prior.text_embeddings(prompts), self.prior.text_embeddings([self.unconditional_prompt] * B)]
         rows += [self.prior.text_embeddings([e] * B) for e in extra]
         return torch.stack(rows)
 

