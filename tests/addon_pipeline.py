@@ -26,6 +26,11 @@ def _planar(vertices, faces):
 
 def run(request, input_mesh, job):
     prompt = request["prompt"]
+    job.event("resolved", {"settings": {"method": request.get("method", "sds"), "representation": "nerf", "preset": "draft", "steps": 3, "guidance_scale": 10.0,
+                                        "timesteps": {"kind": "uniform", "t_min": 0.02, "t_max": 0.95}, "cameras": {"elevation_deg": [-10.0, 30.0]}},
+                           "warnings": []})
+    if prompt == "error":
+        raise RuntimeError("boom: the stand-in failed")
     if prompt.startswith("slow"):
         for step in range(600):
             if job.cancelled():

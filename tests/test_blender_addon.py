@@ -43,6 +43,8 @@ def test_addon_flows_in_real_blender(server, tmp_path):
     for name, t in r["textured"].items():
         assert t == {"same_geometry": True, "kept_uv": True, "new_uv": True, "new_material": True}, name
     assert r["refine"] == ["FINISHED"] and r["refined"] == {"new": 1, "original_kept": True, "original_hidden": True}
+    assert r["failed"][0] == "CANCELLED" and "job failed" in r["failed"][1] and r["failed_job"][0] == "failed" and "boom" in r["failed_job"][1]
+    assert r["failed_job"][2].startswith("sds on nerf, draft 3 steps")  # the resolved settings reach the job list
     assert r["cancel"] == ["FINISHED"] and r["cancelled_state"] == "cancelled"
     assert r["unregistered"]
     assert {"prop", "operator", "label"} <= set(r["panel_calls"])

@@ -143,13 +143,12 @@ def test_vsd_lora_step_lowers_its_loss_and_never_touches_the_base_unet(prior):
     z = torch.rand(2, 3, 8, 8, generator=gen) * 2 - 1
     t, eps = torch.tensor([400, 600]), torch.randn(2, 3, 8, 8, generator=gen)
     cams = torch.randn(2, 16, generator=gen)
-    before = vsd.lora_loss(z, PROMPTS, cams, t, eps).item()
+    with torch.no_grad(), vsd._phi(cams):
+        before = vsd.lora_loss(z, PROMPTS, cams, t, eps).item()
     for _ in range(20):
-        loss = vsd.lora_loss(z, PROMPTS, cams, t, eps)
-        vsd.optimiser.zero_grad()
-        loss.backward()
-        vsd.optimiser.step()
-    assert vsd.lora_loss(z, PROMPTS, cams, t, eps).item() < 0.9 * before
+        vsd.lora_step(z, PROMPTS, cams, t, eps)
+    with torch.no_grad(), vsd._phi(cams):
+        assert vsd.lora_loss(z, PROMPTS, cams, t, eps).item() < 0.9 * before
     for n, p in prior.unet.named_parameters():
         if "lora_" not in n:
             assert torch.equal(p, base[n]), f"base weight {n} changed"
@@ -333,3 +332,113 @@ def test_nfsd_reads_the_artists_negative_prompt_as_its_negative_term(prior):
     e_y, e_0, e_neg = _eps(prior, z_t, t, PROMPTS), _eps(prior, z_t, t, ["", ""]), _eps(prior, z_t, t, [NEGATIVE] * 2)
     w = (1 - prior.alphas_cumprod[t]).reshape(-1, 1, 1, 1)
     torch.testing.assert_close(g, w * (e_0 - e_neg + 7.5 * (e_y - e_0)), atol=1e-5, rtol=1e-4)
+
+
+# -- VSD's LoRA trains, and VSD agrees with threestudio's reference ------------------------------------
+def _lora_tensors(vsd):
+    return vsd.lora_params + list(vsd.camera_mlp.parameters())
+
+
+def test_vsd_lora_trains_every_tensor(prior):
+    """After step_auxiliary every LoRA tensor has a gradient and has moved. (peft's disable_adapters sets
+    the LoRA's requires_grad to False; a backward pass after it accumulated nothing, and only the camera
+    MLP learned.) LoRA's B starts at zero, so A's gradient is zero on the first step: check the second."""
+    vsd = build_guidance("vsd", prior)
+    start = [p.detach().clone() for p in _lora_tensors(vsd)]
+    _, _, _, ctx = _vsd_update_only(vsd, torch.tensor([300, 900]))
+    for _ in range(2):
+        vsd.step_auxiliary(ctx)
+    grads = [p.grad for p in vsd.lora_params]
+    assert all(g is not None and g.abs().max() > 0 for g in grads), f"{sum(g is None for g in grads)} of {len(grads)} LoRA tensors got no gradient"
+    assert all(not torch.equal(p, p0) for p, p0 in zip(_lora_tensors(vsd), start))
+    assert not any(p.requires_grad for n, p in prior.unet.named_parameters() if "lora_" not in n)  # the base UNet stays frozen
+
+
+def _threestudio_eps_phi(vsd, z_t, t, prompts, cameras_flat):
+    """eps_phi as threestudio builds it: the adapters on (never toggled here) and the camera through an
+    embedding added to the UNet's time embedding (threestudio: `unet_lora.class_embedding`)."""
+    prior = vsd.prior
+    hook = prior.unet.time_embedding.register_forward_hook(lambda m, i, out: out + vsd.camera_mlp(cameras_flat))
+    try:
+        return prior.unet(z_t, t, encoder_hidden_states=prior.text_embeddings(prompts)).sample
+    finally:
+        hook.remove()
+
+
+def test_vsd_matches_threestudio(prior):
+    """A literal restatement of threestudio (threestudio-project/threestudio @ 28d9d80,
+    threestudio/models/guidance/stable_diffusion_vsd_guidance.py): `compute_grad_vsd` (lines 456-543)
+    and `train_lora` (lines 561-604), on the same tiny prior, latents, t, noise and cameras:
+
+        pretrain = eps_uncond + s (eps_text - eps_uncond)            view-dependent prompts, base UNet
+        est      = eps_lora(z_t, t, y, c)                            bare prompt, guidance_scale_lora = 1
+        grad     = w(t) (pretrain - est),  w = 1 - abar_t
+        loss_lora = mse(eps_lora(abar' z + sigma' eps', t', y, c), eps')
+
+    with the LoRA first trained a few steps so eps_phi is not the base UNet."""
+    vsd = build_guidance("vsd", prior, lr=1e-2)
+    gen = torch.Generator().manual_seed(3)
+    z = torch.rand(2, 3, 8, 8, generator=gen) * 2 - 1
+    cams = torch.randn(2, 16, generator=gen)
+    bare = ["a red cube"] * 2
+    for _ in range(5):
+        vsd.lora_step(z, bare, cams, torch.tensor([200, 700]), torch.randn(2, 3, 8, 8, generator=gen))
+    # the update
+    from types import SimpleNamespace
+
+    from propdreamer.core.guidance.base import GuidanceContext
+
+    t, eps = torch.tensor([300, 800]), torch.randn(2, 3, 8, 8, generator=gen)
+    z_t = add_noise(prior.alphas_cumprod, z, eps, t)
+    w = (1 - prior.alphas_cumprod[t]).reshape(-1, 1, 1, 1)
+    cameras = SimpleNamespace(c2w=cams.reshape(2, 4, 4))  # VSD reads the camera-to-world matrices only
+    ctx = GuidanceContext(images=(z + 1) / 2, z=z, z_t=z_t, t=t, eps=eps, w=w, prompts=PROMPTS, step=0, steps=1, cameras=cameras, generator=gen, plain_prompts=bare)
+    g, _ = vsd.update(ctx)
+    prior.unet.enable_adapters()
+    with torch.no_grad():
+        est = _threestudio_eps_phi(vsd, z_t, t, bare, cams)
+    prior.unet.disable_adapters()
+    e_text, e_uncond = _eps(prior, z_t, t, PROMPTS), _eps(prior, z_t, t, ["", ""])
+    expected = w * (e_uncond + 7.5 * (e_text - e_uncond) - est)
+    torch.testing.assert_close(g, expected, atol=1e-5, rtol=1e-4)
+    assert (est - _eps(prior, z_t, t, bare)).abs().max() > 1e-4  # eps_phi has adapted
+    # the LoRA loss's gradient, adapters on throughout
+    t2, eps2 = torch.tensor([100, 650]), torch.randn(2, 3, 8, 8, generator=gen)
+    prior.unet.enable_adapters()
+    for p in _lora_tensors(vsd):
+        p.grad = None
+    noisy = add_noise(prior.alphas_cumprod, z, eps2, t2)
+    torch.nn.functional.mse_loss(_threestudio_eps_phi(vsd, noisy, t2, bare, cams).float(), eps2.float(), reduction="mean").backward()
+    reference = [p.grad.clone() for p in _lora_tensors(vsd)]
+    prior.unet.disable_adapters()
+    vsd.lora_step(z, bare, cams, t2, eps2)  # its gradients stay in .grad after the optimiser step
+    for p, r in zip(_lora_tensors(vsd), reference):
+        torch.testing.assert_close(p.grad, r, atol=1e-6, rtol=1e-4)
+
+
+def test_sds_matches_threestudio(prior):
+    """A literal restatement of threestudio (threestudio-project/threestudio @ 28d9d80,
+    threestudio/models/guidance/stable_diffusion_guidance.py, `compute_grad_sds` lines 186-287 without
+    perp-neg, and the loss of `__call__` at lines 445-447), with the negative prompt as the unconditional
+    branch (threestudio's prompt processor puts it there):
+
+        noise_pred = eps_text + s_ts (eps_text - eps_uncond)      threestudio's scale counts from 1 ...
+        grad = w(t) (noise_pred - noise),  w = 1 - abar_t
+        loss = 0.5 mse(latents, (latents - grad).detach(), sum) / B
+
+    ... so its s_ts is our s - 1: eps_0 + s (eps_y - eps_0) = eps_y + (s - 1)(eps_y - eps_0)."""
+    t = torch.tensor([300, 700])
+    gen = torch.Generator().manual_seed(5)
+    x = torch.rand(2, 3, 8, 8, generator=gen).requires_grad_(True)
+    noise = torch.randn(2, 3, 8, 8, generator=gen)
+    ours = build_guidance("sds", prior, guidance_scale=100.0, negative_prompt=NEGATIVE)
+    ours(x, PROMPTS, step=0, steps=1, t=t, eps=noise).loss.backward()
+    latents = (2 * x.detach() - 1).requires_grad_(True)  # the pixel prior's "VAE": z = 2x - 1
+    with torch.no_grad():
+        latents_noisy = add_noise(prior.alphas_cumprod, latents, noise, t)
+        noise_pred_text, noise_pred_uncond = _eps(prior, latents_noisy, t, PROMPTS), _eps(prior, latents_noisy, t, [NEGATIVE] * 2)
+        noise_pred = noise_pred_text + 99.0 * (noise_pred_text - noise_pred_uncond)
+    grad = (1 - prior.alphas_cumprod[t]).view(-1, 1, 1, 1) * (noise_pred - noise)
+    target = (latents - grad).detach()
+    (0.5 * torch.nn.functional.mse_loss(latents, target, reduction="sum") / 2).backward()
+    torch.testing.assert_close(x.grad, 2 * latents.grad, atol=1e-4, rtol=1e-3)  # dz/dx = 2; float32 rounding times a scale of 100

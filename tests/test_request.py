@@ -131,3 +131,27 @@ def test_unknown_words_warn_and_a_prompt_with_no_known_word_is_refused(builtin, 
 
 def test_a_request_with_a_mesh_and_without():
     assert JobRequest("a red cube", kind="texture").needs_mesh and not JobRequest("a red cube").needs_mesh
+
+
+def test_generate_runs_texture_and_refine_jobs_locally_through_the_same_request(tmp_path, monkeypatch, capsys):
+    """`propdreamer generate --texture / --refine / --negative-prompt`: the request the server would get,
+    resolved the same way, run by the same `run_request` as the server's worker."""
+    import propdreamer.core.jobs as jobs
+    from propdreamer.server.cli import main
+
+    ran = []
+    monkeypatch.setattr(jobs, "run_request", lambda prior, resolved, mesh, callbacks: ran.append((resolved, mesh)) or b"GLB")
+    mesh = tmp_path / "in.glb"
+    mesh.write_bytes(b"MESH")
+    assert main(["generate", "a wooden cube", "--texture", str(mesh), "--negative-prompt", "a blue cube", "-o", str(tmp_path / "t.glb"), "--device", "cpu"]) == 0
+    assert main(["generate", "a red cube", "--refine", str(mesh), "--method", "vsd", "-o", str(tmp_path / "r.glb"), "--device", "cpu"]) == 0
+    (texture, texture_mesh), (refine, refine_mesh) = ran
+    assert texture.request == JobRequest("a wooden cube", kind="texture", negative_prompt="a blue cube") and texture_mesh == b"MESH"
+    assert texture.config.guidance_options == {"negative_prompt": "a blue cube"}
+    assert refine.request.kind == "refine" and refine.config.method == "vsd" and refine_mesh == b"MESH"
+    assert (tmp_path / "t.glb").read_bytes() == b"GLB"
+    err = capsys.readouterr().err
+    assert "does not know the word(s) ['wooden']" in err and "sds on nerf, draft 300 steps" in err
+    assert main(["generate", "a red cube", "--texture", str(mesh), "--refine", str(mesh), "-o", str(tmp_path / "x.glb")]) == 2
+    assert main(["generate", "a wooden barrel", "-o", str(tmp_path / "x.glb"), "--device", "cpu"]) == 2
+    assert "knows none of the words" in capsys.readouterr().err

@@ -310,7 +310,8 @@ class PROPDREAMER_OT_fetch_again(bpy.types.Operator):
         try:
             waiting = [j for j in t.server_jobs() if j["state"] == "done" and j["job"] not in t.jobs]
             for j in waiting:
-                job = JobState(j["job"], "generate", j.get("prompt", ""), {"location": tuple(context.scene.cursor.location), "size": context.scene.propdreamer.target_size}, state="done")
+                job = JobState(j["job"], j.get("kind", "generate"), j.get("prompt", ""), {"location": tuple(context.scene.cursor.location), "size": context.scene.propdreamer.target_size},
+                               state="done", settings=j.get("settings"))
                 t.jobs[job.job] = job
                 handle_finished(job, context)
         except (TimeoutError, ServerError, ProtocolError) as err:

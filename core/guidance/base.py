@@ -51,7 +51,7 @@ class GuidanceContext:
     t: Tensor  # [B]
     eps: Tensor  # [B, C, h, w]
     w: Tensor  # [B, 1, 1, 1] w(t)
-    prompts: list[str]  # [B]
+    prompts: list[str]  # [B] with view words (e.g. "a red cube, side view")
     step: int
     steps: int
     cameras: Cameras | None = None
@@ -59,6 +59,7 @@ class GuidanceContext:
     depth: Tensor | None = None  # [B, 1, H, W] rendered depth (SSD)
     generator: torch.Generator | None = None
     scratch: dict[str, Tensor] = field(default_factory=dict)  # what `update` leaves for `step_auxiliary`
+    plain_prompts: list[str] | None = None  # [B] the prompts without view words (VSD's eps_phi); None: `prompts`
 
 
 @dataclass
@@ -135,6 +136,7 @@ class Guidance:
         generator: torch.Generator | None = None,
         t: Tensor | None = None,  # [B] fixes the timesteps (tests)
         eps: Tensor | None = None,  # [B, C, h, w] fixes the noise (tests)
+        plain_prompts: list[str] | None = None,  # [B] without view words
     ) -> GuidanceContext:
         """Encode the images and draw t and eps for one step."""
         if len(prompts) != images.shape[0]:
@@ -150,13 +152,13 @@ class Guidance:
         z_t = add_noise(prior.alphas_cumprod, z.detach(), eps, t)
         return GuidanceContext(
             images=images, z=z, z_t=z_t, t=t, eps=eps, w=weight(prior.alphas_cumprod, t, c.weighting), prompts=prompts,
-            step=step, steps=steps, cameras=cameras, alpha=alpha, depth=depth, generator=generator,
+            step=step, steps=steps, cameras=cameras, alpha=alpha, depth=depth, generator=generator, plain_prompts=plain_prompts,
         )
 
     def __call__(self, images: Tensor, prompts: list[str], step: int, steps: int, **kwargs) -> GuidanceOutput:
         """One distillation step: the loss that carries g to the images, then the method's own training step.
 
-        Keyword arguments are those of `context` (cameras, alpha, depth, generator, t, eps).
+        Keyword arguments are those of `context` (cameras, alpha, depth, generator, t, eps, plain_prompts).
         """
         ctx = self.context(images, prompts, step, steps, **kwargs)
         g, losses = self.update(ctx)

@@ -12,8 +12,13 @@ then one LoRA step on a detached batch, alternating with the 3D update:
     t', eps' fresh;  z' = alpha_t' z.detach() + sigma_t' eps'
     loss = || eps_phi(z', t', y, c_drop) - eps' ||^2    (the v-target for v-prediction priors)
 
-with the camera replaced by zeros with probability 0.1. Several particles (independent 3D models)
-share one eps_phi: render them into the same batch.
+with the whole batch's camera replaced by zeros with probability 0.1. eps_phi sees the bare prompt y,
+without the view words the pretrained branch gets (as ProlificDreamer's and threestudio's code do).
+Several particles (independent 3D models) share one eps_phi: render them into the same batch.
+
+The adapter is switched with peft's enable / disable, and peft's disable also sets the LoRA tensors'
+requires_grad to False, after which autograd accumulates nothing into them: the LoRA step runs its
+forward *and* backward with the adapter on (`lora_step`).
 """
 
 from __future__ import annotations
@@ -109,6 +114,10 @@ class VSD(Guidance):
             return torch.zeros(B, 16, device=self.prior.device)
         return ctx.cameras.c2w.reshape(B, 16).to(self.prior.device, torch.float32)
 
+    @staticmethod
+    def _bare(ctx: GuidanceContext) -> list[str]:
+        return ctx.plain_prompts if ctx.plain_prompts is not None else ctx.prompts
+
     def eps_phi(self, z_t: Tensor, t: Tensor, prompts: list[str], cameras_flat: Tensor) -> Tensor:
         """eps_phi(z_t, t, y, c) [B, C, h, w] (converted to eps for v-prediction priors)."""
         with self._phi(cameras_flat):
@@ -118,11 +127,13 @@ class VSD(Guidance):
         with torch.no_grad():
             eps_y, eps_0 = self.prior.predict_noise(ctx.z_t, ctx.t, self.conditions(ctx.prompts), ctx.cameras)  # base weights
             eps_c = cfg(eps_y, eps_0, self.config.guidance_scale)
-            eps_p = self.eps_phi(ctx.z_t, ctx.t, ctx.prompts, self._camera_input(ctx))
+            eps_p = self.eps_phi(ctx.z_t, ctx.t, self._bare(ctx), self._camera_input(ctx))
         return ctx.w * (eps_c - eps_p), {}
 
     def lora_loss(self, z: Tensor, prompts: list[str], cameras_flat: Tensor, t: Tensor, eps: Tensor) -> Tensor:
-        """|| eps_phi(z', t', y, c) - target ||^2 with z' = alpha_t' z + sigma_t' eps' (target eps', or v')."""
+        """|| eps_phi(z', t', y, c) - target ||^2 with z' = alpha_t' z + sigma_t' eps' (target eps', or v').
+        Differentiable in the LoRA only while the adapter is on: call it, and its backward, inside `_phi`
+        (as `lora_step` does)."""
         prior = self.prior
         z_t = add_noise(prior.alphas_cumprod, z, eps, t)
         if prior.prediction_type == "v_prediction":
@@ -130,16 +141,24 @@ class VSD(Guidance):
             target = alpha * eps - sigma * z  # v = alpha_t eps - sigma_t z
         else:
             target = eps
-        with self._phi(cameras_flat):
-            states = prior.text_embeddings(prompts).to(prior.dtype)
-            # A camera-conditioned prior's own camera input says "unknown" in eps_phi (as in `eps_phi`): phi's camera is its MLP's.
-            extra = {"class_labels": camera_features(None, z_t.shape[0]).to(prior.device, prior.dtype)} if getattr(prior, "camera_conditioned", False) else {}
-            raw = prior.unet(z_t.to(prior.dtype), t, encoder_hidden_states=states, **extra).sample.float()
+        states = prior.text_embeddings(prompts).to(prior.dtype)
+        # A camera-conditioned prior's own camera input says "unknown" in eps_phi (as in `eps_phi`): phi's camera is its MLP's.
+        extra = {"class_labels": camera_features(None, z_t.shape[0]).to(prior.device, prior.dtype)} if getattr(prior, "camera_conditioned", False) else {}
+        raw = prior.unet(z_t.to(prior.dtype), t, encoder_hidden_states=states, **extra).sample.float()
         return (raw - target).pow(2).mean()
+
+    def lora_step(self, z: Tensor, prompts: list[str], cameras_flat: Tensor, t: Tensor, eps: Tensor) -> Tensor:
+        """One AdamW step of the LoRA and the camera embedding on `lora_loss`; the loss, detached."""
+        with self._phi(cameras_flat):  # the adapter stays on through the backward pass (see the module docstring)
+            loss = self.lora_loss(z, prompts, cameras_flat, t, eps)
+            self.optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimiser.step()
+        return loss.detach()
 
     def step_auxiliary(self, ctx: GuidanceContext) -> dict[str, Tensor]:
         generator = ctx.generator
-        z, prompts, cameras = ctx.z.detach(), ctx.prompts, self._camera_input(ctx)  # [B, C, h, w], [B], [B, 16]
+        z, prompts, cameras = ctx.z.detach(), self._bare(ctx), self._camera_input(ctx)  # [B, C, h, w], [B], [B, 16]
         k = self.config.lora_batch
         if k is not None and k < z.shape[0]:
             pick = torch.randperm(z.shape[0], generator=generator)[:k]
@@ -147,9 +166,5 @@ class VSD(Guidance):
         B = z.shape[0]
         t = to_device(torch.randint(0, self.prior.num_train_timesteps, (B,), generator=generator), self.prior.device)
         eps = to_device(torch.randn(z.shape, generator=generator), self.prior.device)
-        keep = to_device((torch.rand(B, 1, generator=generator) >= self.config.camera_dropout).float(), self.prior.device)
-        loss = self.lora_loss(z, prompts, cameras * keep, t, eps)
-        self.optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimiser.step()
-        return {"vsd_lora_loss": loss.detach()}
+        keep = float(torch.rand((), generator=generator) >= self.config.camera_dropout)  # one draw for the batch, as both references
+        return {"vsd_lora_loss": self.lora_step(z, prompts, cameras * keep, t, eps)}

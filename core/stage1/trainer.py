@@ -188,7 +188,8 @@ class CoarseTrainer:
         out: Rendered = self.rep.render(RenderRequest(cameras, resolution, mode, light, c.shading, self.generator))
         _, dirs = camera_rays(cameras, resolution)
         images = self.background.composite(out.premult, out.alpha, dirs, self.generator)  # [B, 3, H, W]
-        g = self.guidance(images, self.prompts_for(cameras), step, preset.steps, cameras=cameras, alpha=out.alpha, depth=out.depth, generator=self.generator)
+        g = self.guidance(images, self.prompts_for(cameras), step, preset.steps, cameras=cameras, alpha=out.alpha, depth=out.depth, generator=self.generator,
+                          plain_prompts=[self.prompt] * len(cameras))
         w = self.regularisers
         a = out.alpha.clamp(1e-5, 1 - 1e-5)
         terms = {"guidance": g.loss, "sparsity": out.alpha.mean(), "opaque": -(a * a.log() + (1 - a) * (1 - a).log()).mean()}

@@ -74,6 +74,15 @@ before = set(bpy.data.objects)
 r["refine"] = list(bpy.ops.propdreamer.refine_selected(wait=True))
 r["refined"] = {"new": len([o for o in bpy.data.objects if o not in before]), "original_kept": cube.name in bpy.data.objects, "original_hidden": cube.hide_get()}
 
+# A job that fails: the operator reports the reason, the job list keeps it with its resolved settings.
+s.prompt = "error"
+try:
+    r["failed"] = list(bpy.ops.propdreamer.generate(wait=True))
+except RuntimeError as err:  # bpy.ops raises what an operator reports as an error
+    r["failed"] = ["CANCELLED", str(err)]
+failed = [j for j in operators._TRACKER.jobs.values() if j.prompt == "error"][0]
+r["failed_job"] = [failed.state, failed.message, failed.summary]
+
 # Cancel a running job.
 from propdreamer_blender import operators  # noqa: E402
 # In background mode the operators wait for their jobs, so submit through the add-on's job tracker.
