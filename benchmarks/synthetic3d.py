@@ -120,6 +120,12 @@ def score_mesh(vertices, faces, texture, uvs, colour: str, shape: str, reference
             "texture_delta_e": round(delta_e(mean, torch.tensor(COLOURS[colour])), 1)}
 
 
+def by_method(rows: list[dict]) -> list[tuple[tuple[str, str], list[dict]]]:
+    """The rows grouped by (method, representation), in the order they ran."""
+    keys = dict.fromkeys((r["method"], r["representation"]) for r in rows)
+    return [(key, [r for r in rows if (r["method"], r["representation"]) == key]) for key in keys]
+
+
 def run_via_server(args) -> int:
     """Every prompt through the artist's path (via_server.py); one CSV row each and a summary."""
     from via_server import ArtistPath, read_glb
@@ -146,8 +152,7 @@ def run_via_server(args) -> int:
                     writer.writerow(row), f.flush(), rows.append(row)
                     print(",".join(str(row[k]) for k in fields), flush=True)
     print("\nthrough the server (returned GLB): prompts, shape nearest, mean IoU, mean texture delta-E, mean / max seconds")
-    for key in dict.fromkeys((r["method"], r["representation"]) for r in rows):
-        group = [r for r in rows if (r["method"], r["representation"]) == key]
+    for key, group in by_method(rows):
         n = len(group)
         print(f"{key[0]} x {key[1]}: {n}, {sum(r['final_correct'] for r in group)}/{n}, {sum(r['final_iou'] for r in group) / n:.3f}, "
               f"{sum(r['texture_delta_e'] for r in group) / n:.1f}, {sum(r['seconds'] for r in group) / n:.1f} / {max(r['seconds'] for r in group):.1f}")
@@ -223,8 +228,7 @@ def main(argv: list[str] | None = None) -> int:
                     sheets.append(render_views(result.representation, result.background, turntable_cameras(4), 32, config.shading).cpu())
     save_png(grid(torch.cat(sheets), columns=4), out / "turntables.png", scale=2)
     print("\nmethod x representation: prompts, shape nearest, mean IoU, mean delta-E, mean seconds")
-    for key in dict.fromkeys((r["method"], r["representation"]) for r in rows):
-        group = [r for r in rows if (r["method"], r["representation"]) == key]
+    for key, group in by_method(rows):
         n = len(group)
         print(f"{key[0]} x {key[1]}: {n}, {sum(r['correct'] for r in group)}/{n} = {sum(r['correct'] for r in group) / n:.0%}, "
               f"{sum(r['iou'] for r in group) / n:.3f}, {sum(r['delta_e'] for r in group) / n:.1f}, {sum(r['seconds'] for r in group) / n:.1f}")

@@ -19,26 +19,7 @@ import torch
 from torch import Tensor
 
 from .device import to_device
-
-
-@dataclass(frozen=True)
-class OrbitRange:
-    """Where random cameras may stand: ranges in degrees and metres."""
-
-    elevation_deg: tuple[float, float] = (-10.0, 60.0)
-    azimuth_deg: tuple[float, float] = (-180.0, 180.0)
-    distance: tuple[float, float] = (2.0, 2.4)
-    fov_deg: tuple[float, float] = (40.0, 40.0)
-
-    def __post_init__(self) -> None:
-        for name in ("elevation_deg", "azimuth_deg", "distance", "fov_deg"):
-            lo, hi = getattr(self, name)
-            if lo > hi:
-                raise ValueError(f"OrbitRange.{name} must be (low, high) with low <= high, got {(lo, hi)}")
-        if self.distance[0] <= 0:
-            raise ValueError(f"OrbitRange.distance must be positive, got {self.distance}")
-        if not 0 < self.fov_deg[0] <= self.fov_deg[1] < 180:
-            raise ValueError(f"OrbitRange.fov_deg must lie in (0, 180), got {self.fov_deg}")
+from .request import OrbitRange  # noqa: F401  (defined with the job request, torch-free; sampled here)
 
 
 @dataclass

@@ -124,13 +124,24 @@ def _refuse_unknown(body: dict, known: set[str], where: str) -> None:
 
 # -- the request -----------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class Orbit:
-    """Random cameras within these ranges (Blender world, degrees and metres; azimuth 0 = front, on -Y)."""
+class OrbitRange:
+    """Where random cameras may stand: ranges (low, high) in Blender's world, degrees and metres;
+    azimuth 0 = front, on -Y. Stage one samples from it (core/cameras.py re-exports it)."""
 
     elevation_deg: tuple[float, float] = (-10.0, 60.0)
     azimuth_deg: tuple[float, float] = (-180.0, 180.0)
     distance: tuple[float, float] = (2.0, 2.4)
     fov_deg: tuple[float, float] = (40.0, 40.0)
+
+    def __post_init__(self) -> None:
+        for name in ("elevation_deg", "azimuth_deg", "distance", "fov_deg"):
+            lo, hi = getattr(self, name)
+            if lo > hi:
+                raise ValueError(f"OrbitRange.{name} must be (low, high) with low <= high, got {(lo, hi)}")
+        if self.distance[0] <= 0:
+            raise ValueError(f"OrbitRange.distance must be positive, got {self.distance}")
+        if not 0 < self.fov_deg[0] <= self.fov_deg[1] < 180:
+            raise ValueError(f"OrbitRange.fov_deg must lie in (0, 180), got {self.fov_deg}")
 
 
 @dataclass(frozen=True)
@@ -138,7 +149,7 @@ class CameraSetup:
     """An orbit, or explicit cameras (e.g. the scene's): row-major 4x4 camera-to-world matrices, the
     camera looking down its -Z, and one vertical field of view each. Explicit cameras replace the orbit."""
 
-    orbit: Orbit = field(default_factory=Orbit)
+    orbit: OrbitRange = field(default_factory=OrbitRange)
     matrices: tuple[tuple[float, ...], ...] = ()
     fovs_deg: tuple[float, ...] = ()
 
@@ -162,8 +173,8 @@ class CameraSetup:
         for i, f in enumerate(fovs):
             if not _is_number(f) or not 1 <= f <= 170:
                 raise RequestError(f"cameras.fovs_deg[{i}]", f"must be a number in [1, 170] degrees, got {f!r}")
-        d = Orbit()
-        orbit = Orbit(
+        d = OrbitRange()
+        orbit = OrbitRange(
             elevation_deg=_range(body, "elevation_deg", d.elevation_deg, -90, 90),
             azimuth_deg=_range(body, "azimuth_deg", d.azimuth_deg, -360, 360),
             distance=_range(body, "distance", d.distance, 0.1, 100),

@@ -51,9 +51,7 @@ def resolve(request: JobRequest, prior) -> ResolvedJob:
     if cameras is None:
         orbit = default_orbit(prior)
     elif not explicit:
-        from .cameras import OrbitRange
-
-        orbit = OrbitRange(**asdict(cameras.orbit))
+        orbit = cameras.orbit
     else:
         orbit = None
     config = CoarseConfig(

@@ -13,7 +13,7 @@ from propdreamer.core.cli import build_parser, job_request as cli_request
 from propdreamer.core.guidance.timesteps import TimestepSchedule
 from propdreamer.core.priors import PriorConfig, load_prior
 from propdreamer.core.prompt_check import unknown_words, word_vocabulary
-from propdreamer.core.request import AUTO_METHOD, CameraSetup, JobRequest, Orbit, RequestError, prompt_warnings, settings_summary
+from propdreamer.core.request import AUTO_METHOD, CameraSetup, JobRequest, RequestError, prompt_warnings, settings_summary
 from propdreamer.core.resolve import resolve
 from propdreamer.server.cli import add_server_commands
 from propdreamer.server.schema import parse_request
@@ -66,7 +66,7 @@ def test_a_latent_prior_gets_the_literatures_defaults(latent):
 def test_fields_the_artist_sets_win(builtin):
     eye = (1.0, 0, 0, 0, 0, 1, 0, -2.0, 0, 0, 1, 0, 0, 0, 0, 1)
     r = resolve(JobRequest("a red cube", method="nfsd", guidance_scale=4.0, steps=12, t_range=(0.1, 0.6), negative_prompt="a blue cube", seed=3,
-                           cameras=CameraSetup(Orbit(elevation_deg=(0.0, 10.0)))), builtin)
+                           cameras=CameraSetup(OrbitRange(elevation_deg=(0.0, 10.0)))), builtin)
     c = r.config
     assert (c.method, c.guidance_scale, c.steps, c.seed) == ("nfsd", 4.0, 12, 3)
     assert c.timesteps == TimestepSchedule("uniform", t_min=0.1, t_max=0.6) and c.orbit.elevation_deg == (0.0, 10.0)

@@ -33,7 +33,7 @@ def job_request(kind: str, s: PanelSettings, matrices: tuple = (), fovs_deg: tup
     if s.cameras == "prior":
         cameras = None
     elif s.cameras == "orbit":
-        cameras = rq.CameraSetup(rq.Orbit(elevation_deg=tuple(s.elevation), distance=tuple(s.distance), fov_deg=(s.fov, s.fov)))
+        cameras = rq.CameraSetup(rq.OrbitRange(elevation_deg=tuple(s.elevation), distance=tuple(s.distance), fov_deg=(s.fov, s.fov)))
     else:
         if not matrices:
             raise ValueError("no camera in the scene: add one, or choose the prior's default cameras")
