@@ -89,9 +89,13 @@ def test_extension_build_vendors_the_protocol_and_loads_from_the_zip(tmp_path):
 
     archive = build(tmp_path / "dist", wheels=False)
     names = zipfile.ZipFile(archive).namelist()
-    assert {"blender_manifest.toml", "__init__.py", "_vendor/wire.py", "_vendor/client.py", "jobs.py"} <= set(names)
+    assert {"blender_manifest.toml", "__init__.py", "_vendor/wire.py", "_vendor/client.py", "_vendor/request.py", "jobs.py", "request_body.py"} <= set(names)
     target = tmp_path / "ext" / "propdreamer_ext"
     zipfile.ZipFile(archive).extractall(target)
-    script = "import sys; sys.path.insert(0, sys.argv[1]); from propdreamer_ext import protocol; print(protocol.Client.__module__)"
+    script = ("import sys; sys.path.insert(0, sys.argv[1]); from propdreamer_ext import protocol, request_body as rb; print(protocol.Client.__module__); "
+              "print(protocol.request.__name__); print(rb.job_request('generate', rb.PanelSettings('a red cube')).to_body())")
     out = subprocess.run([sys.executable, "-c", script, str(target.parent)], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "propdreamer_ext._vendor.client"  # the vendored copy, under any package name
+    client, request, body = out.stdout.strip().splitlines()
+    assert client == "propdreamer_ext._vendor.client"  # the vendored copy, under any package name
+    assert request == "propdreamer_ext._vendor.request"  # the one job request, vendored too
+    assert body == "{'kind': 'generate', 'prompt': 'a red cube', 'representation': 'nerf', 'preset': 'draft', 'seed': 0}"  # the prior's defaults: left unset
