@@ -28,7 +28,8 @@ class ResolvedJob:
 
 
 def _schedule(s) -> dict[str, Any]:
-    return {"kind": s.kind, "t_min": s.t_min, "t_max": s.t_max}
+    annealed = {"annealed_max": s.annealed_max, "anneal_at": s.anneal_at} if s.kind == "step" else {}
+    return {"kind": s.kind, "t_min": s.t_min, "t_max": s.t_max, **annealed}
 
 
 def resolve(request: JobRequest, prior) -> ResolvedJob:
@@ -42,7 +43,7 @@ def resolve(request: JobRequest, prior) -> ResolvedJob:
     if scale is None:  # the method's paper default
         scale = METHOD_CONFIGS[method][1]().guidance_scale
     steps = request.steps or get_preset(request.preset).steps
-    timesteps = None if request.t_range is None else replace(default_timesteps(prior), t_min=request.t_range[0], t_max=request.t_range[1])
+    timesteps = None if request.t_range is None else replace(default_timesteps(prior, method), t_min=request.t_range[0], t_max=request.t_range[1])
     options = dict(default_guidance_options(method, prior))
     if request.negative_prompt:
         options["negative_prompt"] = request.negative_prompt
@@ -61,7 +62,7 @@ def resolve(request: JobRequest, prior) -> ResolvedJob:
     )
     defaults = [f for f, unset in (("method", request.method is None), ("guidance_scale", request.guidance_scale is None),
                                    ("steps", request.steps is None), ("t_range", request.t_range is None), ("cameras", request.cameras is None)) if unset]
-    stage_one = timesteps or default_timesteps(prior)
+    stage_one = timesteps or default_timesteps(prior, method)
     negative = request.negative_prompt or (METHOD_CONFIGS[method][1]().negative_prompt if method == "nfsd" else "")
     settings = {
         "kind": request.kind, "prompt": request.prompt, "negative_prompt": negative, "method": method, "representation": request.representation,

@@ -44,7 +44,7 @@ class CoarseConfig:
     steps: int | None = None  # None: the preset's
     seed: int = 0
     guidance_scale: float | None = None  # None: default_guidance_scale (10 for SDS, 30 for SSD on pixel priors)
-    timesteps: TimestepSchedule | None = None  # None: default_timesteps(prior)
+    timesteps: TimestepSchedule | None = None  # None: default_timesteps(prior, method)
     shading: ShadingConfig = field(default_factory=ShadingConfig)
     background: BackgroundConfig | None = None  # None: white for pixel priors, an MLP for latent priors
     orbit: OrbitRange | None = None  # None: default_orbit(prior)
@@ -151,7 +151,7 @@ class CoarseTrainer:
         scale = config.guidance_scale if config.guidance_scale is not None else default_guidance_scale(method, prior)
         self.regularisers = config.regularisers or default_regularisers(prior)
         self.orbit = config.orbit or default_orbit(prior)
-        options = {"timesteps": config.timesteps or default_timesteps(prior), **({"guidance_scale": scale} if scale is not None else {}),
+        options = {"timesteps": config.timesteps or default_timesteps(prior, method), **({"guidance_scale": scale} if scale is not None else {}),
                    **default_guidance_options(method, prior), **config.guidance_options}
         self.guidance: Guidance = build_guidance(method, prior, **options)
         # View-dependent prompts: the configured rule, naming elevation bands too when the prior was trained on them.
