@@ -33,6 +33,7 @@ class ServerConfig:
     key: bytes | None = None  # shared-key mode: HMAC over all frames
     share_jobs: bool = False  # let every client see, cancel and fetch every job
     result_ttl_s: float = 7 * 24 * 3600
+    disk_retry_s: float = 10.0  # how often a server that started read-only (full disk) tries its spool again
     chunk_bytes: int = 1 * 2**20
     send_hwm: int = 1000
     prior: str = "builtin"
@@ -45,10 +46,9 @@ class Server:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.spool = Spool(Path(config.spool).expanduser())
-        queued, interrupted = self.spool.recover()
-        self.queue: list[str] = queued
-        if queued or interrupted:
-            log.info("recovered %d queued job(s); %d interrupted by the last shutdown", len(queued), len(interrupted))
+        self.queue: list[str] = []
+        self.read_only: str | None = None  # why the spool cannot be written (a full disk); None: it can
+        self._recover()
         self.context = zmq.Context()
         self.socket = self.context.socket(zmq.ROUTER)
         self.socket.setsockopt(zmq.SNDHWM, config.send_hwm)
@@ -57,7 +57,7 @@ class Server:
         self.socket.bind(config.bind)
         self.endpoint = self.socket.getsockopt(zmq.LAST_ENDPOINT).decode()
         self.routes: dict[str, bytes] = {}  # client id -> ROUTER identity of its latest connection
-        self.replay = ReplayGuard() if config.key else None
+        self.replay = ReplayGuard(path=self.spool.root / "replay.json") if config.key else None
         self.seq = 0
         self.worker = Supervisor(config.worker)
         self.vocabulary = word_vocabulary(config.prior)  # None: the prior reads any word (or the worker checks once loaded)
@@ -75,6 +75,21 @@ class Server:
         self._stop = False
         log.info("listening on %s (prior %s, device %s, spool %s)", self.endpoint, config.prior, config.device, self.spool.root)
 
+    def _recover(self) -> None:
+        """Pick up the spool after a restart; on a full disk, start read-only (and say so) and retry later."""
+        try:
+            queued, interrupted = self.spool.recover()
+        except OSError as err:
+            self.read_only = f"{self.spool.space_note()}: the server is read-only (status, list and fetch work; submit is refused) until space returns ({err.strerror})"
+            self.queue = [r.id for r in self.spool.all() if r.state == "queued"]
+            log.error("%s", self.read_only)
+            return
+        if self.read_only:
+            log.info("the spool is writable again; accepting jobs")
+        self.read_only, self.queue = None, queued
+        if queued or interrupted:
+            log.info("recovered %d queued job(s); %d interrupted by the last shutdown", len(queued), len(interrupted))
+
     # -- sending -------------------------------------------------------------------------------
     def send(self, client: str, message: Message) -> None:
         route = self.routes.get(client)
@@ -82,8 +97,13 @@ class Server:
             self._reply_raw(route, message)
 
     def emit(self, job_id: str, kind: str, data: dict[str, Any], buffers: list[bytes] | None = None) -> None:
-        event = self.spool.append_event(job_id, kind, data)
-        self.send(self.spool.get(job_id).client, Message("event", event, buffers or []))
+        """Store the event in the spool, then send it; on a full disk it is sent unstored (seq -1: not replayable)."""
+        client = self.spool.get(job_id).client
+        try:
+            event = self.spool.append_event(job_id, kind, data)
+        except OSError:
+            event = {"job": job_id, "seq": -1, "event": kind, "time": time.time(), **data, "unstored": self.spool.space_note()}
+        self.send(client, Message("event", event, buffers or []))
 
     @staticmethod
     def error(code: str, text: str, reply_to: str = "") -> Message:
@@ -93,13 +113,20 @@ class Server:
     def serve_forever(self, poll_ms: int = 20) -> None:
         poller = zmq.Poller()
         poller.register(self.socket, zmq.POLLIN)
-        next_expiry = 0.0
+        next_expiry = next_retry = 0.0
         while not self._stop:
             if time.monotonic() >= next_expiry:  # results nobody fetched are kept for result_ttl_s
-                expired = self.spool.expire(self.config.result_ttl_s)
+                try:
+                    expired = self.spool.expire(self.config.result_ttl_s)
+                except OSError as err:
+                    expired = []
+                    log.error("could not remove expired jobs: %s", err)
                 if expired:
                     log.info("removed %d expired job(s)", len(expired))
                 next_expiry = time.monotonic() + 600
+            if self.read_only and time.monotonic() >= next_retry:  # a full disk at start: retry until space returns
+                self._recover()
+                next_retry = time.monotonic() + self.config.disk_retry_s
             if poller.poll(poll_ms):
                 for _ in range(100):  # bounded burst, so the worker is never starved
                     try:
@@ -108,11 +135,15 @@ class Server:
                         break
                     self.handle(frames)
             self.tend_worker()
+            if self.replay is not None:
+                self.replay.flush()
 
     def stop(self) -> None:
         self._stop = True
 
     def close(self) -> None:
+        if self.replay is not None:
+            self.replay.flush(force=True)
         self.worker.close()
         self.socket.close(0)
         self.context.term()
@@ -151,42 +182,64 @@ class Server:
     def tend_worker(self) -> None:
         w = self.worker
         for message in w.poll():
-            kind, job_id = message[0], message[1]
-            if kind == "event":
-                self.emit(job_id, message[2], message[3])
-            elif kind == "preview":
-                self.emit(job_id, "preview", {"format": "png"}, [message[2]])
-            elif kind == "done":
-                digest = self.spool.store_result(job_id, message[2])
-                self.spool.set_state(job_id, "done")
-                self.emit(job_id, "done", {"size": len(message[2]), "sha256": digest})
-            elif kind == "failed":
-                self.spool.set_state(job_id, "failed", message[2])
-                self.emit(job_id, "failed", {"reason": message[2]})
-            elif kind == "cancelled":
-                self.spool.set_state(job_id, "cancelled")
-                self.emit(job_id, "cancelled", {})
+            try:
+                self._from_worker(message)
+            except OSError as err:  # a full disk: the job fails with the reason; the server goes on
+                self._fail_unstored(message[1], f"{self.spool.space_note()}; the job's {message[0]} could not be kept ({err.strerror})")
         if not w.alive():
             if w.current is not None:
                 reason = w.exit_reason()
-                self.spool.set_state(w.current, "failed", reason)
-                self.emit(w.current, "failed", {"reason": reason})
+                self._set_final(w.current, "failed", reason, {"reason": reason})
             log.warning("worker died (%s); starting a new one", w.exit_reason())
             w.kill_and_restart()
         elif w.overdue_cancel():
             job_id = w.current
             log.warning("job %s ignored cancel for %.1f s; restarting the worker", job_id, w.config.cancel_grace_s)
             w.kill_and_restart()
-            self.spool.set_state(job_id, "cancelled", "stopped by restarting the worker")
-            self.emit(job_id, "cancelled", {"forced": True})
+            self._set_final(job_id, "cancelled", "stopped by restarting the worker", {"forced": True})
         if w.current is None and w.ready and self.queue:
-            job_id = self.queue.pop(0)
-            record = self.spool.get(job_id)
-            self.spool.set_state(job_id, "running")
+            job_id = self.queue[0]
+            try:
+                record = self.spool.get(job_id)
+                self.spool.set_state(job_id, "running")
+            except OSError:
+                return  # a full disk: the job stays queued and starts when space returns
+            self.queue.pop(0)
             self.emit(job_id, "started", {})
             w.submit(job_id, record.request, self.spool.input_mesh(job_id))
             for position, queued in enumerate(self.queue):
                 self.emit(queued, "queued", {"position": position + 1})
+
+    def _from_worker(self, message: tuple) -> None:
+        kind, job_id = message[0], message[1]
+        if kind == "event":
+            self.emit(job_id, message[2], message[3])
+        elif kind == "preview":
+            self.emit(job_id, "preview", {"format": "png"}, [message[2]])
+        elif kind == "done":
+            digest = self.spool.store_result(job_id, message[2])
+            self._set_final(job_id, "done", "", {"size": len(message[2]), "sha256": digest})
+        elif kind == "failed":
+            self._set_final(job_id, "failed", message[2], {"reason": message[2]})
+        elif kind == "cancelled":
+            self._set_final(job_id, "cancelled", "", {})
+
+    def _set_final(self, job_id: str, state: str, reason: str, data: dict[str, Any]) -> None:
+        try:
+            self.spool.set_state(job_id, state, reason)
+        except OSError as err:
+            self._fail_unstored(job_id, f"{self.spool.space_note()}; the job ended {state} but that could not be recorded ({err.strerror})")
+            return
+        self.emit(job_id, state, data)
+
+    def _fail_unstored(self, job_id: str, reason: str) -> None:
+        """Tell the client a job failed when the spool cannot record it (its state on disk stays as it was;
+        a restart reports it interrupted)."""
+        log.error("job %s: %s", job_id, reason)
+        try:
+            self.send(self.spool.get(job_id).client, Message("event", {"job": job_id, "seq": -1, "event": "failed", "time": time.time(), "reason": reason}))
+        except (OSError, KeyError):
+            pass
 
     def _own(self, message: Message) -> str:
         job_id = message.body.get("job")
@@ -221,7 +274,12 @@ class Server:
 
     def on_submit(self, message: Message) -> Message:
         request, warnings = parse_request(message.body, len(message.buffers), self.vocabulary, self.config.prior)
-        job_id = self.spool.accept(message.client, request.to_body(), message.buffers[0] if message.buffers else None)
+        if self.read_only:
+            raise ProtocolError("disk_full", self.read_only)
+        try:
+            job_id = self.spool.accept(message.client, request.to_body(), message.buffers[0] if message.buffers else None)
+        except OSError as err:
+            raise ProtocolError("disk_full", f"{self.spool.space_note()}: the job was not accepted ({err.strerror}); free space there and submit again") from None
         self.queue.append(job_id)  # acknowledged only now, after the spool has it on disk
         position = len(self.queue) + (1 if self.worker.current else 0)
         # The settings that run are resolved against the loaded prior by the worker: the job's `resolved` event.

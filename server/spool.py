@@ -30,11 +30,15 @@ FINAL = ("done", "failed", "cancelled", "interrupted")
 
 def _atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk leaves no stray temporary file
+        raise
 
 
 @dataclass
@@ -65,14 +69,30 @@ class Spool:
         job_id = uuid.uuid4().hex
         folder = self._dir(job_id)
         tmp = self.jobs / f".new-{job_id}"
-        tmp.mkdir()
-        if input_mesh is not None:
-            _atomic_write(tmp / "input.glb", input_mesh)
-        _atomic_write(tmp / "request.json", json.dumps({"client": client, "created": time.time(), "request": request}).encode())
-        _atomic_write(tmp / "state.json", json.dumps({"state": "queued", "reason": ""}).encode())
-        os.replace(tmp, folder)  # the job appears whole, or not at all
-        self.append_event(job_id, "queued", {})
+        try:
+            tmp.mkdir()
+            if input_mesh is not None:
+                _atomic_write(tmp / "input.glb", input_mesh)
+            _atomic_write(tmp / "request.json", json.dumps({"client": client, "created": time.time(), "request": request}).encode())
+            _atomic_write(tmp / "state.json", json.dumps({"state": "queued", "reason": ""}).encode())
+            os.replace(tmp, folder)  # the job appears whole, or not at all
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)  # a full disk leaves no half-made job behind
+            raise
+        try:
+            self.append_event(job_id, "queued", {})
+        except BaseException:
+            self.remove(job_id)  # refused, so it must not run after a restart either
+            raise
         return job_id
+
+    def space_note(self) -> str:
+        """'disk full: 3 MB free in /path/spool', for the reasons the server gives."""
+        try:
+            free = shutil.disk_usage(self.root).free / 2**20
+        except OSError:
+            return f"disk full in {self.root}"
+        return f"disk full: {free:.0f} MB free in {self.root}"
 
     def get(self, job_id: str) -> JobRecord:
         folder = self._dir(job_id)
@@ -107,10 +127,14 @@ class Spool:
         seq = self._next_seq[job_id]
         self._next_seq[job_id] = seq + 1
         event = {"job": job_id, "seq": seq, "event": kind, "time": time.time(), **data}
-        with open(path, "a") as f:
-            f.write(json.dumps(event) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(path, "a") as f:
+                f.write(json.dumps(event) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+        except BaseException:
+            self._next_seq.pop(job_id, None)  # the next append re-counts the events and ends a line cut short
+            raise
         return event
 
     def events(self, job_id: str, since: int = 0) -> list[dict[str, Any]]:

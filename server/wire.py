@@ -19,9 +19,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
+import math
+import os
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import msgpack
@@ -117,21 +121,66 @@ def encode(message: Message, key: bytes | None = None) -> list[bytes]:
     return [sign(key, frames), *frames] if key else frames
 
 
-class ReplayGuard:
-    """Remembers the highest `seq` seen per client; rejects anything not newer or too far off in time."""
+MAX_SEQ = 2**53  # sequence numbers are integers in [0, 2^53]: exact in every client's number type
 
-    def __init__(self, max_clock_skew_s: float = 120.0, max_clients: int = 10_000) -> None:
-        self.max_clock_skew_s, self.max_clients = max_clock_skew_s, max_clients
-        self._last: dict[str, int] = {}
+
+class ReplayGuard:
+    """Remembers the highest `seq` seen per client; rejects anything not newer or too far off in time.
+
+    A client's entry is forgotten after `2 * max_clock_skew_s` of silence: any message it sent before
+    that fails the clock check anyway, so a forged huge `seq` locks a client id out for that window at
+    most. With a `path` the table survives restarts: it is loaded at start and written (atomically)
+    by `flush`, which the server calls at most every `flush_every_s` and when it stops; messages
+    signed before the server started are checked against it, so a captured message replayed after a
+    restart is refused too.
+    """
+
+    def __init__(self, max_clock_skew_s: float = 120.0, max_clients: int = 10_000, path: Path | None = None, flush_every_s: float = 0.5) -> None:
+        self.max_clock_skew_s, self.max_clients, self.path, self.flush_every_s = max_clock_skew_s, max_clients, path, flush_every_s
+        self._last: dict[str, tuple[int, float]] = {}  # client -> (highest seq, when it was seen, server clock)
+        self._dirty, self._flushed_at = False, 0.0
+        if path is not None and path.is_file():
+            try:
+                saved = json.loads(path.read_text())
+                self._last = {str(c): (int(v[0]), float(v[1])) for c, v in saved.items()}
+            except (ValueError, TypeError, IndexError, AttributeError):
+                self._last = {}  # an unreadable table: the clock check still refuses anything older than the window
+            self._forget_silent(time.time())
+
+    def _forget_silent(self, now: float) -> None:
+        window = 2 * self.max_clock_skew_s
+        for client in [c for c, (_, seen) in self._last.items() if now - seen > window]:
+            del self._last[client]
 
     def check(self, client: str, seq: int, ts: float) -> None:
-        if abs(time.time() - ts) > self.max_clock_skew_s:
+        now = time.time()
+        if not math.isfinite(ts) or abs(now - ts) > self.max_clock_skew_s:
             raise ProtocolError("replayed", f"message timestamp is more than {self.max_clock_skew_s:.0f} s from the server's clock; check both clocks")
-        if seq <= self._last.get(client, -1):
+        last = self._last.get(client)
+        if last is not None and now - last[1] > 2 * self.max_clock_skew_s:
+            last = None
+        if last is not None and seq <= last[0]:
             raise ProtocolError("replayed", "message sequence number was already used (a replay, or a client restarted without a new client id)")
         if client not in self._last and len(self._last) >= self.max_clients:
-            self._last.pop(next(iter(self._last)))
-        self._last[client] = seq
+            self._forget_silent(now)
+            if len(self._last) >= self.max_clients:
+                self._last.pop(min(self._last, key=lambda c: self._last[c][1]))  # the longest silent
+        self._last[client] = (seq, now)
+        self._dirty = True
+
+    def flush(self, force: bool = False) -> None:
+        """Write the table to `path` (atomically) if it changed; at most every `flush_every_s` unless forced."""
+        now = time.monotonic()
+        if self.path is None or not self._dirty or (not force and now - self._flushed_at < self.flush_every_s):
+            return
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        try:
+            tmp.write_text(json.dumps({c: [seq, seen] for c, (seq, seen) in self._last.items()}))
+            os.replace(tmp, self.path)
+        except OSError:
+            tmp.unlink(missing_ok=True)  # a full disk: kept in memory, written when space returns
+            return
+        self._dirty, self._flushed_at = False, now
 
 
 def decode(frames: list[bytes], key: bytes | None = None, limits: WireLimits = WireLimits(), replay: ReplayGuard | None = None) -> Message:
@@ -158,6 +207,10 @@ def decode(frames: list[bytes], key: bytes | None = None, limits: WireLimits = W
             raise ProtocolError("bad_header", f"header field '{name}' is missing")
         if not isinstance(header[name], kind) or isinstance(header[name], bool):
             raise ProtocolError("bad_header", f"header field '{name}' has the wrong type ({type(header[name]).__name__})")
+    if not math.isfinite(header["ts"]):
+        raise ProtocolError("bad_header", f"header field 'ts' must be a finite time in seconds, got {header['ts']!r}")
+    if not 0 <= header["seq"] <= MAX_SEQ:
+        raise ProtocolError("bad_header", f"header field 'seq' must be an integer in [0, 2^53], got {header['seq']}")
     major = header["v"].split(".")[0]
     if major != PROTOCOL_VERSION.split(".")[0]:
         raise ProtocolError("version_mismatch", f"protocol version {header['v']} is not compatible with the server's {PROTOCOL_VERSION}; update the add-on or the server so their major versions match")
