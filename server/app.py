@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -33,7 +34,9 @@ class ServerConfig:
     key: bytes | None = None  # shared-key mode: HMAC over all frames
     share_jobs: bool = False  # let every client see, cancel and fetch every job
     result_ttl_s: float = 7 * 24 * 3600
-    disk_retry_s: float = 10.0  # how often a server that started read-only (full disk) tries its spool again
+    disk_retry_s: float = 10.0
+    max_queued_per_client: int = 32  # jobs one client may have waiting; more are refused (queue_full)
+    max_routes: int = 10_000  # client ids the server remembers a connection for (least recently heard forgotten first)  # how often a server that started read-only (full disk) tries its spool again
     chunk_bytes: int = 1 * 2**20
     send_hwm: int = 1000
     prior: str = "builtin"
@@ -56,7 +59,7 @@ class Server:
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.bind(config.bind)
         self.endpoint = self.socket.getsockopt(zmq.LAST_ENDPOINT).decode()
-        self.routes: dict[str, bytes] = {}  # client id -> ROUTER identity of its latest connection
+        self.routes: OrderedDict[str, bytes] = OrderedDict()  # client id -> ROUTER identity of its latest connection, least recent first
         self.replay = ReplayGuard(path=self.spool.root / "replay.json") if config.key else None
         self.seq = 0
         self.worker = Supervisor(config.worker)
@@ -156,6 +159,9 @@ class Server:
             self._reply_raw(route, self.error(err.code, str(err)))
             return
         self.routes[message.client] = route
+        self.routes.move_to_end(message.client)
+        while len(self.routes) > self.config.max_routes:  # bounded: a flood of fresh client ids costs nothing lasting
+            self.routes.popitem(last=False)
         handler = self.handlers.get(message.type)
         try:
             if handler is None:
@@ -188,7 +194,7 @@ class Server:
                 self._fail_unstored(message[1], f"{self.spool.space_note()}; the job's {message[0]} could not be kept ({err.strerror})")
         if not w.alive():
             if w.current is not None:
-                reason = w.exit_reason()
+                reason = w.exit_reason() + self._where(w.current)
                 self._set_final(w.current, "failed", reason, {"reason": reason})
             log.warning("worker died (%s); starting a new one", w.exit_reason())
             w.kill_and_restart()
@@ -223,6 +229,14 @@ class Server:
             self._set_final(job_id, "failed", message[2], {"reason": message[2]})
         elif kind == "cancelled":
             self._set_final(job_id, "cancelled", "", {})
+
+    def _where(self, job_id: str) -> str:
+        """' (in stage texture, step 40 of 120)': where the job was, from its last progress event."""
+        try:
+            progress = [e for e in self.spool.events(job_id) if e["event"] == "progress"]
+        except OSError:
+            return ""
+        return f" (in stage {progress[-1]['stage']}, step {progress[-1]['step']} of {progress[-1]['total']})" if progress else " (before its first step)"
 
     def _set_final(self, job_id: str, state: str, reason: str, data: dict[str, Any]) -> None:
         try:
@@ -276,6 +290,10 @@ class Server:
         request, warnings = parse_request(message.body, len(message.buffers), self.vocabulary, self.config.prior)
         if self.read_only:
             raise ProtocolError("disk_full", self.read_only)
+        waiting = sum(1 for job_id in self.queue if self.spool.get(job_id).client == message.client)
+        if waiting >= self.config.max_queued_per_client:
+            raise ProtocolError("queue_full", f"this client already has {waiting} jobs waiting (at most {self.config.max_queued_per_client}); "
+                                              "wait for some to finish, or cancel some")
         try:
             job_id = self.spool.accept(message.client, request.to_body(), message.buffers[0] if message.buffers else None)
         except OSError as err:

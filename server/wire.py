@@ -45,6 +45,7 @@ class ProtocolError(ValueError):
 class WireLimits:
     max_frames: int = 8
     max_frame_bytes: int = 64 * 2**20  # buffers (meshes) may be large
+    max_message_bytes: int = 80 * 2**20  # all frames together, checked before the signature is computed
     max_header_bytes: int = 4096
     max_body_bytes: int = 1 * 2**20
     max_str_len: int = 64 * 1024
@@ -189,6 +190,8 @@ def decode(frames: list[bytes], key: bytes | None = None, limits: WireLimits = W
         raise ProtocolError("too_many_frames", f"a message has at most {limits.max_frames} frames")
     if any(len(f) > limits.max_frame_bytes for f in frames):
         raise ProtocolError("frame_too_large", f"a frame is larger than {limits.max_frame_bytes} bytes")
+    if sum(len(f) for f in frames) > limits.max_message_bytes:
+        raise ProtocolError("message_too_large", f"a message is limited to {limits.max_message_bytes} bytes in all; send a smaller mesh")
     if key:
         if len(frames) < 3:
             raise ProtocolError("unsigned", "this server requires signed messages: [signature, header, body, *buffers]")

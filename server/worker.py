@@ -182,7 +182,11 @@ class Supervisor:
         if code is not None and code < 0:
             import signal
 
-            return f"the worker process was killed by signal {signal.Signals(-code).name} (out of memory, or killed by hand)"
+            name = signal.Signals(-code).name
+            cause = {"SIGSEGV": "a native library crashed (a segmentation fault)", "SIGBUS": "a native library crashed (a bus error)",
+                     "SIGABRT": "a native library aborted", "SIGKILL": "out of memory, or killed by hand",
+                     "SIGTERM": "stopped by a signal from outside"}.get(name, "killed by a signal")
+            return f"the worker process died of {name}: {cause}; the server log holds its last lines"
         return f"the worker process exited with code {code}"
 
     def close(self) -> None:

@@ -9,6 +9,10 @@ def run(request, input_mesh, job):
     prompt = request["prompt"]
     if prompt == "crash":
         os.kill(os.getpid(), signal.SIGKILL)
+    if prompt == "segfault":  # a native library crashing mid-job (xatlas did, on large meshes)
+        job.progress("texture", 40, 120)
+        time.sleep(0.3)  # the progress event reaches the server first
+        os.kill(os.getpid(), signal.SIGSEGV)
     if prompt == "error":
         raise RuntimeError("boom: the pipeline failed")
     if prompt.startswith("slow"):  # cooperative: stops within a step when cancelled

@@ -177,3 +177,51 @@ def test_the_replay_table_survives_a_restart_and_forgets_silent_clients(tmp_path
     again.check("artist", 8, time.time())
     path.write_text('{"old": [3, 0.0], "broken": "x"}')  # unreadable entries: ignored; the clock check remains
     ReplayGuard(path=path).check("old", 1, time.time())
+
+
+def test_a_worker_that_segfaults_says_what_happened_and_where(tmp_path):
+    server, thread = _start(tmp_path)
+    try:
+        c = Client(server.endpoint, timeout_s=10)
+        job = c.request("submit", {"prompt": "segfault"}).body["job"]
+        reason = c.wait_for(job, ("failed",), timeout_s=60).body["reason"]
+        assert "SIGSEGV" in reason and "native library crashed" in reason and "in stage texture, step 40 of 120" in reason
+        assert "out of memory" not in reason
+        after = c.request("submit", {"prompt": "a red cube"}).body["job"]  # a new worker takes the next job
+        assert c.wait_for(after, ("done",), timeout_s=60).body["event"] == "done"
+        c.close()
+    finally:
+        _stop(server, thread)
+
+
+def test_queued_jobs_per_client_and_remembered_clients_are_bounded(tmp_path):
+    server, thread = _start(tmp_path, max_queued_per_client=2, max_routes=50)
+    try:
+        c = Client(server.endpoint, timeout_s=10)
+        running = c.request("submit", {"prompt": "slow cube"}).body["job"]
+        c.wait_for(running, ("progress",), timeout_s=30)
+        for _ in range(2):
+            c.request("submit", {"prompt": "a red cube"})
+        with pytest.raises(ServerError) as refused:
+            c.request("submit", {"prompt": "a red cube"})
+        assert refused.value.code == "queue_full" and "at most 2" in str(refused.value)
+        other = Client(server.endpoint, timeout_s=10)
+        other.request("submit", {"prompt": "a red cube"})  # the limit is per client
+        for i in range(200):  # fresh client ids
+            churn = Client(server.endpoint, client_id=f"churn{i}", timeout_s=10)
+            churn.request("hello")
+            churn.close()
+        assert len(server.routes) <= 50
+        c.request("cancel", {"job": running})
+        c.close(), other.close()
+    finally:
+        _stop(server, thread)
+
+
+def test_a_message_over_the_total_limit_is_refused_before_its_signature_is_computed():
+    from propdreamer.server.wire import WireLimits
+
+    frames = encode(Message("submit", {"prompt": "big", "kind": "texture"}, [b"\x00" * 600, b"\x00" * 600], client="big", seq=1), b"w" * 32)
+    with pytest.raises(ProtocolError) as err:
+        decode(frames, KEY, WireLimits(max_message_bytes=1000))  # the wrong key: refused for its size, never hashed
+    assert err.value.code == "message_too_large"
