@@ -116,6 +116,12 @@ def _range(body: dict, name: str, default: tuple[float, float], lo: float, hi: f
     return float(value[0]), float(value[1])
 
 
+def _det3(m) -> float:
+    """The determinant of a row-major 4x4 matrix's upper-left 3x3."""
+    a, b, c, d, e, f, g, h, k = m[0], m[1], m[2], m[4], m[5], m[6], m[8], m[9], m[10]
+    return a * (e * k - f * h) - b * (d * k - f * g) + c * (d * h - e * g)
+
+
 def _refuse_unknown(body: dict, known: set[str], where: str) -> None:
     unknown = sorted(set(body) - known)
     if unknown:
@@ -170,6 +176,9 @@ class CameraSetup:
                 raise RequestError(f"cameras.matrices[{i}]", "must be 16 finite numbers (a row-major 4x4 camera-to-world matrix)")
             if any(abs(m[4 * r + 3]) > MAX_CAMERA_DISTANCE for r in range(3)) or any(abs(v) > 1e3 for v in m) or list(m[12:]) != [0, 0, 0, 1]:
                 raise RequestError(f"cameras.matrices[{i}]", f"must be a rigid camera-to-world matrix (last row 0 0 0 1) within {MAX_CAMERA_DISTANCE:g} m of the object")
+            if not 1e-6 <= abs(_det3(m)) <= 1e6:
+                raise RequestError(f"cameras.matrices[{i}]", "must be invertible with a sane scale (the determinant of its 3x3 part is "
+                                                             f"{_det3(m):.3g}); use the camera's world matrix without zero or extreme scale")
         for i, f in enumerate(fovs):
             if not _is_number(f) or not 1 <= f <= 170:
                 raise RequestError(f"cameras.fovs_deg[{i}]", f"must be a number in [1, 170] degrees, got {f!r}")

@@ -19,7 +19,7 @@ import zmq
 
 from ..core.prompt_check import word_vocabulary
 from ..core.request import AUTO_METHOD, CAMERA_MODES, KINDS, METHODS, PRESETS, REPRESENTATIONS
-from .schema import parse_request
+from .schema import check_input_mesh, parse_request
 from .spool import FINAL, Spool
 from .wire import PROTOCOL_VERSION, Message, ProtocolError, ReplayGuard, WireLimits, decode, encode
 from .worker import Supervisor, WorkerConfig
@@ -36,6 +36,7 @@ class ServerConfig:
     result_ttl_s: float = 7 * 24 * 3600
     disk_retry_s: float = 10.0
     max_queued_per_client: int = 32  # jobs one client may have waiting; more are refused (queue_full)
+    max_input_faces: int = 500_000  # triangles of a refine / texture job's mesh (2,000,000 ran at about 8 s a step on the CPU)
     max_routes: int = 10_000  # client ids the server remembers a connection for (least recently heard forgotten first)  # how often a server that started read-only (full disk) tries its spool again
     chunk_bytes: int = 1 * 2**20
     send_hwm: int = 1000
@@ -288,6 +289,8 @@ class Server:
 
     def on_submit(self, message: Message) -> Message:
         request, warnings = parse_request(message.body, len(message.buffers), self.vocabulary, self.config.prior)
+        if request.needs_mesh:
+            check_input_mesh(message.buffers[0], self.config.max_input_faces)
         if self.read_only:
             raise ProtocolError("disk_full", self.read_only)
         waiting = sum(1 for job_id in self.queue if self.spool.get(job_id).client == message.client)

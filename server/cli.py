@@ -74,7 +74,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
         args.prior = auto_prior(device == "cuda")
     config = ServerConfig(
-        bind=args.bind, spool=Path(args.spool), key=key, share_jobs=args.share_jobs, prior=args.prior, device=device,
+        bind=args.bind, spool=Path(args.spool), key=key, share_jobs=args.share_jobs, prior=args.prior, device=device, max_input_faces=args.max_input_faces,
         worker=WorkerConfig(pipeline=args.pipeline, settings={"prior": args.prior, "device": device}),
     )
     serve(config)
@@ -149,6 +149,7 @@ def add_server_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--new-key", default=None, metavar="PATH", help="write a new random key file and exit")
     p.add_argument("--share-jobs", action="store_true", help="let every client see, cancel and fetch every job")
     p.add_argument("--pipeline", default=DEFAULT_PIPELINE, help="the job function, 'module:function'")
+    p.add_argument("--max-input-faces", type=int, default=500_000, help="the most triangles a refine / texture job's mesh may have")
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("submit", help="send a job to a server, show its progress and write the result")

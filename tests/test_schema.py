@@ -59,6 +59,7 @@ def test_the_server_offers_exactly_the_core_methods():
         ({"prompt": "x", "cameras": "orbit"}, 0, "'cameras': must be a map"),
         ({"prompt": "x", "cameras": {"matrices": [[1, 0, 0, 5000, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1]], "fovs_deg": [40]}}, 0, "within 1000 m"),
         ({"prompt": "x", "cameras": {"matrices": [[1e308] * 12 + [0, 0, 0, 1]], "fovs_deg": [40]}}, 0, "cameras.matrices[0]"),
+        ({"prompt": "x", "cameras": {"matrices": [[0.0] * 12 + [0, 0, 0, 1]], "fovs_deg": [40]}}, 0, "must be invertible"),
         ({"prompt": "x", "kind": "texture"}, 0, "exactly one GLB buffer"),
         ({"prompt": "x"}, 1, "carries no buffers"),
         ({"prompt": "x", "guidance_scale": -1}, 0, "'guidance_scale'"),

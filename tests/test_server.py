@@ -172,10 +172,15 @@ def test_bad_messages_get_error_replies_and_the_server_goes_on(server):
 
 
 def test_texture_job_carries_its_mesh(server):
+    import trimesh
+
+    mesh = trimesh.creation.box().export(file_type="glb")
     c = Client(server.endpoint, timeout_s=30)
-    job = c.request("submit", {"prompt": "paint", "kind": "texture"}, buffers=[b"MESH"]).body["job"]
+    job = c.request("submit", {"prompt": "paint", "kind": "texture"}, buffers=[mesh]).body["job"]
     c.wait_for(job, ("done",), timeout_s=60)
-    assert c.fetch(job) == b"GLB:paint:MESH"
+    assert c.fetch(job) == b"GLB:paint:" + mesh
+    with pytest.raises(ServerError, match="not a readable GLB"):  # refused at submit, not deep in the worker
+        c.request("submit", {"prompt": "paint", "kind": "texture"}, buffers=[b"MESH"])
     c.close()
 
 

@@ -39,11 +39,13 @@ def test_serve_then_submit_writes_the_result(tmp_path):
                 break
         assert out.returncode == 0, out.stderr
         assert (tmp_path / "cube.glb").read_bytes() == b"GLB:a red cube:"
+        import trimesh
+
         mesh = tmp_path / "in.glb"
-        mesh.write_bytes(b"MESH")
+        mesh.write_bytes(trimesh.creation.box().export(file_type="glb"))
         out = _cli("submit", "a wooden cube", "--server", bind, "-o", str(tmp_path / "tex.glb"), "--texture", str(mesh))
         assert out.returncode == 0, out.stderr
-        assert (tmp_path / "tex.glb").read_bytes() == b"GLB:a wooden cube:MESH"
+        assert (tmp_path / "tex.glb").read_bytes() == b"GLB:a wooden cube:" + mesh.read_bytes()
         assert "does not know the word(s) ['wooden']" in out.stderr  # the builtin prior's server warns ...
         out = _cli("submit", "a wooden barrel", "--server", bind, "-o", str(tmp_path / "barrel.glb"))
         assert out.returncode == 2 and "knows none of the words ['barrel', 'wooden']" in out.stderr  # ... and refuses what it cannot read

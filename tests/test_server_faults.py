@@ -225,3 +225,24 @@ def test_a_message_over_the_total_limit_is_refused_before_its_signature_is_compu
     with pytest.raises(ProtocolError) as err:
         decode(frames, KEY, WireLimits(max_message_bytes=1000))  # the wrong key: refused for its size, never hashed
     assert err.value.code == "message_too_large"
+
+
+def test_input_meshes_over_the_face_limit_are_refused_at_submit(tmp_path):
+    import trimesh
+
+    from propdreamer.server.schema import glb_triangles
+
+    sphere = trimesh.creation.icosphere(subdivisions=4)  # 5,120 triangles
+    glb = sphere.export(file_type="glb")
+    assert glb_triangles(glb) == len(sphere.faces)
+    server, thread = _start(tmp_path, max_input_faces=5000)
+    try:
+        c = Client(server.endpoint, timeout_s=10)
+        with pytest.raises(ServerError) as refused:
+            c.request("submit", {"prompt": "paint", "kind": "texture"}, buffers=[glb])
+        assert refused.value.code == "invalid_field" and "5,120 triangles, over this server's limit of 5,000" in str(refused.value)
+        small = trimesh.creation.box().export(file_type="glb")
+        assert c.request("submit", {"prompt": "paint", "kind": "refine"}, buffers=[small]).type == "accepted"
+        c.close()
+    finally:
+        _stop(server, thread)
