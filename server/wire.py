@@ -71,8 +71,12 @@ class Message:
 
 
 def _depth(obj: Any, limit: int, level: int = 1) -> None:
+    """Nesting within `limit`, and no binary or extension values (even empty ones: msgpack's length
+    limits let a zero-length one through)."""
     if level > limit:
         raise ProtocolError("too_deep", f"message nests deeper than {limit} levels")
+    if isinstance(obj, (bytes, msgpack.ExtType)):
+        raise ProtocolError("bad_msgpack", "binary and extension values are not allowed inside a message; bulk data travels as buffers")
     if isinstance(obj, dict):
         for v in obj.values():
             _depth(v, limit, level + 1)

@@ -246,3 +246,11 @@ def test_input_meshes_over_the_face_limit_are_refused_at_submit(tmp_path):
         c.close()
     finally:
         _stop(server, thread)
+
+
+@pytest.mark.parametrize("value", [b"", msgpack.ExtType(1, b"")])
+def test_zero_length_binary_and_extension_values_are_refused(value):
+    frames = [msgpack.packb({"v": "1.0", "type": "hello", "id": "x", "client": "c", "seq": 1, "ts": time.time()}), msgpack.packb({"x": value}, use_bin_type=True)]
+    with pytest.raises(ProtocolError) as err:
+        decode(frames)
+    assert err.value.code == "bad_msgpack"
