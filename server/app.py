@@ -18,7 +18,7 @@ from typing import Any, Callable
 import zmq
 
 from ..core.prompt_check import word_vocabulary
-from ..core.request import AUTO_METHOD, CAMERA_MODES, KINDS, METHODS, PRESETS, REPRESENTATIONS
+from ..core.request import AUTO_METHOD, CAMERA_MODES, KINDS, METHODS, PRESETS, REPRESENTATIONS, settings_summary
 from .schema import check_input_mesh, parse_request
 from .spool import FINAL, Spool
 from .wire import PROTOCOL_VERSION, Message, ProtocolError, ReplayGuard, WireLimits, decode, encode
@@ -220,6 +220,8 @@ class Server:
     def _from_worker(self, message: tuple) -> None:
         kind, job_id = message[0], message[1]
         if kind == "event":
+            if message[2] == "resolved":  # what runs, in the server's log too
+                log.info("job %s runs %s%s", job_id, settings_summary(message[3]["settings"]), "".join(f"; warning: {w}" for w in message[3].get("warnings", [])))
             self.emit(job_id, message[2], message[3])
         elif kind == "preview":
             self.emit(job_id, "preview", {"format": "png"}, [message[2]])
