@@ -43,8 +43,9 @@ def test_sds_update_matches_formula(pixel_prior, weighting, scale):
         eps_0 = prior.unet(z_t, t, encoder_hidden_states=prior.text_embeddings(["", ""])).sample
     w = (1 - prior.alphas_cumprod[t]).reshape(-1, 1, 1, 1) if weighting == "sds" else torch.ones(B, 1, 1, 1)
     g = w * (eps_0 + scale * (eps_y - eps_0) - eps)
-    # loss gradient on z is g / B, and z = 2x - 1, so on x it is 2 g / B
-    torch.testing.assert_close(x.grad, 2 * g / B, atol=1e-5, rtol=1e-4)
+    # loss gradient on z is g / B, and z = 2x - 1, so on x it is 2 g / B. The batched and the separate UNet
+    # calls round differently in float32 (about 1e-7), and the guidance scale multiplies that difference.
+    torch.testing.assert_close(x.grad, 2 * g / B, atol=1e-6 * scale, rtol=1e-4)
     torch.testing.assert_close(out.t, t)
     assert float(out.update_norm) == pytest.approx(float(g.flatten(1).norm(dim=1).mean()), rel=1e-4)
 
