@@ -37,11 +37,12 @@ def resolve(request: JobRequest, prior) -> ResolvedJob:
     name = getattr(prior, "source", "prior")
     warnings = prompt_warnings(request.prompt, prior.unknown_words(request.prompt), name)
     method = request.method or AUTO_METHOD[request.representation]
+    paper = METHOD_CONFIGS[method][1]()  # the method's own defaults
     scale = request.guidance_scale
     if scale is None:
         scale = default_guidance_scale(method, prior)
     if scale is None:  # the method's paper default
-        scale = METHOD_CONFIGS[method][1]().guidance_scale
+        scale = paper.guidance_scale
     steps = request.steps or get_preset(request.preset).steps
     timesteps = None if request.t_range is None else replace(default_timesteps(prior, method), t_min=request.t_range[0], t_max=request.t_range[1])
     options = dict(default_guidance_options(method, prior))
@@ -63,7 +64,7 @@ def resolve(request: JobRequest, prior) -> ResolvedJob:
     defaults = [f for f, unset in (("method", request.method is None), ("guidance_scale", request.guidance_scale is None),
                                    ("steps", request.steps is None), ("t_range", request.t_range is None), ("cameras", request.cameras is None)) if unset]
     stage_one = timesteps or default_timesteps(prior, method)
-    negative = request.negative_prompt or (METHOD_CONFIGS[method][1]().negative_prompt if method == "nfsd" else "")
+    negative = request.negative_prompt or (paper.negative_prompt if method == "nfsd" else "")
     settings = {
         "kind": request.kind, "prompt": request.prompt, "negative_prompt": negative, "method": method, "representation": request.representation,
         "preset": request.preset, "seed": request.seed, "steps": steps, "guidance_scale": float(scale),

@@ -34,10 +34,10 @@ class ServerConfig:
     key: bytes | None = None  # shared-key mode: HMAC over all frames
     share_jobs: bool = False  # let every client see, cancel and fetch every job
     result_ttl_s: float = 7 * 24 * 3600
-    disk_retry_s: float = 10.0
+    disk_retry_s: float = 10.0  # how often a server that started read-only (full disk) tries its spool again
     max_queued_per_client: int = 32  # jobs one client may have waiting; more are refused (queue_full)
     max_input_faces: int = 500_000  # triangles of a refine / texture job's mesh (2,000,000 ran at about 8 s a step on the CPU)
-    max_routes: int = 10_000  # client ids the server remembers a connection for (least recently heard forgotten first)  # how often a server that started read-only (full disk) tries its spool again
+    max_routes: int = 10_000  # client ids the server remembers a connection for (least recently heard forgotten first)
     chunk_bytes: int = 1 * 2**20
     send_hwm: int = 1000
     prior: str = "builtin"
@@ -254,7 +254,7 @@ class Server:
         a restart reports it interrupted)."""
         log.error("job %s: %s", job_id, reason)
         try:
-            self.send(self.spool.get(job_id).client, Message("event", {"job": job_id, "seq": -1, "event": "failed", "time": time.time(), "reason": reason}))
+            self.emit(job_id, "failed", {"reason": reason})  # sent unstored while the disk is full
         except (OSError, KeyError):
             pass
 
