@@ -3,8 +3,9 @@ bytes the client receives. Loaded in the server's worker process as
 `propdreamer.core.jobs:run_job`; the prior is loaded once per worker and kept.
 
 - generate / refine: the result is a GLB.
-- texture: the result is a GLB of the artist's own mesh, untouched, with the new UVs (one per face
-  corner) and the baked texture, so the add-on can copy the UVs into a new UV map of the original.
+- texture: the result is a GLB of the artist's own mesh, untouched and in its vertex order, with the UV
+  map the texture was baked into and the texture. The add-on uploads one vertex per face corner (loop)
+  with the UVs to bake into, so the result's UVs go back to those loops one for one.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ def _prior(settings: dict):
     return _PRIORS[key]
 
 
-def read_mesh(glb: bytes) -> tuple[np.ndarray, np.ndarray]:
-    """The triangles of a GLB, in PropDreamer's Z-up world (glTF is Y up): vertices [V, 3], faces [F, 3]."""
+def read_mesh(glb: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The triangles of a GLB in PropDreamer's Z-up world (glTF is Y up), in the file's vertex order:
+    vertices [V, 3], faces [F, 3], and its first UV map [V, 2] (v up) or None when it has none."""
     import trimesh
 
     try:
@@ -37,21 +39,30 @@ def read_mesh(glb: bytes) -> tuple[np.ndarray, np.ndarray]:
     meshes = [g for g in scene.dump() if isinstance(g, trimesh.Trimesh) and len(g.faces)]
     if not meshes:
         raise ValueError("the input GLB holds no triangles; select a mesh object with faces")
+    uv = [getattr(m.visual, "uv", None) for m in meshes]
+    uvs = np.concatenate(uv).astype(np.float32) if all(u is not None and len(u) == len(m.vertices) for u, m in zip(uv, meshes)) else None
     mesh = trimesh.util.concatenate(meshes) if len(meshes) > 1 else meshes[0]
     v = np.asarray(mesh.vertices, dtype=np.float32)
-    return np.stack([v[:, 0], -v[:, 2], v[:, 1]], axis=-1), np.asarray(mesh.faces, dtype=np.int64)
+    return np.stack([v[:, 0], -v[:, 2], v[:, 1]], axis=-1), np.asarray(mesh.faces, dtype=np.int64), uvs
 
 
-def textured_glb(vertices: np.ndarray, faces: np.ndarray, corner_uvs: np.ndarray, texture_png: bytes) -> bytes:
-    """The artist's mesh exactly as given (Z up -> Y up only), one UV per face corner, the texture."""
+def textured_glb(vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray, texture_png: bytes) -> bytes:
+    """The artist's mesh exactly as given (Z up -> Y up only) in its vertex order, its UV map [V, 2], the texture."""
     import trimesh
     from PIL import Image
 
-    v = vertices[faces].reshape(-1, 3)  # corners become vertices, so each carries its own UV
-    v_gltf = np.stack([v[:, 0], v[:, 2], -v[:, 1]], axis=-1)
+    v_gltf = np.stack([vertices[:, 0], vertices[:, 2], -vertices[:, 1]], axis=-1)
     material = trimesh.visual.material.PBRMaterial(baseColorTexture=Image.open(io.BytesIO(texture_png)), metallicFactor=0.0, roughnessFactor=0.8)
-    mesh = trimesh.Trimesh(v_gltf, np.arange(len(v)).reshape(-1, 3), visual=trimesh.visual.TextureVisuals(uv=corner_uvs.reshape(-1, 2), material=material), process=False)
+    mesh = trimesh.Trimesh(v_gltf, faces, visual=trimesh.visual.TextureVisuals(uv=uvs, material=material), process=False)
     return trimesh.Scene(mesh).export(file_type="glb")
+
+
+def texture_uvs(request, uvs: np.ndarray | None) -> np.ndarray | None:
+    """The UV map a texture job bakes into (request.uvs: auto / keep / new), or None for a new unwrap."""
+    if request.uvs == "keep" and uvs is None:
+        raise ValueError("the request asks to bake into the mesh's UV map (uvs='keep') but the uploaded mesh has none: "
+                         "export it with its UVs (TEXCOORD_0), or ask for a new unwrap (uvs='new')")
+    return None if request.uvs == "new" else uvs
 
 
 def run_request(prior, resolved, input_mesh: bytes | None, callbacks) -> bytes:
@@ -62,11 +73,11 @@ def run_request(prior, resolved, input_mesh: bytes | None, callbacks) -> bytes:
     request, config = resolved.request, resolved.config
     if request.kind == "generate":  # a cancel raises core.cancel.Cancelled, which the server's worker catches
         return generate(prior, request.prompt, config, callbacks).glb
-    vertices, faces = read_mesh(input_mesh or b"")
+    vertices, faces, uvs = read_mesh(input_mesh or b"")
     if request.kind == "refine":
         return refine_mesh(prior, request.prompt, vertices, faces, config, callbacks).glb
-    result = texture_mesh(prior, request.prompt, vertices, faces, config, callbacks)
-    return textured_glb(vertices, faces, result.corner_uvs, result.texture_png)
+    result = texture_mesh(prior, request.prompt, vertices, faces, config, callbacks, uvs=texture_uvs(request, uvs))
+    return textured_glb(result.vertices, result.faces, result.uvs, result.texture_png)
 
 
 def run_job(body: dict, input_mesh: bytes | None, job) -> bytes:

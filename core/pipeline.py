@@ -20,7 +20,8 @@ from torch import Tensor
 
 from .mesh.colour_field import ColourField
 from .mesh.dmtet import DMTet, DMTetConfig
-from .mesh.export import export_mesh, normalise_to_unit_box, to_glb, unwrap, bake
+from .mesh.export import bake, export_mesh, to_glb
+from .mesh.uv import into_unit_tile, unwrap, weld
 from .mesh.model import MeshModel
 from .shading import ShadingConfig
 from .stage1.trainer import LATENT_PRIOR_TIMESTEPS, Callbacks, CoarseConfig, CoarseTrainer, RegulariserWeights, render_views, turntable_cameras
@@ -44,9 +45,12 @@ class MeshResult:
 @dataclass
 class TextureResult:
     texture_png: bytes
-    corner_uvs: np.ndarray  # [F, 3, 2] one UV per triangle corner of the input mesh, in its face order
+    vertices: np.ndarray  # [V, 3] the input's vertices; a new unwrap splits them along its seams (same positions)
+    faces: np.ndarray  # [F, 3] the input's triangles, in its order, over `vertices`
+    uvs: np.ndarray  # [V, 2] the UV map the texture is baked into (v up); the input's own when it came with one
     preview: Tensor
     seconds: dict[str, float] = field(default_factory=dict)
+    proxy_faces: int = 0  # triangles the texture was optimised on (the input's, or its decimated proxy's)
 
 
 def _surface_points(vertices: Tensor, faces: Tensor, count: int = 20000) -> Tensor:
@@ -128,29 +132,54 @@ def refine_mesh(prior, prompt: str, vertices: np.ndarray, faces: np.ndarray, con
     return _refine_and_export(prior, prompt, config, refine, MeshModel(ColourField(), dmtet).to(prior.device), callbacks, seconds)
 
 
-def texture_mesh(prior, prompt: str, vertices: np.ndarray, faces: np.ndarray, config: CoarseConfig = CoarseConfig(), callbacks: Callbacks = Callbacks(), refine: RefinePreset | None = None) -> TextureResult:
-    """Texture an artist's mesh without touching its geometry: UVs per input face corner + an image."""
+def texture_proxy(vertices: np.ndarray, faces: np.ndarray, max_faces: int) -> tuple[np.ndarray, np.ndarray]:
+    """What texture optimisation renders: the mesh welded (uploads split vertices along UV seams), and
+    above `max_faces` triangles a decimated copy. The colour field is a function of 3D position, so what
+    it learns on the proxy's surface is baked onto the full mesh's, which lies within the decimation
+    error of it."""
+    v, f = weld(vertices, faces)
+    if len(f) > max_faces:
+        import fast_simplification
+
+        v, f = fast_simplification.simplify(v, f.astype(np.int32), target_count=max_faces)
+    return np.asarray(v, dtype=np.float32), np.asarray(f, dtype=np.int64)
+
+
+def texture_mesh(prior, prompt: str, vertices: np.ndarray, faces: np.ndarray, config: CoarseConfig = CoarseConfig(), callbacks: Callbacks = Callbacks(),
+                 refine: RefinePreset | None = None, uvs: np.ndarray | None = None) -> TextureResult:
+    """Texture an artist's mesh without touching its geometry. `uvs` [V, 2]: bake into this UV map (the
+    artist's, or one Blender's unwrapper made); None: unwrap anew. Returns the image and the UV map."""
     refine = refine or get_refine_preset(config.preset)
-    vertices = np.asarray(vertices)
-    faces = np.asarray(faces)
+    vertices = np.asarray(vertices, dtype=np.float32)
+    faces = np.asarray(faces, dtype=np.int64)
     if faces.ndim != 2 or faces.shape[1] != 3 or len(faces) == 0:
         raise ValueError(f"texturing needs a triangle mesh ([F, 3] faces), got faces of shape {faces.shape}; triangulate the object first")
-    v, _, _ = _unit_frame(torch.as_tensor(vertices, dtype=torch.float32))  # a transformed copy for rendering
-    f = torch.as_tensor(faces, dtype=torch.long)
-    model = MeshModel(ColourField(), fixed=(v, f), train_geometry=False).to(prior.device)
+    if uvs is not None and (uvs.shape != (len(vertices), 2) or not np.isfinite(uvs).all()):
+        raise ValueError(f"the mesh's UV map must hold one finite (u, v) per vertex, got shape {uvs.shape}; re-export the mesh with its UVs")
+    _, centre, scale = _unit_frame(torch.as_tensor(vertices))
+    t0 = time.time()
+    proxy_v, proxy_f = texture_proxy(vertices, faces, refine.texture_proxy_faces)
+    proxy = torch.from_numpy((proxy_v - centre.numpy()) / scale)  # a transformed copy for rendering
+    model = MeshModel(ColourField(), fixed=(proxy, torch.from_numpy(proxy_f)), train_geometry=False).to(prior.device)
+    seconds = {"proxy": time.time() - t0}
     t0 = time.time()
     trainer = CoarseTrainer(prior, prompt, replace(config, shading=TEXTURE_SHADING), representation=model, preset=refine.texture, stage="texture")
     trainer.run(callbacks)
-    seconds = {"texture": time.time() - t0}
+    seconds["texture"] = time.time() - t0
     t0 = time.time()
-    vmapping, f_uv, uvs = unwrap(v.numpy(), faces)
-    image = bake(v[torch.from_numpy(vmapping)], torch.from_numpy(f_uv), torch.from_numpy(uvs), lambda x: model.colour(x.to(prior.device)).cpu(),
-                 refine.export.texture_size, refine.export.padding)
-    corner_uvs = uvs[f_uv]  # [F, 3, 2]; xatlas keeps the input's face order and corner order
+    if uvs is None:
+        vmapping, faces, uvs = unwrap(vertices, faces)
+        vertices = vertices[vmapping]
+        seconds["unwrap"] = time.time() - t0
+        t0 = time.time()
+    corner_uvs = into_unit_tile(uvs[faces])  # [F, 3, 2]
+    corners = torch.from_numpy((vertices[faces].reshape(-1, 3) - centre.numpy()) / scale)  # [3F, 3]
+    image = bake(corners, torch.arange(corners.shape[0]).reshape(-1, 3), torch.from_numpy(corner_uvs.reshape(-1, 2)),
+                 lambda x: model.colour(x.to(prior.device)).cpu(), refine.export.texture_size, refine.export.padding)
     from PIL import Image
 
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="PNG")
-    seconds["export"] = time.time() - t0
+    seconds["bake"] = time.time() - t0
     preview = torch.cat(list(render_views(model, trainer.background, turntable_cameras(4, device=prior.device), 64, TEXTURE_SHADING).cpu()), dim=-1)
-    return TextureResult(buffer.getvalue(), corner_uvs.astype(np.float32), preview, seconds)
+    return TextureResult(buffer.getvalue(), vertices, faces, uvs.astype(np.float32), preview, seconds, len(proxy_f))

@@ -48,6 +48,13 @@ CAMERA_MODE_CHOICES = (
     ("scene", "Scene cameras", "Every camera in the scene"),
     ("active", "Active camera", "The scene's active camera only"),
 )
+# Which UV map a texture job bakes into. The add-on always sends one (a new map from Blender's own
+# unwrapper, which never cuts a polygon, or one of the object's maps), so it asks for "keep".
+UV_CHOICES = (
+    ("auto", "Auto", "The UV map that comes with the mesh (TEXCOORD_0) when it has one, else a new unwrap"),
+    ("keep", "The mesh's UVs", "Bake into the UV map that comes with the mesh; refused when it has none"),
+    ("new", "New unwrap", "The server unwraps the mesh anew (xatlas), whatever UVs it has"),
+)
 AUTO_METHOD = {"nerf": "sds", "gaussians": "vdm"}  # VDM + DCA on Gaussians, as in DreamMapping
 
 
@@ -55,7 +62,7 @@ def values(choices: tuple[tuple[str, str, str], ...]) -> tuple[str, ...]:
     return tuple(c[0] for c in choices)
 
 
-KINDS, METHODS, REPRESENTATIONS, PRESETS, CAMERA_MODES = map(values, (KIND_CHOICES, METHOD_CHOICES, REPRESENTATION_CHOICES, PRESET_CHOICES, CAMERA_MODE_CHOICES))
+KINDS, METHODS, REPRESENTATIONS, PRESETS, CAMERA_MODES, UV_SOURCES = map(values, (KIND_CHOICES, METHOD_CHOICES, REPRESENTATION_CHOICES, PRESET_CHOICES, CAMERA_MODE_CHOICES, UV_CHOICES))
 
 MAX_PROMPT_CHARS = 1000
 MAX_EXPLICIT_CAMERAS = 64
@@ -213,8 +220,9 @@ class JobRequest:
     guidance_scale: float | None = None  # None: the method's default on this prior
     t_range: tuple[float, float] | None = None  # timesteps as fractions of T; None: the prior's schedule
     cameras: CameraSetup | None = None  # None: where the prior was trained to look from
+    uvs: str = "auto"  # texture jobs: which UV map the texture is baked into (UV_CHOICES)
 
-    FIELDS = frozenset({"kind", "prompt", "negative_prompt", "method", "representation", "preset", "seed", "steps", "guidance_scale", "t_range", "cameras"})
+    FIELDS = frozenset({"kind", "prompt", "negative_prompt", "method", "representation", "preset", "seed", "steps", "guidance_scale", "t_range", "cameras", "uvs"})
 
     def __post_init__(self) -> None:
         self.from_body(self.to_body(), 1 if self.kind in ("refine", "texture") else 0)  # one validation, whoever builds it
@@ -243,7 +251,10 @@ class JobRequest:
             method=_choice(body, "method", METHODS, None, none_ok=True), representation=_choice(body, "representation", REPRESENTATIONS, "nerf"),
             preset=_choice(body, "preset", PRESETS, "draft"), seed=int(seed or 0), steps=None if steps is None else int(steps),
             guidance_scale=_number(body, "guidance_scale", 0.0, 1000.0), t_range=t_range, cameras=cameras,
+            uvs=_choice(body, "uvs", UV_SOURCES, "auto"),
         )
+        if values_["uvs"] != "auto" and kind != "texture":
+            raise RequestError("uvs", f"chooses the UV map of a texture job; a '{kind}' job makes its own (leave it out)")
         for name, value in values_.items():
             object.__setattr__(request, name, value)
         if n_buffers is not None:
@@ -265,6 +276,8 @@ class JobRequest:
             body["t_range"] = list(self.t_range)
         if self.cameras is not None:
             body["cameras"] = self.cameras.to_body()
+        if self.uvs != "auto":
+            body["uvs"] = self.uvs
         return body
 
 

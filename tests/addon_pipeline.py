@@ -18,10 +18,9 @@ def _png(colour) -> bytes:
     return buffer.getvalue()
 
 
-def _planar(vertices, faces):
-    corners = vertices[faces]  # [F, 3, 3]
+def _planar(vertices):
     lo, hi = vertices.min(0), vertices.max(0)
-    return ((corners[..., :2] - lo[:2]) / np.maximum(hi[:2] - lo[:2], 1e-9)).astype(np.float32)
+    return ((vertices[:, :2] - lo[:2]) / np.maximum(hi[:2] - lo[:2], 1e-9)).astype(np.float32)
 
 
 def run(request, input_mesh, job):
@@ -44,5 +43,7 @@ def run(request, input_mesh, job):
         box = trimesh.creation.box(extents=(0.5, 0.5, 0.5))
         vertices, faces = np.asarray(box.vertices, dtype=np.float32), np.asarray(box.faces)
     else:
-        vertices, faces = read_mesh(input_mesh)
-    return textured_glb(vertices, faces, _planar(vertices, faces), _png((30, 30, 200)))
+        vertices, faces, uvs = read_mesh(input_mesh)
+        if request["kind"] == "texture":  # the add-on sends the UV map to bake into: the result carries it back
+            return textured_glb(vertices, faces, uvs, _png((30, 30, 200)))
+    return textured_glb(vertices, faces, _planar(vertices), _png((30, 30, 200)))

@@ -39,9 +39,17 @@ def test_addon_flows_in_real_blender(server, tmp_path):
     assert g["n"] == 1 and g["uv"] >= 1 and g["image"]
     assert g["location"] == pytest.approx([1.0, 2.0, 3.0]) and g["size"] == pytest.approx(2.0, rel=1e-4)
     assert r["rerun"] == ["FINISHED"] and r["rerun_new"] == 1 and r["rerun_prompt"] == "a red cube"
-    assert r["texture"] == ["FINISHED"]
+    assert r["texture"] == ["FINISHED"] and len(r["textured"]) == 3 and r["selection_kept"]
     for name, t in r["textured"].items():
         assert t == {"same_geometry": True, "kept_uv": True, "new_uv": True, "new_material": True}, name
+    assert r["uv_stats"]["Suzanne subdivided"][0] == 7872
+    for name, (polygons, torn, flipped) in r["uv_stats"].items():  # the new UV map: no polygon cut by a seam, none mirrored
+        assert polygons > 0 and torn == 0 and flipped == 0, (name, torn, flipped)
+    assert r["texture_existing"] == ["FINISHED"]
+    assert r["existing"] == {"same_uv": True, "same_geometry": True, "material_reads": [r["existing"]["active_map"]], "active_map": "UVMap"}
+    overlap, outside = r["mirror_warnings"]
+    assert "overlap others in UV map 'mirrored'" in overlap and "same texture" in overlap
+    assert "reach outside [0, 1]" in outside
     assert r["refine"] == ["FINISHED"] and r["refined"] == {"new": 1, "original_kept": True, "original_hidden": True}
     assert r["failed"][0] == "CANCELLED" and "job failed" in r["failed"][1] and r["failed_job"][0] == "failed" and "boom" in r["failed_job"][1]
     assert r["failed_job"][2].startswith("sds on nerf, draft 3 steps")  # the resolved settings reach the job list
@@ -59,6 +67,8 @@ def test_addon_flows_in_real_blender(server, tmp_path):
 
 
 def test_glb_helpers_round_trip_without_blender():
+    """The add-on's upload (one vertex per face corner, with the UVs to bake into) reads back on the server
+    in the same vertex order with the same UVs, and the server's texture result reads back in the add-on."""
     sys.path.insert(0, str(ROOT / "blender_addon"))
     from propdreamer_blender.glb import read_texture_result, write_mesh_glb
     import numpy as np
@@ -66,18 +76,23 @@ def test_glb_helpers_round_trip_without_blender():
 
     positions = [(0.0, 0.0, 0.0), (1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)]
     triangles = [(0, 2, 1), (0, 1, 3), (0, 3, 2), (1, 2, 3)]
-    v, f = read_mesh(write_mesh_glb(positions, triangles))
+    v, f, uv = read_mesh(write_mesh_glb(positions, triangles))
     np.testing.assert_array_equal(v, np.array(positions, dtype=np.float32))
     np.testing.assert_array_equal(f, np.array(triangles))
-    uv = np.random.default_rng(0).random((4, 3, 2)).astype(np.float32)
+    assert uv is None  # no UV map sent: none read
+    corners = np.array(positions, dtype=np.float32)[np.array(triangles)].reshape(-1, 3)  # [12, 3] one vertex per corner
+    sent = np.random.default_rng(0).random((12, 2)).astype(np.float32) * 3 - 1  # outside [0, 1] too
+    v, f, uv = read_mesh(write_mesh_glb(corners, np.arange(12).reshape(4, 3), sent))
+    np.testing.assert_array_equal(v, corners)
+    np.testing.assert_allclose(uv, sent, atol=1e-6)
     import io
     from PIL import Image
 
     png = io.BytesIO()
     Image.new("RGB", (4, 4), (1, 2, 3)).save(png, format="PNG")
     uvs, indices, image = read_texture_result(textured_glb(v, f, uv, png.getvalue()))
-    got = np.array([uvs[i] for i in indices]).reshape(4, 3, 2)
-    np.testing.assert_allclose(got, uv, atol=1e-6)  # Blender's v-up convention, as written
+    np.testing.assert_allclose(uvs, sent, atol=1e-6)  # Blender's v-up convention, in the order sent
+    np.testing.assert_array_equal(indices, np.arange(12))
     assert Image.open(io.BytesIO(image)).getpixel((0, 0)) == (1, 2, 3)
 
 

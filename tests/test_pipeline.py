@@ -103,11 +103,13 @@ def test_texture_keeps_the_artists_geometry_exactly(builtin_prior):
     result = texture_mesh(builtin_prior, "a blue cube", vertices, faces, CoarseConfig(), refine=TINY)
     np.testing.assert_array_equal(vertices, v0)
     np.testing.assert_array_equal(faces, f0)
-    assert result.corner_uvs.shape == (len(faces), 3, 2)
-    assert result.corner_uvs.min() >= 0 and result.corner_uvs.max() <= 1
-    glb = textured_glb(vertices, faces, result.corner_uvs, result.texture_png)
-    v2, f2 = read_mesh(glb)
+    assert result.faces.shape == faces.shape and result.uvs.shape == (len(result.vertices), 2)
+    assert result.uvs.min() >= 0 and result.uvs.max() <= 1
+    np.testing.assert_array_equal(result.vertices[result.faces], vertices[faces])  # a new unwrap splits vertices, never moves them
+    glb = textured_glb(result.vertices, result.faces, result.uvs, result.texture_png)
+    v2, f2, uv2 = read_mesh(glb)
     np.testing.assert_array_equal(v2[f2], vertices[faces])  # corner for corner, bit for bit
+    np.testing.assert_allclose(uv2, result.uvs, atol=1e-6)
 
 
 @pytest.mark.parametrize("representation", ["nerf", "gaussians"])
@@ -145,7 +147,7 @@ def test_server_runs_a_real_texture_job_on_loopback(tmp_path):
         resolved = [e for e in server.spool.events(job) if e["event"] == "resolved"]
         assert resolved and resolved[0]["settings"]["method"] == "sds" and resolved[0]["settings"]["cameras"]["elevation_deg"] == [-10.0, 30.0]
         assert c.request("list").body["jobs"][0]["settings"] == resolved[0]["settings"]  # the job list shows what ran
-        v2, f2 = read_mesh(c.fetch(job))
+        v2, f2, _ = read_mesh(c.fetch(job))
         np.testing.assert_allclose(v2[f2], vertices[faces], atol=1e-6)
         c.close()
     finally:

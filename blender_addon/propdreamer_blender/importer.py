@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import math
 import os
 import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
 
+import bmesh
 import bpy
+import numpy as np
 from mathutils import Vector
 
 from .glb import read_texture_result, write_mesh_glb
@@ -41,33 +47,156 @@ def place(obj: bpy.types.Object, location: Vector, size: float) -> None:
     obj.location = location
 
 
-def mesh_for_upload(obj: bpy.types.Object) -> tuple[bytes, list[tuple[int, int, int]]]:
-    """The object's triangles in world space as a GLB, and each triangle's loop (face-corner) indices."""
+NEW_UV_MAP = ""  # `uv_map` value: bake into a new UV map
+
+
+@dataclass
+class Upload:
+    """An object's mesh as sent to the server, and what is needed to put the result back."""
+
+    glb: bytes
+    uv_map: str  # the existing UV map the texture is baked into, or NEW_UV_MAP
+    geometry: str  # geometry_hash() when it was sent: the result is refused if the mesh changed since
+    warnings: list[str]
+
+
+def _array(collection, attribute: str, dtype, width: int) -> np.ndarray:
+    out = np.empty(len(collection) * width, dtype=dtype)
+    collection.foreach_get(attribute, out)
+    return out.reshape(-1, width) if width > 1 else out
+
+
+def geometry_hash(mesh: bpy.types.Mesh) -> str:
+    """A fingerprint of the vertices, faces and their corners: equal exactly when the geometry is."""
+    digest = hashlib.sha1()
+    for part in (_array(mesh.vertices, "co", np.float32, 3), _array(mesh.loops, "vertex_index", np.int32, 1), _array(mesh.polygons, "loop_total", np.int32, 1)):
+        digest.update(part.tobytes())
+    return digest.hexdigest()[:20]
+
+
+def _world_positions(obj: bpy.types.Object) -> np.ndarray:
+    co = _array(obj.data.vertices, "co", np.float32, 3)  # [V, 3]
+    m = np.array(obj.matrix_world, dtype=np.float64)
+    return (co @ m[:3, :3].T + m[:3, 3]).astype(np.float32)
+
+
+@contextmanager
+def _editing_copy(obj: bpy.types.Object):
+    """A temporary object with a copy of `obj`'s mesh, in edit mode with every face selected and visible,
+    for Blender's UV operators; the artist's object, selection and mode are left as they were."""
+    context = bpy.context
+    view_layer = context.view_layer
+    active, selected = view_layer.objects.active, [o for o in context.selected_objects]
+    mode = active.mode if active is not None else "OBJECT"
+    if mode != "OBJECT":
+        bpy.ops.object.mode_set(mode="OBJECT")
+    mesh = obj.data.copy()
+    tmp = bpy.data.objects.new("PropDreamer UV work", mesh)
+    tmp.matrix_world = obj.matrix_world  # texel density follows the object's own scale
+    context.scene.collection.objects.link(tmp)
+    try:
+        for o in selected:
+            o.select_set(False)
+        tmp.select_set(True)
+        view_layer.objects.active = tmp
+        bpy.ops.object.mode_set(mode="EDIT")
+        bpy.ops.mesh.reveal()
+        bpy.ops.mesh.select_all(action="SELECT")
+        yield tmp
+    finally:
+        if tmp.mode != "OBJECT":
+            bpy.ops.object.mode_set(mode="OBJECT")
+        bpy.data.objects.remove(tmp)
+        bpy.data.meshes.remove(mesh)
+        for o in selected:
+            if o.name in bpy.data.objects:
+                o.select_set(True)
+        view_layer.objects.active = active
+        if active is not None and mode != "OBJECT":
+            bpy.ops.object.mode_set(mode=mode)
+
+
+def new_uv_map(obj: bpy.types.Object) -> np.ndarray:
+    """A new UV map for `obj` from Blender's own unwrapper (Smart UV Project, on a copy): one UV per loop
+    [L, 2]. It cuts only along polygon edges, never inside a face, and never mirrors an island."""
+    with _editing_copy(obj) as tmp:
+        tmp.data.uv_layers.new(name="PropDreamer", do_init=False)
+        tmp.data.uv_layers.active = tmp.data.uv_layers["PropDreamer"]
+        bpy.ops.uv.smart_project(angle_limit=math.radians(66.0), island_margin=0.003, area_weight=0.0, correct_aspect=True, scale_to_bounds=False)
+        bpy.ops.object.mode_set(mode="OBJECT")
+        return _array(tmp.data.uv_layers["PropDreamer"].data, "uv", np.float32, 2)
+
+
+def overlapping_faces(obj: bpy.types.Object, uv_map: str) -> int:
+    """How many faces of `uv_map` overlap another face in UV space (Blender's Select Overlap)."""
+    with _editing_copy(obj) as tmp:
+        tmp.data.uv_layers.active = tmp.data.uv_layers[uv_map]
+        bpy.context.scene.tool_settings.use_uv_select_sync = False
+        bpy.ops.uv.select_all(action="DESELECT")
+        bpy.ops.uv.select_overlap(extend=False)
+        bm = bmesh.from_edit_mesh(tmp.data)
+        return sum(1 for f in bm.faces if f.loops and all(loop.uv_select_vert for loop in f.loops))
+
+
+def uv_warnings(obj: bpy.types.Object, uv_map: str, uvs: np.ndarray) -> list[str]:
+    """What baking into an existing UV map will do where the map is not a clean atlas."""
+    warnings = []
+    overlaps = overlapping_faces(obj, uv_map)
+    if overlaps:
+        warnings.append(f"'{obj.name}': {overlaps} of its {len(obj.data.polygons)} faces overlap others in UV map '{uv_map}' (mirrored or stacked islands): "
+                        "they share texels, so each copy shows the same texture. Choose Bake into: New UV map for a texture of their own")
+    starts = _array(obj.data.polygons, "loop_start", np.int64, 1)
+    outside = np.add.reduceat(((uvs < 0.0) | (uvs > 1.0)).any(1).astype(np.int64), starts) > 0 if len(starts) else np.zeros(0, bool)
+    if outside.any():
+        warnings.append(f"'{obj.name}': {int(outside.sum())} faces of UV map '{uv_map}' reach outside [0, 1]: the texture repeats there, "
+                        "so each face is baked into the tile its centre lies in and shares texels with the faces already in that tile")
+    return warnings
+
+
+def mesh_for_upload(obj: bpy.types.Object, uv_map: str | None = None) -> Upload:
+    """The object's triangles in world space as a GLB. `uv_map` None (refine): one vertex per mesh vertex,
+    no UVs. Otherwise (texture): one vertex per loop (face corner), in loop order, carrying the UVs to bake
+    into: those of the existing map `uv_map`, or a new map from Blender's unwrapper (NEW_UV_MAP)."""
     if obj.type != "MESH":
         raise ValueError(f"'{obj.name}' is not a mesh; select mesh objects")
     mesh = obj.data
     mesh.calc_loop_triangles()
     if not mesh.loop_triangles:
         raise ValueError(f"'{obj.name}' has no faces to texture")
-    world = obj.matrix_world
-    positions = [tuple(world @ v.co) for v in mesh.vertices]
-    triangles = [tuple(t.vertices) for t in mesh.loop_triangles]
-    loops = [tuple(t.loops) for t in mesh.loop_triangles]
-    return write_mesh_glb(positions, triangles), loops
+    positions = _world_positions(obj)  # [V, 3]
+    if uv_map is None:
+        return Upload(write_mesh_glb(positions, _array(mesh.loop_triangles, "vertices", np.int64, 3)), NEW_UV_MAP, geometry_hash(mesh), [])
+    warnings: list[str] = []
+    if uv_map == NEW_UV_MAP:
+        uvs = new_uv_map(obj)
+    else:
+        if uv_map not in mesh.uv_layers:
+            raise ValueError(f"'{obj.name}' has no UV map '{uv_map}' (it has {[l.name for l in mesh.uv_layers] or 'none'}); choose Bake into: New UV map")
+        uvs = _array(mesh.uv_layers[uv_map].data, "uv", np.float32, 2)
+        warnings = uv_warnings(obj, uv_map, uvs)
+    corners = positions[_array(mesh.loops, "vertex_index", np.int64, 1)]  # [L, 3]
+    return Upload(write_mesh_glb(corners, _array(mesh.loop_triangles, "loops", np.int64, 3), uvs), uv_map, geometry_hash(mesh), warnings)
 
 
-def apply_texture(obj: bpy.types.Object, result: bytes, loops: list[tuple[int, int, int]], name: str) -> tuple[str, str]:
-    """Add a UV map and a material carrying the texture; vertices, faces and existing UV maps untouched."""
-    uvs, indices, png = read_texture_result(result)
-    if len(indices) != 3 * len(loops):
-        raise ValueError(f"the texture result has {len(indices) // 3} triangles but '{obj.name}' has {len(loops)}; the mesh changed since it was sent")
+def apply_texture(obj: bpy.types.Object, result: bytes, uv_map: str, name: str, geometry: str | None = None) -> tuple[str, str]:
+    """Put a texture result on the object: its UVs go into a new UV map (uv_map NEW_UV_MAP) or the result
+    uses the existing map it was baked into; a new material carries the image. Vertices, faces and
+    existing UV maps are untouched."""
     mesh = obj.data
-    layer = mesh.uv_layers.new(name=name, do_init=False)
-    if layer is None:
-        raise ValueError(f"'{obj.name}' already has the maximum number of UV maps; remove one and try again")
-    for t, corner_loops in enumerate(loops):
-        for k, loop in enumerate(corner_loops):
-            layer.data[loop].uv = uvs[indices[3 * t + k]]
+    if geometry is not None and geometry_hash(mesh) != geometry:
+        raise ValueError(f"'{obj.name}' changed since it was sent (its vertices or faces differ), so the texture no longer fits; texture it again")
+    uvs, _, png = read_texture_result(result)
+    if len(uvs) != len(mesh.loops):
+        raise ValueError(f"the texture result has {len(uvs)} face corners but '{obj.name}' has {len(mesh.loops)}; the mesh changed since it was sent")
+    if uv_map == NEW_UV_MAP:
+        layer = mesh.uv_layers.new(name=name, do_init=False)
+        if layer is None:
+            raise ValueError(f"'{obj.name}' already has the maximum number of UV maps; remove one, or choose Bake into: an existing UV map")
+        layer.data.foreach_set("uv", uvs.reshape(-1))
+    else:
+        layer = mesh.uv_layers.get(uv_map)
+        if layer is None:
+            raise ValueError(f"'{obj.name}' no longer has the UV map '{uv_map}' the texture was baked into; texture it again")
     fd, path = tempfile.mkstemp(suffix=".png", prefix="propdreamer_")
     with os.fdopen(fd, "wb") as f:
         f.write(png)

@@ -10,15 +10,15 @@ import time
 
 import bpy
 from bpy.props import BoolProperty, StringProperty
+from mathutils import Vector
 
-from . import importer
-from .jobs import JobState, JobTracker
+from . import importer, records
+from .jobs import FINAL_STATES, JobState, JobTracker
 from .prefs import preferences, read_key
 from .protocol import ProtocolError, ServerError
 from .request_body import AUTO, PanelSettings, job_request
 
 _TRACKER: JobTracker | None = None
-_UPLOADS: dict[str, list] = {}  # job -> per-triangle loops of the mesh that was sent (texture jobs)
 POLL_INTERVAL_S = 0.2
 
 
@@ -93,11 +93,10 @@ def handle_finished(job: JobState, context=None) -> None:
     meta = job.meta
     if job.kind == "texture":
         obj = bpy.data.objects.get(meta.get("target", ""))
-        loops = _UPLOADS.pop(job.job, None)
-        if obj is None or loops is None:
-            job.state, job.message = "failed", f"the object '{meta.get('target')}' is gone; its texture waits on the server"
+        if obj is None or obj.type != "MESH":
+            job.state, job.message = "failed", f"the object '{meta.get('target')}' is gone; its texture waits on the server (Import Finished Results once it is back)"
             return
-        layer, material = importer.apply_texture(obj, data, loops, f"PropDreamer {job.prompt}"[:60])
+        layer, material = importer.apply_texture(obj, data, meta.get("uv_map", importer.NEW_UV_MAP), f"PropDreamer {job.prompt}"[:60], meta.get("geometry"))
         job.message = f"textured '{obj.name}': UV map '{layer}', material '{material}'"
     else:
         obj = importer.import_glb(data, f"PropDreamer {job.prompt}"[:60])
@@ -108,7 +107,17 @@ def handle_finished(job: JobState, context=None) -> None:
             source.hide_set(True)
         job.message = f"added '{obj.name}'"
     job.state = "imported"
+    records.set_state(job.job, "imported", job.message)
     t.acknowledge(job.job)
+
+
+def _sync_records() -> None:
+    """Jobs that ended without a result are marked so in the .blend (imported ones are marked on import)."""
+    for job in _TRACKER.jobs.values() if _TRACKER is not None else ():
+        if job.state in FINAL_STATES and job.state != "done":
+            record = records.find(job.job)
+            if record is not None and record.state in records.OPEN_STATES:
+                record.state, record.message = job.state, job.message[:500]
 
 
 def poll_jobs() -> float | None:
@@ -125,6 +134,7 @@ def poll_jobs() -> float | None:
                 print(f"PropDreamer: job {job.job}: {job.message}")
     except (TimeoutError, ProtocolError, ServerError) as err:
         print(f"PropDreamer: {err}")
+    _sync_records()
     active = [j for j in _TRACKER.jobs.values() if j.active]
     if active:
         wm.progress_update(int(100 * min(j.progress for j in active)))
@@ -159,10 +169,13 @@ def _wait(job: JobState, context, timeout_s: float = 24 * 3600) -> None:
             shown = (job.stage, time.monotonic())
     if job.state in ("done",):
         handle_finished(job, context)
+    _sync_records()
 
 
 class _JobOperator:
     wait: BoolProperty(name="Wait", description="Run the job to completion before returning", default=False, options={"SKIP_SAVE"})
+    detach: BoolProperty(name="Detach", description="Return once submitted, even in background mode (scripts that poll or save themselves)",
+                         default=False, options={"SKIP_SAVE", "HIDDEN"})
 
     def submit(self, context, kind: str, buffers=None, meta=None) -> JobState | None:
         settings = context.scene.propdreamer
@@ -176,10 +189,11 @@ class _JobOperator:
             _report(self, context, err)
             return None
         settings.active_job = job.job
+        records.record(context.scene, job.job, kind, job.prompt, job.meta)  # in the .blend: the result survives Blender closing
         return job
 
     def finish(self, context, job: JobState) -> set[str]:
-        if bpy.app.background or self.wait or context.scene.propdreamer.wait:
+        if (bpy.app.background and not self.detach) or self.wait or context.scene.propdreamer.wait:
             _wait(job, context)
             if job.state not in ("imported",):
                 self.report({"ERROR"}, f"PropDreamer: job {job.state}: {job.message or 'no result'}")
@@ -218,13 +232,13 @@ class PROPDREAMER_OT_refine_selected(_JobOperator, bpy.types.Operator):
     def execute(self, context):
         obj = context.active_object
         try:
-            glb, _ = importer.mesh_for_upload(obj)
+            upload = importer.mesh_for_upload(obj)
         except ValueError as err:
             self.report({"ERROR"}, f"PropDreamer: {err}")
             return {"CANCELLED"}
         size = max(obj.dimensions) or context.scene.propdreamer.target_size
-        centre = sum((obj.matrix_world @ __import__("mathutils").Vector(c) for c in obj.bound_box), __import__("mathutils").Vector()) / 8
-        job = self.submit(context, "refine", [glb], {"location": tuple(centre), "size": size, "source": obj.name})
+        centre = sum((obj.matrix_world @ Vector(c) for c in obj.bound_box), Vector()) / 8
+        job = self.submit(context, "refine", [upload.glb], {"location": tuple(centre), "size": size, "source": obj.name})
         return self.finish(context, job) if job else {"CANCELLED"}
 
 
@@ -240,22 +254,36 @@ class PROPDREAMER_OT_texture_selected(_JobOperator, bpy.types.Operator):
         return any(o.type == "MESH" for o in context.selected_objects)
 
     def execute(self, context):
+        settings = context.scene.propdreamer
         jobs = []
         for obj in [o for o in context.selected_objects if o.type == "MESH"]:
             try:
-                glb, loops = importer.mesh_for_upload(obj)
+                upload = importer.mesh_for_upload(obj, _bake_into(settings, obj))
             except ValueError as err:
                 self.report({"WARNING"}, f"PropDreamer: skipped {obj.name}: {err}")
                 continue
-            job = self.submit(context, "texture", [glb], {"target": obj.name})
+            for warning in upload.warnings:  # before the job starts: what baking into this map will do
+                self.report({"WARNING"}, f"PropDreamer: {warning}")
+            job = self.submit(context, "texture", [upload.glb], {"target": obj.name, "uv_map": upload.uv_map, "geometry": upload.geometry})
             if job is None:
                 return {"CANCELLED"}
-            _UPLOADS[job.job] = loops
+            job.warnings[:0] = upload.warnings
             jobs.append(job)
         if not jobs:
             return {"CANCELLED"}
         results = [self.finish(context, job) for job in jobs]
         return {"FINISHED"} if all(r == {"FINISHED"} for r in results) else {"CANCELLED"}
+
+
+def _bake_into(settings, obj) -> str:
+    """The UV map to bake `obj`'s texture into (importer.NEW_UV_MAP: a new one), from the panel's choice."""
+    if settings.bake_into == "new":
+        return importer.NEW_UV_MAP
+    if settings.bake_into == "active":
+        if obj.data.uv_layers.active is None:
+            raise ValueError("it has no UV map to bake into; unwrap it, or choose Bake into: New UV map")
+        return obj.data.uv_layers.active.name
+    return settings.uv_map
 
 
 class PROPDREAMER_OT_cancel(bpy.types.Operator):
@@ -300,23 +328,46 @@ class PROPDREAMER_OT_check_server(bpy.types.Operator):
 
 
 class PROPDREAMER_OT_fetch_again(bpy.types.Operator):
-    """Import results that finished while Blender was closed"""
+    """Import results that finished while Blender was closed (or crashed): recorded jobs go where they
+    were meant to (textures onto their objects, if unchanged); others are placed at the 3D cursor"""
 
     bl_idname = "propdreamer.fetch_again"
-    bl_label = "Fetch Results"
+    bl_label = "Import Finished Results"
 
     def execute(self, context):
         t = tracker(context)
+        scene = context.scene
+        fetched, problems = 0, []
         try:
-            waiting = [j for j in t.server_jobs() if j["state"] == "done" and j["job"] not in t.jobs]
-            for j in waiting:
-                job = JobState(j["job"], j.get("kind", "generate"), j.get("prompt", ""), {"location": tuple(context.scene.cursor.location), "size": context.scene.propdreamer.target_size},
-                               state="done", settings=j.get("settings"))
+            on_server = {j["job"]: j for j in t.server_jobs()}
+            recorded = {r.job: r for r in scene.propdreamer.jobs}
+            for job_id, j in on_server.items():
+                if j["state"] != "done" or (job_id in t.jobs and t.jobs[job_id].state == "imported"):
+                    continue
+                r = recorded.get(job_id)
+                if r is not None and r.state not in records.OPEN_STATES:
+                    continue  # imported (or given up) from this file already
+                kind = j.get("kind", "generate")
+                if r is None and kind == "texture":
+                    problems.append(f"texture job {job_id[:8]} ('{j.get('prompt', '')}') was not recorded in this file, so its object is unknown; open the .blend it was sent from")
+                    continue
+                meta = records.meta_of(r) if r is not None else {"location": tuple(scene.cursor.location), "size": scene.propdreamer.target_size}
+                job = JobState(job_id, kind, j.get("prompt", ""), meta, state="done", settings=j.get("settings"))
                 t.jobs[job.job] = job
-                handle_finished(job, context)
+                try:
+                    handle_finished(job, context)
+                except ValueError as err:  # e.g. the mesh changed since it was sent: refused, the result stays on the server
+                    job.state, job.message = "failed", str(err)
+                if job.state == "imported":
+                    fetched += 1
+                else:
+                    problems.append(job.message)
         except (TimeoutError, ServerError, ProtocolError) as err:
             return _report(self, context, err)
-        self.report({"INFO"}, f"PropDreamer: fetched {len(waiting)} result(s)")
+        records.check_waiting()
+        for problem in problems:
+            self.report({"WARNING"}, f"PropDreamer: {problem}")
+        self.report({"INFO"}, f"PropDreamer: fetched {fetched} result(s)")
         return {"FINISHED"}
 
 

@@ -1,5 +1,10 @@
-"""Add-on preferences: where the server is, the optional shared key, timeouts."""
+"""Add-on preferences: where the server is, the optional shared key, timeouts; and the client id.
 
+The client id ties this Blender's jobs to it on the server. It is written to the add-on's user folder
+the moment it is created (preferences are saved only when the artist saves them, and a crash loses
+them), and read from there first."""
+
+import os
 import uuid
 
 import bpy
@@ -25,10 +30,39 @@ class PropDreamerPreferences(bpy.types.AddonPreferences):
             layout.label(text=self.last_check)
 
 
+def client_id_file() -> str:
+    """Where the client id lives: the extension's user folder (a legacy add-on: Blender's config folder)."""
+    try:
+        folder = bpy.utils.extension_path_user(__package__, create=True)
+    except (ValueError, AttributeError):  # not installed as an extension
+        folder = bpy.utils.user_resource("CONFIG", path="propdreamer", create=True)
+    return os.path.join(folder, "client_id")
+
+
+def _stored_client_id(prefs: PropDreamerPreferences) -> str:
+    path = client_id_file()
+    try:
+        with open(path, encoding="utf-8") as f:
+            stored = f.read().strip()
+    except OSError:
+        stored = ""
+    if stored:
+        return stored
+    client_id = prefs.client_id or uuid.uuid4().hex
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(client_id)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return client_id
+
+
 def preferences(context=None) -> PropDreamerPreferences:
     prefs = (context or bpy.context).preferences.addons[__package__].preferences
-    if not prefs.client_id:
-        prefs.client_id = uuid.uuid4().hex
+    stored = _stored_client_id(prefs)
+    if prefs.client_id != stored:
+        prefs.client_id = stored
     return prefs
 
 

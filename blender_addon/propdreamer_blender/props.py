@@ -1,9 +1,10 @@
 """Scene settings: `bpy.context.scene.propdreamer`."""
 
 import bpy
-from bpy.props import BoolProperty, EnumProperty, FloatProperty, FloatVectorProperty, IntProperty, StringProperty
+from bpy.props import BoolProperty, CollectionProperty, EnumProperty, FloatProperty, FloatVectorProperty, IntProperty, StringProperty
 
 from .protocol import request as rq
+from .records import PropDreamerJobRecord
 from .request_body import AUTO, method_items
 
 # Every choice comes from the one registry in the job request (core/request.py).
@@ -11,6 +12,11 @@ METHODS = method_items()
 REPRESENTATIONS = [(v, label, d + (f" (Auto method: {rq.AUTO_METHOD[v].upper()})")) for v, label, d in rq.REPRESENTATION_CHOICES]
 PRESETS = list(rq.PRESET_CHOICES)
 CAMERAS = list(rq.CAMERA_MODE_CHOICES)
+BAKE_INTO = [
+    ("new", "New UV map", "Unwrap each object anew with Blender's Smart UV Project (on a copy; seams only along polygon edges) and add the map"),
+    ("active", "Active UV map", "Each object's active UV map, as the artist unwrapped it; overlaps and UVs outside [0, 1] are reported first"),
+    ("named", "UV map named", "The UV map with the name below on each object"),
+]
 
 
 class PropDreamerSettings(bpy.types.PropertyGroup):
@@ -26,5 +32,10 @@ class PropDreamerSettings(bpy.types.PropertyGroup):
     distance: FloatVectorProperty(name="Distance", size=2, default=(2.0, 2.4), min=0.5, max=20.0, description="Camera distance in object units (min, max)")
     fov: FloatProperty(name="Field of view", default=40.0, min=5.0, max=120.0)
     target_size: FloatProperty(name="Size", description="Largest dimension of the result in the scene", default=1.0, min=0.001, unit="LENGTH")
+    bake_into: EnumProperty(name="Bake into", items=BAKE_INTO, default="new", description="Which UV map Texture Selected bakes into")
+    uv_map: StringProperty(name="UV map", description="Bake into the UV map of this name (Bake into: UV map named)", default="UVMap")
+    jobs: CollectionProperty(type=PropDreamerJobRecord, description="Jobs submitted from this file, kept in the .blend so results survive Blender closing")
+    waiting: IntProperty(default=0, options={"SKIP_SAVE"})  # recorded jobs finished on the server, not yet imported
+    waiting_note: StringProperty(default="", options={"SKIP_SAVE"})
     wait: BoolProperty(name="Wait", description="Block until each job finishes (batch scripts)", default=False, options={"SKIP_SAVE"})
     active_job: StringProperty(default="", options={"SKIP_SAVE"})

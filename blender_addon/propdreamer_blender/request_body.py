@@ -40,7 +40,8 @@ def job_request(kind: str, s: PanelSettings, matrices: tuple = (), fovs_deg: tup
         cameras = rq.CameraSetup(matrices=tuple(tuple(m) for m in matrices), fovs_deg=tuple(fovs_deg))
     try:
         return rq.JobRequest(kind=kind, prompt=s.prompt, negative_prompt=s.negative_prompt, method=None if s.method == AUTO else s.method,
-                             representation=s.representation, preset=s.preset, seed=s.seed, cameras=cameras)
+                             representation=s.representation, preset=s.preset, seed=s.seed, cameras=cameras,
+                             uvs="keep" if kind == "texture" else "auto")  # the add-on always sends the UV map to bake into
     except rq.RequestError as err:
         raise ValueError(str(err)) from None
 

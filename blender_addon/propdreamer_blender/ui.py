@@ -62,9 +62,17 @@ class PROPDREAMER_PT_panel(bpy.types.Panel):
         col.operator("propdreamer.generate", icon="MESH_MONKEY")
         col.operator("propdreamer.refine_selected", icon="MODIFIER")
         col.operator("propdreamer.texture_selected", icon="TEXTURE")
+        row = col.row(align=True)
+        row.prop(s, "bake_into", text="Bake into")
+        if s.bake_into == "named":
+            row.prop(s, "uv_map", text="")
         row = layout.row(align=True)
         row.operator("propdreamer.check_server", icon="LINKED")
-        row.operator("propdreamer.fetch_again", icon="IMPORT")
+        row.operator("propdreamer.fetch_again", text="Fetch Results", icon="IMPORT")
+        if s.waiting:  # recorded jobs that finished while this file was closed
+            box = layout.box()
+            box.label(text=s.waiting_note, icon="INFO")
+            box.operator("propdreamer.fetch_again", icon="IMPORT")
         tracker = operators._TRACKER
         if tracker is None or not tracker.jobs:
             return

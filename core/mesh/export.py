@@ -1,4 +1,4 @@
-"""From a refined mesh to an artist's asset: clean, decimate, unwrap (xatlas), bake the colour field
+"""From a refined mesh to an artist's asset: clean, decimate, unwrap (xatlas, uv.py), bake the colour field
 into a UV texture, pad the charts, write a GLB with a PBR material.
 
 Conventions: PropDreamer's world is Blender's (Z up); glTF is Y up, so positions are written as
@@ -56,14 +56,6 @@ def clean(vertices: np.ndarray, faces: np.ndarray, config: ExportConfig) -> tupl
     return np.asarray(mesh.vertices, dtype=np.float32), np.asarray(mesh.faces, dtype=np.int64)
 
 
-def unwrap(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """xatlas: vmapping [V'] (new vertex -> old vertex), faces [F, 3] over the new vertices, uvs [V', 2]."""
-    import xatlas
-
-    vmapping, indices, uvs = xatlas.parametrize(vertices.astype(np.float32), faces.astype(np.uint32))
-    return vmapping.astype(np.int64), indices.astype(np.int64), uvs.astype(np.float32)
-
-
 def uv_rasterize(uvs: Tensor, faces: Tensor, size: int) -> tuple[Tensor, Tensor]:
     """Which face covers each texel centre and where: face [T, T] (-1 none), barycentrics [T, T, 3]."""
     from .rasterize import _barycentric, _candidates
@@ -113,6 +105,8 @@ def normalise_to_unit_box(vertices: np.ndarray) -> np.ndarray:
 
 def export_mesh(vertices: np.ndarray, faces: np.ndarray, colour: Callable[[Tensor], Tensor], config: ExportConfig = ExportConfig()) -> UnwrappedMesh:
     """Clean, unwrap and bake; vertices stay in PropDreamer's frame (the colour field's)."""
+    from .uv import unwrap
+
     v, f = clean(vertices, faces, config)
     vmapping, f_uv, uvs = unwrap(v, f)
     v_uv = v[vmapping]

@@ -17,6 +17,7 @@ class RefinePreset:
     texture: CoarsePreset  # the same for texture refinement (geometry fixed)
     export: ExportConfig = field(default_factory=ExportConfig)
     colour_fit_steps: int = 150  # regress the colour field onto stage one's albedo before refining
+    texture_proxy_faces: int = 20_000  # texture jobs optimise on a decimated copy above this many triangles, then bake onto the full mesh
 
 
 def _stage(name: str, steps: int, resolutions: tuple[tuple[float, int], ...], every: int) -> CoarsePreset:
@@ -27,9 +28,11 @@ REFINE_PRESETS: dict[str, RefinePreset] = {
     "draft": RefinePreset("draft", 32, _stage("draft-geometry", 120, ((0.0, 32),), 10), _stage("draft-texture", 80, ((0.0, 32),), 10),
                           ExportConfig(face_budget=20_000, texture_size=256)),
     "standard": RefinePreset("standard", 64, _stage("standard-geometry", 1500, ((0.0, 256), (0.5, 512)), 25),
-                             _stage("standard-texture", 800, ((0.0, 512),), 25), ExportConfig(face_budget=100_000, texture_size=1024)),
+                             _stage("standard-texture", 800, ((0.0, 512),), 25), ExportConfig(face_budget=100_000, texture_size=1024),
+                             texture_proxy_faces=100_000),
     "high": RefinePreset("high", 96, _stage("high-geometry", 3000, ((0.0, 256), (0.3, 512)), 50),
-                         _stage("high-texture", 1500, ((0.0, 512),), 50), ExportConfig(face_budget=100_000, texture_size=1024)),
+                         _stage("high-texture", 1500, ((0.0, 512),), 50), ExportConfig(face_budget=100_000, texture_size=1024),
+                         texture_proxy_faces=200_000),
 }
 
 

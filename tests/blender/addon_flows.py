@@ -44,27 +44,79 @@ r["rerun"] = list(bpy.ops.propdreamer.rerun(job=first.job, wait=True))
 r["rerun_new"] = len([o for o in bpy.data.objects if o not in before])
 r["rerun_prompt"] = s.prompt
 
-# Texture selected: Suzanne and a cube keep their geometry and UV maps, and gain a UV map and a material.
+# Texture selected: Suzanne, Suzanne subdivided twice (7,872 quads) and a cylinder with n-gon caps, its
+# own UV map and a material keep their geometry, UV maps and materials, and gain a UV map (Blender's own
+# unwrapper: no polygon torn or flipped) and a material.
+import numpy as np  # noqa: E402
+from propdreamer_blender import importer  # noqa: E402
+from propdreamer_blender.importer import _array  # noqa: E402
+from propdreamer_blender.uv_check import polygon_uv_stats  # noqa: E402
+
 bpy.ops.mesh.primitive_monkey_add(location=(4, 0, 0))
 monkey = bpy.context.active_object
-bpy.ops.mesh.primitive_cube_add(location=(-4, 0, 0))
-cube = bpy.context.active_object
+bpy.ops.mesh.primitive_monkey_add(location=(8, 0, 0))
+dense = bpy.context.active_object
+dense.name = "Suzanne subdivided"
+subsurf = dense.modifiers.new("subdivide", "SUBSURF")
+subsurf.levels = 2
+bpy.ops.object.modifier_apply(modifier=subsurf.name)
+bpy.ops.mesh.primitive_cylinder_add(location=(-4, 0, 0), end_fill_type="NGON")
+cube = bpy.context.active_object  # (the refine step below starts from it)
+cube.data.materials.append(bpy.data.materials.new("artist's own"))
+
+
 def snapshot(o):
     m = o.data
-    return {"v": len(m.vertices), "f": len(m.polygons), "co": [tuple(v.co) for v in m.vertices],
-            "uv": {l.name: [tuple(d.uv) for d in l.data] for l in m.uv_layers}, "materials": len(m.materials)}
-snap = {o.name: snapshot(o) for o in (monkey, cube)}
+    return {"v": len(m.vertices), "f": len(m.polygons), "co": [tuple(v.co) for v in m.vertices], "loops": [l.vertex_index for l in m.loops],
+            "uv": {l.name: [tuple(d.uv) for d in l.data] for l in m.uv_layers}, "materials": [m_.name for m_ in m.materials]}
+
+
+def uv_stats(o, layer):
+    m = o.data
+    positions = importer._world_positions(o)[_array(m.loops, "vertex_index", np.int64, 1)]
+    st = polygon_uv_stats(_array(m.uv_layers[layer].data, "uv", np.float32, 2), positions, _array(m.polygons, "loop_start", np.int64, 1), _array(m.polygons, "loop_total", np.int64, 1))
+    return [st.polygons, st.torn, st.flipped]
+
+
+textured = (monkey, dense, cube)
+snap = {o.name: snapshot(o) for o in textured}
 bpy.ops.object.select_all(action="DESELECT")
-monkey.select_set(True), cube.select_set(True)
+for o in textured:
+    o.select_set(True)
 bpy.context.view_layer.objects.active = cube
-s.prompt = "a blue cube"
+s.prompt, s.bake_into = "a blue cube", "new"
 r["texture"] = list(bpy.ops.propdreamer.texture_selected(wait=True))
-r["textured"] = {}
-for o in (monkey, cube):
+r["textured"], r["uv_stats"] = {}, {}
+for o in textured:
     after, was = snapshot(o), snap[o.name]
     kept_uv = all(after["uv"][name] == uv for name, uv in was["uv"].items())
-    r["textured"][o.name] = {"same_geometry": after["v"] == was["v"] and after["f"] == was["f"] and after["co"] == was["co"],
-                             "kept_uv": kept_uv, "new_uv": len(after["uv"]) == len(was["uv"]) + 1, "new_material": after["materials"] == was["materials"] + 1}
+    new_layers = [name for name in after["uv"] if name not in was["uv"]]
+    r["textured"][o.name] = {"same_geometry": all(after[k] == was[k] for k in ("v", "f", "co", "loops")), "kept_uv": kept_uv, "new_uv": len(new_layers) == 1,
+                             "new_material": after["materials"][:-1] == was["materials"] and len(after["materials"]) == len(was["materials"]) + 1}
+    r["uv_stats"][o.name] = uv_stats(o, new_layers[0]) if new_layers else None
+r["selection_kept"] = sorted(o.name for o in bpy.context.selected_objects) == sorted(o.name for o in textured) and bpy.context.view_layer.objects.active == cube
+
+# Bake into the cylinder's own UV map: no new map; the new material reads the artist's map.
+bpy.ops.object.select_all(action="DESELECT")
+cube.select_set(True)
+bpy.context.view_layer.objects.active = cube
+was = snapshot(cube)
+s.bake_into = "active"
+r["texture_existing"] = list(bpy.ops.propdreamer.texture_selected(wait=True))
+after = snapshot(cube)
+material = bpy.data.materials[after["materials"][-1]]
+uv_nodes = [n.uv_map for n in material.node_tree.nodes if n.type == "UVMAP"]
+r["existing"] = {"same_uv": after["uv"] == was["uv"], "same_geometry": all(after[k] == was[k] for k in ("v", "f", "co", "loops")),
+                 "material_reads": uv_nodes, "active_map": cube.data.uv_layers.active.name}
+
+# A mirrored UV map (both halves of Suzanne on one island): the artist is told before the job runs.
+mirror = monkey.data.uv_layers.new(name="mirrored")
+for polygon in monkey.data.polygons:
+    for li in polygon.loop_indices:
+        co = monkey.data.vertices[monkey.data.loops[li].vertex_index].co
+        mirror.data[li].uv = (abs(co.x) / 1.5 + 0.1, co.z / 2 + 1.5)  # and a tile up, outside [0, 1]
+r["mirror_warnings"] = importer.mesh_for_upload(monkey, "mirrored").warnings
+s.bake_into = "new"
 
 # Refine selected: a new object; the original is kept (hidden).
 bpy.ops.object.select_all(action="DESELECT")
