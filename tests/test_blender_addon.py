@@ -114,3 +114,66 @@ def test_extension_build_vendors_the_protocol_and_loads_from_the_zip(tmp_path):
     assert client == "propdreamer_ext._vendor.client"  # the vendored copy, under any package name
     assert request == "propdreamer_ext._vendor.request"  # the one job request, vendored too
     assert body == "{'kind': 'generate', 'prompt': 'a red cube', 'representation': 'nerf', 'preset': 'draft', 'seed': 0}"  # the prior's defaults: left unset
+
+
+@pytest.mark.slow
+def test_results_survive_a_blender_crash_between_submit_and_result(server, tmp_path):
+    """Blender dies (SIGKILL) after submitting and saving; a new Blender opens the .blend, is offered the
+    finished results, imports them where they belong, and refuses a texture whose mesh was edited since."""
+    import os
+
+    env = {**os.environ, "BLENDER_USER_CONFIG": str(tmp_path / "config")}
+    script = str(ROOT / "tests/blender/crash_recovery.py")
+
+    def run(phase):
+        out = subprocess.run([sys.executable, script, server.endpoint, str(tmp_path), phase], capture_output=True, text=True, timeout=300, env=env)
+        lines = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")]
+        assert lines, out.stdout[-3000:] + out.stderr[-3000:]
+        return out.returncode, json.loads(lines[-1][7:])
+
+    code, first = run("submit")
+    assert code == -9  # it really crashed
+    assert first["texture_Crate"] == first["texture_Barrel"] == first["generate"] == ["FINISHED"]
+    assert first["recorded"] == [["texture", "Crate", "submitted"], ["texture", "Barrel", "submitted"], ["generate", "", "submitted"]]
+    assert first["client_id"] == first["client_id_file"]  # written the moment it was made
+    code, r = run("reopen")
+    assert code == 0 and r["client_id"] == first["client_id"]
+    assert r["waiting"][0] == 3 and "finished while this file was closed" in r["waiting"][1]
+    assert r["fetch"] == ["FINISHED"]
+    assert len(r["crate"]["uv_maps"]) == 2 and r["crate"]["materials"][-1].startswith("PropDreamer")  # its texture, on a new UV map
+    assert r["barrel"] == {"uv_maps": ["UVMap"], "materials": []}  # refused: edited since it was sent
+    assert "changed since it was sent" in r["records"]["texture:Barrel"][1] and r["records"]["texture:Barrel"][0] == "submitted"
+    (name, location, size), = r["generated"]
+    assert location == pytest.approx([0.0, 5.0, 0.0]) and size == pytest.approx(1.5, rel=1e-4)  # where it was asked for, not at today's cursor
+    assert r["records"]["texture:Crate"][0] == r["records"]["generate:"][0] == "imported"
+    assert r["waiting_after"] == 1  # Barrel's result stays on the server until the artist decides
+
+
+@pytest.mark.slow
+def test_texture_selected_end_to_end_on_the_real_pipeline(tmp_path):
+    """From the panel's request to a textured object: the real server and pipeline (builtin prior, draft)
+    bake into the UV map the add-on sent: a new one for Suzanne (no polygon torn or flipped), the
+    cylinder's own for the cylinder; the texture takes the prompt's colour."""
+    from propdreamer.server.app import Server, ServerConfig
+    from propdreamer.server.worker import WorkerConfig
+
+    server = Server(ServerConfig(bind="tcp://127.0.0.1:0", spool=tmp_path / "spool", worker=WorkerConfig(pipeline="propdreamer.core.jobs:run_job", settings={"prior": "builtin", "device": "cpu"})))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        out = subprocess.run([sys.executable, str(ROOT / "tests/blender/texture_real.py"), server.endpoint], capture_output=True, text=True, timeout=900)
+    finally:
+        server.stop()
+        thread.join(5)
+        server.close()
+    lines = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")]
+    assert lines, out.stdout[-3000:] + out.stderr[-3000:]
+    r = json.loads(lines[-1][7:])
+    monkey, cylinder = r["Suzanne"], r["Cylinder"]
+    assert monkey["status"] == cylinder["status"] == ["FINISHED"]
+    assert monkey["uv_maps"] == ["UVMap", monkey["uv_map"]] and monkey["torn"] == monkey["flipped"] == 0
+    assert cylinder["uv_maps"] == ["UVMap"] and cylinder["uv_map"] == "UVMap"  # baked into the artist's own map
+    red, green, blue = monkey["mean_rgb"]
+    assert blue > red + 0.1 and blue > green + 0.1, monkey["mean_rgb"]
+    red, green, blue = cylinder["mean_rgb"]
+    assert min(red, green) > blue + 0.1, cylinder["mean_rgb"]

@@ -358,6 +358,7 @@ class PROPDREAMER_OT_fetch_again(bpy.types.Operator):
                     handle_finished(job, context)
                 except ValueError as err:  # e.g. the mesh changed since it was sent: refused, the result stays on the server
                     job.state, job.message = "failed", str(err)
+                    records.set_state(job_id, "submitted", job.message)  # still open: undo the edit and import again
                 if job.state == "imported":
                     fetched += 1
                 else:
