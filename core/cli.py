@@ -59,7 +59,8 @@ def job_request(args: argparse.Namespace):
         raise FileNotFoundError(f"input mesh {mesh} does not exist; export the object as glTF binary (.glb)")
     kind = "texture" if args.texture else "refine" if args.refine else "generate"
     request = JobRequest(kind=kind, prompt=args.prompt, negative_prompt=args.negative_prompt, method=args.method, representation=args.representation,
-                         preset=args.preset, seed=args.seed, steps=args.steps, guidance_scale=args.guidance_scale)
+                         preset=args.preset, seed=args.seed, steps=args.steps, guidance_scale=args.guidance_scale,
+                         uvs=args.uvs if args.texture else "auto")
     return request, (Path(mesh) if mesh else None)
 
 
@@ -117,7 +118,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 def add_request_args(p: argparse.ArgumentParser) -> None:
     """The job request's arguments, shared by `generate` (runs it here) and `submit` (sends it to a server)."""
-    from .request import METHODS, PRESETS, REPRESENTATIONS
+    from .request import METHODS, PRESETS, REPRESENTATIONS, UV_SOURCES
 
     p.add_argument("--negative-prompt", default="", help="what to avoid: CFG's unconditional branch (NFSD: its negative term)")
     p.add_argument("--preset", default="draft", choices=PRESETS)
@@ -128,6 +129,8 @@ def add_request_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--guidance-scale", type=float, default=None, help="CFG scale (default: the method's on this prior)")
     p.add_argument("--texture", metavar="MESH", help="texture this GLB mesh (its geometry is kept)")
     p.add_argument("--refine", metavar="MESH", help="refine this GLB mesh (it seeds the optimisation)")
+    p.add_argument("--uvs", default="auto", choices=UV_SOURCES, help="--texture: bake into the mesh's own UV map (keep), a new unwrap (new), "
+                                                                      "or the mesh's when it has one (auto)")
 
 
 def _cmd_prior_train(args: argparse.Namespace) -> int:

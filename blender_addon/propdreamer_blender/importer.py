@@ -153,6 +153,22 @@ def uv_warnings(obj: bpy.types.Object, uv_map: str, uvs: np.ndarray) -> list[str
     return warnings
 
 
+def check_size(obj: bpy.types.Object, limits: dict, with_uvs: bool) -> None:
+    """Refuse, before any work, a mesh the server would refuse: over its triangle limit, or an upload
+    larger than its frame limit (one vertex per loop: 12 bytes of position and 8 of UV per loop)."""
+    mesh = obj.data
+    triangles = len(mesh.loops) - 2 * len(mesh.polygons)  # a polygon of n corners is n - 2 triangles
+    most = limits.get("max_input_faces")
+    if most and triangles > most:
+        raise ValueError(f"'{obj.name}' has {triangles:,} triangles, over the server's limit of {most:,}: texture a decimated copy "
+                         f"(Decimate modifier, ratio {most / triangles:.2f} or less, applied to a duplicate) or ask for the server's --max-input-faces to be raised")
+    size = 20 * len(mesh.loops) + 12 * triangles if with_uvs else 12 * len(mesh.vertices) + 12 * triangles
+    frame = limits.get("max_frame_bytes")
+    if frame and size > frame:
+        raise ValueError(f"'{obj.name}' would be a {size / 2**20:.0f} MiB upload, over the server's {frame / 2**20:.0f} MiB message limit: "
+                         "texture a decimated copy (Decimate modifier on a duplicate)")
+
+
 def mesh_for_upload(obj: bpy.types.Object, uv_map: str | None = None) -> Upload:
     """The object's triangles in world space as a GLB. `uv_map` None (refine): one vertex per mesh vertex,
     no UVs. Otherwise (texture): one vertex per loop (face corner), in loop order, carrying the UVs to bake

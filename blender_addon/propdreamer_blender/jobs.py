@@ -61,6 +61,7 @@ class JobTracker:
         self.endpoint = endpoint
         self.client = Client(endpoint, client_id=client_id, key=key, timeout_s=timeout_s)
         self.jobs: dict[str, JobState] = {}
+        self._limits: dict[str, Any] | None = None
         import zmq
 
         self._monitor = self.client.socket.get_monitor_socket(zmq.EVENT_CONNECTED)  # each (re)connection to the server
@@ -79,6 +80,13 @@ class JobTracker:
         if str(body.get("protocol", "")).split(".")[0] != PROTOCOL_MAJOR:
             raise ProtocolError("version", f"the server speaks protocol {body.get('protocol')}, this add-on {PROTOCOL_MAJOR}.x; update the one that is older")
         return body
+
+    def limits(self) -> dict[str, Any]:
+        """The server's limits on uploads (from its welcome; asked once per tracker)."""
+        if self._limits is None:
+            body = self.hello()
+            self._limits = {k: body[k] for k in ("max_input_faces", "max_frame_bytes") if k in body}
+        return self._limits
 
     def submit(self, kind: str, body: dict[str, Any], buffers: list[bytes] | None = None, meta: dict[str, Any] | None = None) -> JobState:
         reply = self.client.request("submit", {**body, "kind": kind}, buffers=buffers)

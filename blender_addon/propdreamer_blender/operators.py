@@ -232,7 +232,10 @@ class PROPDREAMER_OT_refine_selected(_JobOperator, bpy.types.Operator):
     def execute(self, context):
         obj = context.active_object
         try:
+            importer.check_size(obj, tracker(context).limits(), with_uvs=False)
             upload = importer.mesh_for_upload(obj)
+        except (TimeoutError, ServerError, ProtocolError, OSError) as err:
+            return _report(self, context, err)
         except ValueError as err:
             self.report({"ERROR"}, f"PropDreamer: {err}")
             return {"CANCELLED"}
@@ -256,8 +259,13 @@ class PROPDREAMER_OT_texture_selected(_JobOperator, bpy.types.Operator):
     def execute(self, context):
         settings = context.scene.propdreamer
         jobs = []
+        try:
+            limits = tracker(context).limits()
+        except (TimeoutError, ServerError, ProtocolError, ValueError, OSError) as err:
+            return _report(self, context, err)
         for obj in [o for o in context.selected_objects if o.type == "MESH"]:
             try:
+                importer.check_size(obj, limits, with_uvs=True)
                 upload = importer.mesh_for_upload(obj, _bake_into(settings, obj))
             except ValueError as err:
                 self.report({"WARNING"}, f"PropDreamer: skipped {obj.name}: {err}")

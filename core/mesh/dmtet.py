@@ -76,10 +76,14 @@ class DMTet(nn.Module):
 
     @classmethod
     def from_mesh(cls, vertices: Tensor, faces: Tensor, config: DMTetConfig = DMTetConfig()) -> "DMTet":
-        """From a closed triangle mesh: its signed distance at the grid vertices (inside negative)."""
+        """From a closed triangle mesh: its signed distance at the grid vertices (inside negative), in
+        cells and truncated to [-1, 1], the range `from_field` gives. A raw distance is a fraction of a
+        cell at the vertices next to the surface, so a few optimiser steps (lr 1e-2) flipped their signs
+        and a refined box came back as flakes (BENCHMARKS.md, issue 23)."""
         from .mesh_sdf import signed_distance
 
         lo, hi = vertices.min(0).values, vertices.max(0).values
         pad = config.margin * float((hi - lo).max())
         v, t = tet_grid(config.resolution, lo - pad, hi + pad)
-        return cls(v, t, signed_distance(vertices, faces, v), float((hi - lo).max() + 2 * pad) / config.resolution)
+        cell = float((hi - lo).max() + 2 * pad) / config.resolution
+        return cls(v, t, (signed_distance(vertices, faces, v) / cell).clamp(-1, 1), cell)
