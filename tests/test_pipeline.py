@@ -126,7 +126,12 @@ def test_refine_stays_recognisably_the_same_object(builtin_prior, representation
     # settings (t_max 0.5 / 0.6 / 0.85 / 0.98: 0.638 / 0.609 / 0.597 / 0.633 here, 0.580 on CI). Against
     # this flat box a ball scores 0.39 and an ellipsoid of the box's own extents 0.52 (96^3 voxels): the
     # bar checks that the object keeps its proportions, not its corners.
-    assert iou(occ(v_in, faces), occ(v_out, out.faces)) > 0.5
+    score = iou(occ(v_in, faces), occ(v_out, out.faces))
+    if representation == "nerf":
+        # The DMTet starts from the box's truncated signed distance in cells. As a raw distance (a fraction
+        # of a cell next to the surface) six steps already broke it up: IoU 0.842 in 4 parts; now 0.998, one.
+        assert score > 0.95 and len(out.split(only_watertight=False)) == 1, score
+    assert score > 0.5
 
 
 def test_server_runs_a_real_texture_job_on_loopback(tmp_path):

@@ -80,6 +80,15 @@ def _world_positions(obj: bpy.types.Object) -> np.ndarray:
     return (co @ m[:3, :3].T + m[:3, 3]).astype(np.float32)
 
 
+def world_bounds(obj: bpy.types.Object) -> tuple[tuple[float, float, float], float]:
+    """The centre and the largest side of the object's vertices' bounding box in world space: the frame
+    the server normalises an upload into, so a refined result placed there lines up with its source
+    (obj.dimensions are local: a rotated box's world box is larger)."""
+    p = _world_positions(obj)
+    lo, hi = p.min(0), p.max(0)
+    return tuple(float(c) for c in (lo + hi) / 2), float((hi - lo).max())
+
+
 @contextmanager
 def _editing_copy(obj: bpy.types.Object):
     """A temporary object with a copy of `obj`'s mesh, in edit mode with every face selected and visible,

@@ -10,7 +10,6 @@ import time
 
 import bpy
 from bpy.props import BoolProperty, StringProperty
-from mathutils import Vector
 
 from . import importer, records
 from .jobs import FINAL_STATES, JobState, JobTracker
@@ -239,9 +238,8 @@ class PROPDREAMER_OT_refine_selected(_JobOperator, bpy.types.Operator):
         except ValueError as err:
             self.report({"ERROR"}, f"PropDreamer: {err}")
             return {"CANCELLED"}
-        size = max(obj.dimensions) or context.scene.propdreamer.target_size
-        centre = sum((obj.matrix_world @ Vector(c) for c in obj.bound_box), Vector()) / 8
-        job = self.submit(context, "refine", [upload.glb], {"location": tuple(centre), "size": size, "source": obj.name})
+        centre, size = importer.world_bounds(obj)  # the result is placed back into the source's world box
+        job = self.submit(context, "refine", [upload.glb], {"location": centre, "size": size or context.scene.propdreamer.target_size, "source": obj.name})
         return self.finish(context, job) if job else {"CANCELLED"}
 
 
