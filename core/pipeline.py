@@ -129,7 +129,8 @@ def refine_mesh(prior, prompt: str, vertices: np.ndarray, faces: np.ndarray, con
         seconds["coarse"] = time.time() - t0
         return _from_coarse(prior, prompt, config, refine, coarse.representation, callbacks, seconds)
     dmtet = DMTet.from_mesh(v, f, DMTetConfig(resolution=refine.dmtet_resolution))
-    return _refine_and_export(prior, prompt, config, refine, MeshModel(ColourField(), dmtet).to(prior.device), callbacks, seconds)
+    model = MeshModel(ColourField(), dmtet, lr_sdf=refine.input_mesh_lr, lr_deform=refine.input_mesh_lr)
+    return _refine_and_export(prior, prompt, config, refine, model.to(prior.device), callbacks, seconds)
 
 
 def texture_proxy(vertices: np.ndarray, faces: np.ndarray, max_faces: int) -> tuple[np.ndarray, np.ndarray]:

@@ -17,6 +17,7 @@ class RefinePreset:
     texture: CoarsePreset  # the same for texture refinement (geometry fixed)
     export: ExportConfig = field(default_factory=ExportConfig)
     colour_fit_steps: int = 150  # regress the colour field onto stage one's albedo before refining
+    input_mesh_lr: float = 3e-3  # refine jobs: the geometry's learning rate (SDF and offsets) when an artist's mesh seeds it
     texture_proxy_faces: int = 20_000  # texture jobs optimise on a decimated copy above this many triangles, then bake onto the full mesh
 
 
