@@ -19,19 +19,13 @@ from __future__ import annotations
 import argparse
 import csv
 import math
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import bpy  # first: it puts Blender's own modules (addon_utils) on the path
-import addon_utils  # noqa: E402
 import numpy as np  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "blender_addon"))
+from in_blender import fresh_scene, serve  # noqa: E402
 
 # name: (primitive, object scale, rotation in degrees, parented, prompt)
 CASES = {
@@ -46,12 +40,6 @@ CASES = {
     "box as sphere": ("cube", (1.0, 0.5, 0.25), (0.0, 0.0, 0.0), False, "a purple sphere"),
 }
 SHAPE_CASES = "box,cube,cylinder,disc,sphere,ellipsoid"  # the target: IoU >= 0.8, volume and area within 10%, one part
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def add_case(name: str) -> bpy.types.Object:
@@ -115,37 +103,23 @@ def main() -> int:
     ap.add_argument("--csv", type=Path, default=None)
     args = ap.parse_args()
 
-    from propdreamer_blender import operators
-
     rows = []
-    endpoint = f"tcp://127.0.0.1:{_free_port()}"
-    with tempfile.TemporaryDirectory() as spool:
-        server = subprocess.Popen([sys.executable, "-m", "propdreamer.server.cli", "serve", "--bind", endpoint, "--device", "cpu", "--prior", "builtin", "--spool", spool],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            for name in args.cases.split(","):
-                bpy.ops.wm.read_homefile(use_empty=True)
-                addon_utils.enable("propdreamer_blender", default_set=True)
-                prefs = bpy.context.preferences.addons["propdreamer_blender"].preferences
-                prefs.server, prefs.timeout_s = endpoint, 120.0
-                s = bpy.context.scene.propdreamer
-                s.prompt, s.preset = CASES[name][4], args.preset
-                source = add_case(name)
-                before = set(bpy.data.objects)
-                t0 = time.perf_counter()
-                status = bpy.ops.propdreamer.refine_selected(wait=True)
-                wall = time.perf_counter() - t0
-                new = [o for o in bpy.data.objects if o not in before and o.type == "MESH"]
-                row = {"case": name, "prompt": CASES[name][4], "status": sorted(status)[0], "wall_s": round(wall, 1)}
-                if new:
-                    bpy.context.view_layer.update()
-                    row.update(compare(world_mesh(source), world_mesh(new[0])))
-                rows.append(row)
-                print(row, flush=True)
-                operators.shutdown()
-        finally:
-            server.terminate()
-            server.wait(30)
+    with serve() as (endpoint, _):
+        for name in args.cases.split(","):
+            s = fresh_scene(endpoint)
+            s.prompt, s.preset = CASES[name][4], args.preset
+            source = add_case(name)
+            before = set(bpy.data.objects)
+            t0 = time.perf_counter()
+            status = bpy.ops.propdreamer.refine_selected(wait=True)
+            wall = time.perf_counter() - t0
+            new = [o for o in bpy.data.objects if o not in before and o.type == "MESH"]
+            row = {"case": name, "prompt": CASES[name][4], "status": sorted(status)[0], "wall_s": round(wall, 1)}
+            if new:
+                bpy.context.view_layer.update()
+                row.update(compare(world_mesh(source), world_mesh(new[0])))
+            rows.append(row)
+            print(row, flush=True)
     print(f"\n{'case':>10} {'IoU':>6} {'volume':>7} {'area':>6} {'parts':>5} {'closed':>6} {'faces':>6} {'wall s':>7}")
     for r in rows:
         print(f"{r['case']:>10} {r.get('iou', '-'):>6} {r.get('volume_ratio', '-'):>7} {r.get('area_ratio', '-'):>6} {r.get('components', '-'):>5} "

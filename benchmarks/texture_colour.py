@@ -11,25 +11,12 @@ and flipped polygons.
 from __future__ import annotations
 
 import argparse
-import socket
-import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import bpy  # first: it puts Blender's own modules (addon_utils) on the path
-import addon_utils  # noqa: E402
 import numpy as np  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "blender_addon"))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from in_blender import fresh_scene, serve, uv_stats  # noqa: E402
 
 
 def main() -> int:
@@ -42,51 +29,36 @@ def main() -> int:
 
     from propdreamer.core.builtin_prior.vocabulary import COLOURS
     from propdreamer.core.geometry.voxels import delta_e
-    from propdreamer_blender import importer, operators
     from propdreamer_blender.importer import _array
-    from propdreamer_blender.uv_check import polygon_uv_stats
 
-    endpoint = f"tcp://127.0.0.1:{_free_port()}"
     rows = []
-    with tempfile.TemporaryDirectory() as spool:
-        server = subprocess.Popen([sys.executable, "-m", "propdreamer.server.cli", "serve", "--bind", endpoint, "--device", "cpu", "--prior", "builtin", "--spool", spool],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            for colour in args.colours.split(","):
-                bpy.ops.wm.read_homefile(use_empty=True)
-                addon_utils.enable("propdreamer_blender", default_set=True)
-                prefs = bpy.context.preferences.addons["propdreamer_blender"].preferences
-                prefs.server, prefs.timeout_s = endpoint, 120.0
-                s = bpy.context.scene.propdreamer
-                s.prompt, s.bake_into = f"a {colour} {args.shape}", "new"
-                bpy.ops.mesh.primitive_monkey_add()
-                obj = bpy.context.active_object
-                t0 = time.perf_counter()
-                status = bpy.ops.propdreamer.texture_selected(wait=True)
-                wall = time.perf_counter() - t0
-                m = obj.data
-                material = m.materials[-1]
-                image = next(n.image for n in material.node_tree.nodes if n.type == "TEX_IMAGE")
-                uv_map = next(n.uv_map for n in material.node_tree.nodes if n.type == "UVMAP")
-                pixels = np.empty(len(image.pixels), np.float32)
-                image.pixels.foreach_get(pixels)
-                w, h = image.size
-                texels = pixels.reshape(h, w, 4)[..., :3]  # [H, W, 3], row 0 at v = 0; a PNG loads as sRGB values in [0, 1]
-                uvs = _array(m.uv_layers[uv_map].data, "uv", np.float32, 2)
-                starts, totals = _array(m.polygons, "loop_start", np.int64, 1), _array(m.polygons, "loop_total", np.int64, 1)
-                centre = np.add.reduceat(uvs, starts) / totals[:, None]  # [P, 2]
-                area = _array(m.polygons, "area", np.float32, 1)
-                sample = texels[(centre[:, 1].clip(0, 0.999) * h).astype(int), (centre[:, 0].clip(0, 0.999) * w).astype(int)]
-                mean = (sample * area[:, None]).sum(0) / area.sum()
-                positions = importer._world_positions(obj)[_array(m.loops, "vertex_index", np.int64, 1)]
-                st = polygon_uv_stats(uvs, positions, starts, totals)
-                rows.append({"prompt": s.prompt, "status": sorted(status)[0], "delta_e": round(delta_e(torch.tensor(mean), torch.tensor(COLOURS[colour])), 1),
-                             "mean_rgb": [round(float(c), 3) for c in mean], "torn": st.torn, "flipped": st.flipped, "wall_s": round(wall, 1)})
-                print(rows[-1], flush=True)
-                operators.shutdown()
-        finally:
-            server.terminate()
-            server.wait(30)
+    with serve() as (endpoint, _):
+        for colour in args.colours.split(","):
+            s = fresh_scene(endpoint)
+            s.prompt, s.bake_into = f"a {colour} {args.shape}", "new"
+            bpy.ops.mesh.primitive_monkey_add()
+            obj = bpy.context.active_object
+            t0 = time.perf_counter()
+            status = bpy.ops.propdreamer.texture_selected(wait=True)
+            wall = time.perf_counter() - t0
+            m = obj.data
+            material = m.materials[-1]
+            image = next(n.image for n in material.node_tree.nodes if n.type == "TEX_IMAGE")
+            uv_map = next(n.uv_map for n in material.node_tree.nodes if n.type == "UVMAP")
+            pixels = np.empty(len(image.pixels), np.float32)
+            image.pixels.foreach_get(pixels)
+            w, h = image.size
+            texels = pixels.reshape(h, w, 4)[..., :3]  # [H, W, 3], row 0 at v = 0; a PNG loads as sRGB values in [0, 1]
+            uvs = _array(m.uv_layers[uv_map].data, "uv", np.float32, 2)
+            starts, totals = _array(m.polygons, "loop_start", np.int64, 1), _array(m.polygons, "loop_total", np.int64, 1)
+            centre = np.add.reduceat(uvs, starts) / totals[:, None]  # [P, 2]
+            area = _array(m.polygons, "area", np.float32, 1)
+            sample = texels[(centre[:, 1].clip(0, 0.999) * h).astype(int), (centre[:, 0].clip(0, 0.999) * w).astype(int)]
+            mean = (sample * area[:, None]).sum(0) / area.sum()
+            st = uv_stats(obj, uvs)
+            rows.append({"prompt": s.prompt, "status": sorted(status)[0], "delta_e": round(delta_e(torch.tensor(mean), torch.tensor(COLOURS[colour])), 1),
+                         "mean_rgb": [round(float(c), 3) for c in mean], "torn": st.torn, "flipped": st.flipped, "wall_s": round(wall, 1)})
+            print(rows[-1], flush=True)
     print(f"\n{'prompt':>16} {'delta-E':>8} {'mean RGB':>22} {'torn':>5} {'flipped':>7} {'wall s':>7}")
     for r in rows:
         print(f"{r['prompt']:>16} {r['delta_e']:>8} {str(r['mean_rgb']):>22} {r['torn']:>5} {r['flipped']:>7} {r['wall_s']:>7}")

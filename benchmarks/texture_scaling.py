@@ -18,26 +18,13 @@ from __future__ import annotations
 import argparse
 import csv
 import math
-import os
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import bpy  # first: it puts Blender's own modules (addon_utils) on the path
-import addon_utils  # noqa: E402
 import numpy as np  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "blender_addon"))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from in_blender import fresh_scene, serve, uv_stats  # noqa: E402
 
 
 def peak_mib(pid: int) -> float:
@@ -103,57 +90,42 @@ def main() -> int:
 
     from propdreamer_blender import importer, operators
     from propdreamer_blender.importer import _array
-    from propdreamer_blender.uv_check import polygon_uv_stats
 
     rows = []
     for target in [int(x) for x in args.triangles.split(",")]:
-        bpy.ops.wm.read_homefile(use_empty=True)
-        addon_utils.enable("propdreamer_blender", default_set=True)
-        endpoint = f"tcp://127.0.0.1:{_free_port()}"
-        bpy.context.preferences.addons["propdreamer_blender"].preferences.server = endpoint
-        bpy.context.preferences.addons["propdreamer_blender"].preferences.timeout_s = 120.0
-        s = bpy.context.scene.propdreamer
-        s.prompt, s.preset, s.bake_into = "a blue sphere", args.preset, "new"
-        obj = sphere(target)
-        mesh = obj.data
-        mesh.calc_loop_triangles()
-        triangles = len(mesh.loop_triangles)
-        t0 = time.perf_counter()
-        upload = importer.mesh_for_upload(obj, importer.NEW_UV_MAP)
-        addon_s = time.perf_counter() - t0
-        with tempfile.TemporaryDirectory() as spool:
-            server = subprocess.Popen([sys.executable, "-m", "propdreamer.server.cli", "serve", "--bind", endpoint, "--device", "cpu", "--prior", "builtin", "--spool", spool],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        with serve() as (endpoint, server):
+            s = fresh_scene(endpoint)
+            s.prompt, s.preset, s.bake_into = "a blue sphere", args.preset, "new"
+            obj = sphere(target)
+            mesh = obj.data
+            mesh.calc_loop_triangles()
+            triangles = len(mesh.loop_triangles)
+            t0 = time.perf_counter()
+            upload = importer.mesh_for_upload(obj, importer.NEW_UV_MAP)
+            addon_s = time.perf_counter() - t0
+            operators.tracker().hello()  # the server is up (and its worker started) before the clock starts
+            worker_peak, error = 0.0, ""
+            t0 = time.perf_counter()
             try:
-                operators.tracker().hello()  # the server is up (and its worker started) before the clock starts
-                worker_peak, error = 0.0, ""
-                t0 = time.perf_counter()
+                status = bpy.ops.propdreamer.texture_selected(wait=True)
+            except RuntimeError as err:  # the operator reports a refusal as an error
+                status, error = {"CANCELLED"}, str(err).strip().splitlines()[-1]
+            wall = time.perf_counter() - t0
+            for pid in children(server.pid):
+                worker_peak = max(worker_peak, peak_mib(pid))
+            server_peak = peak_mib(server.pid)
+            torn = flipped = -1
+            if status == {"FINISHED"}:
+                layer = next(l.name for l in mesh.uv_layers if l.name.startswith("PropDreamer"))
+                st = uv_stats(obj, _array(mesh.uv_layers[layer].data, "uv", np.float32, 2))
+                torn, flipped = st.torn, st.flipped
+            else:  # refused: the add-on's own check (it reports and skips the object), or the job's failure
                 try:
-                    status = bpy.ops.propdreamer.texture_selected(wait=True)
-                except RuntimeError as err:  # the operator reports a refusal as an error
-                    status, error = {"CANCELLED"}, str(err).strip().splitlines()[-1]
-                wall = time.perf_counter() - t0
-                for pid in children(server.pid):
-                    worker_peak = max(worker_peak, peak_mib(pid))
-                server_peak = peak_mib(server.pid)
-                torn = flipped = -1
-                if status == {"FINISHED"}:
-                    layer = next(l.name for l in mesh.uv_layers if l.name.startswith("PropDreamer"))
-                    positions = importer._world_positions(obj)[_array(mesh.loops, "vertex_index", np.int64, 1)]
-                    st = polygon_uv_stats(_array(mesh.uv_layers[layer].data, "uv", np.float32, 2), positions,
-                                          _array(mesh.polygons, "loop_start", np.int64, 1), _array(mesh.polygons, "loop_total", np.int64, 1))
-                    torn, flipped = st.torn, st.flipped
-                else:  # refused: the add-on's own check (it reports and skips the object), or the job's failure
-                    try:
-                        importer.check_size(obj, operators.tracker().limits(), with_uvs=True)
-                    except ValueError as err:
-                        error = error or str(err)
-                    job = next(iter(operators._TRACKER.jobs.values()), None) if operators._TRACKER else None
-                    error = error or (job.message if job else "") or "refused"
-            finally:
-                operators.shutdown()
-                server.terminate()
-                server.wait(30)
+                    importer.check_size(obj, operators.tracker().limits(), with_uvs=True)
+                except ValueError as err:
+                    error = error or str(err)
+                job = next(iter(operators._TRACKER.jobs.values()), None) if operators._TRACKER else None
+                error = error or (job.message if job else "") or "refused"
         row = {"triangles": triangles, "polygons": len(mesh.polygons), "upload_mib": round(len(upload.glb) / 2**20, 1), "status": "textured" if not error else "refused",
                "wall_s": round(wall, 1), "addon_s": round(addon_s, 2), "server_peak_mib": round(server_peak), "worker_peak_mib": round(worker_peak),
                "torn": torn, "flipped": flipped, "error": error[:200]}
