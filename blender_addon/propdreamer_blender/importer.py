@@ -140,11 +140,15 @@ def overlapping_faces(obj: bpy.types.Object, uv_map: str) -> int:
     """How many faces of `uv_map` overlap another face in UV space (Blender's Select Overlap)."""
     with _editing_copy(obj) as tmp:
         tmp.data.uv_layers.active = tmp.data.uv_layers[uv_map]
-        bpy.context.scene.tool_settings.use_uv_select_sync = False
-        bpy.ops.uv.select_all(action="DESELECT")
-        bpy.ops.uv.select_overlap(extend=False)
-        bm = bmesh.from_edit_mesh(tmp.data)
-        return sum(1 for f in bm.faces if f.loops and all(loop.uv_select_vert for loop in f.loops))
+        tool = bpy.context.scene.tool_settings
+        sync, tool.use_uv_select_sync = tool.use_uv_select_sync, False  # per-face UV selection, as the UV editor's own
+        try:
+            bpy.ops.uv.select_all(action="DESELECT")
+            bpy.ops.uv.select_overlap(extend=False)
+            bm = bmesh.from_edit_mesh(tmp.data)
+            return sum(1 for f in bm.faces if f.loops and all(loop.uv_select_vert for loop in f.loops))
+        finally:
+            tool.use_uv_select_sync = sync
 
 
 def uv_warnings(obj: bpy.types.Object, uv_map: str, uvs: np.ndarray) -> list[str]:

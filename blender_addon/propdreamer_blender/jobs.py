@@ -100,14 +100,16 @@ class JobTracker:
         job.heard_at = time.monotonic()
         self.client.send("subscribe", {"job": job.job, "since": job.last_seq + 1})
 
-    def _reconnected(self) -> bool:
+    def _connected(self) -> int:
+        """Connections made since the last call (the monitor's events can arrive late and together, so
+        they are counted, not just noticed)."""
         import zmq
 
-        seen = False
+        count = 0
         while self._monitor.poll(0):
             self._monitor.recv_multipart(zmq.NOBLOCK)
-            seen = True
-        return seen
+            count += 1
+        return count
 
     def cancel(self, job: str) -> None:
         self.client.request("cancel", {"job": job})
@@ -127,8 +129,9 @@ class JobTracker:
             job = self.jobs.get(event.body.get("job"))
             if job is not None and self.apply(job, event.body, event.buffers):
                 finished.append(job)
-        if self._reconnected():
-            self.connections += 1
+        made = self._connected()
+        if made:
+            self.connections += made
             for job in self.jobs.values():
                 if job.active:
                     self.resubscribe(job)
@@ -176,6 +179,6 @@ class JobTracker:
         except ServerError:
             pass  # already gone: nothing to release
 
-    def server_jobs(self) -> list[dict[str, Any]]:
+    def server_jobs(self, timeout_s: float | None = None) -> list[dict[str, Any]]:
         """This client's jobs the server still holds (results that arrived while Blender was closed)."""
-        return self.client.request("list").body["jobs"]
+        return self.client.request("list", timeout_s=timeout_s).body["jobs"]

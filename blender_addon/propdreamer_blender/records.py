@@ -14,6 +14,7 @@ from bpy.app.handlers import persistent
 from bpy.props import FloatProperty, FloatVectorProperty, StringProperty
 
 OPEN_STATES = ("submitted",)  # recorded, result not yet in the scene
+CHECK_TIMEOUT_S = 2.0  # opening a file waits at most this long for the server (it may be down)
 
 
 class PropDreamerJobRecord(bpy.types.PropertyGroup):
@@ -81,7 +82,7 @@ def check_waiting() -> None:
         settings.waiting = 0
         return
     try:
-        states = {j["job"]: j["state"] for j in tracker().server_jobs()}
+        states = {j["job"]: j["state"] for j in tracker().server_jobs(timeout_s=CHECK_TIMEOUT_S)}
     except (TimeoutError, ProtocolError, ServerError, OSError, ValueError) as err:
         settings.waiting_note = f"could not ask the server about {len(mine)} recorded job(s): {err}"
         print(f"PropDreamer: {settings.waiting_note}")
