@@ -306,9 +306,11 @@ def prompt_warnings(prompt: str, unknown: list[str], prior: str) -> list[str]:
 
 # -- what ran -------------------------------------------------------------------------------------
 def settings_summary(settings: dict[str, Any]) -> str:
-    """One line for the panel and the logs: 'sds on nerf, draft 300 steps, CFG 10, t 0.02-0.95, elevation -10..30'."""
+    """One line for the panel and the logs: 'sds on nerf, draft 300 steps, CFG 10, t 0.02-0.95, elevation -10..30'
+    (a texture job: 'texture, draft 80 steps, CFG 10, ...': it runs the texture stage only)."""
     cams = settings["cameras"]
     where = f"{cams['explicit']} explicit camera(s)" if "explicit" in cams else f"elevation {cams['elevation_deg'][0]:g}..{cams['elevation_deg'][1]:g}"
     t = settings["timesteps"]
-    return (f"{settings['method']} on {settings['representation']}, {settings['preset']} {settings['steps']} steps, CFG {settings['guidance_scale']:g}, "
-            f"t {t['t_min']:g}-{t['t_max']:g}, {where}")
+    what = (f"texture, {settings['preset']} {settings['texture_steps']} steps" if "texture_steps" in settings
+            else f"{settings['method']} on {settings['representation']}, {settings['preset']} {settings['steps']} steps")
+    return f"{what}, CFG {settings['guidance_scale']:g}, t {t['t_min']:g}-{t['t_max']:g}, {where}"

@@ -72,5 +72,9 @@ def resolve(request: JobRequest, prior) -> ResolvedJob:
         "cameras": {"explicit": len(cameras.matrices)} if explicit else {k: list(v) for k, v in asdict(orbit).items()},
         "prior": name, "defaults": defaults,
     }
+    if request.kind == "texture":  # stage one does not run: the texture stage's steps are what the artist waits for
+        from .stage2.presets import get_refine_preset
+
+        settings["texture_steps"] = get_refine_preset(request.preset).texture.steps
     return ResolvedJob(request, config, settings, tuple(warnings))
 

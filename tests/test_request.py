@@ -48,6 +48,8 @@ def test_every_unset_field_takes_the_builtin_priors_default(builtin):
     assert s["cameras"]["elevation_deg"] == [-10.0, 30.0] and s["defaults"] == ["method", "guidance_scale", "steps", "t_range", "cameras"]
     assert settings_summary(s) == "sds on nerf, draft 300 steps, CFG 10, t 0.02-0.95, elevation -10..30"
     assert r.warnings == ()
+    texture = resolve(JobRequest("a red cube", kind="texture", uvs="keep"), builtin).settings  # stage one does not run for a texture job
+    assert settings_summary(texture) == "texture, draft 80 steps, CFG 10, t 0.02-0.95, elevation -10..30"
 
 
 def test_the_method_default_follows_the_representation_and_each_methods_scale(builtin):
@@ -161,7 +163,7 @@ def test_generate_runs_texture_and_refine_jobs_locally_through_the_same_request(
     assert refine.request.kind == "refine" and refine.config.method == "vsd" and refine_mesh == b"MESH"
     assert (tmp_path / "t.glb").read_bytes() == b"GLB"
     err = capsys.readouterr().err
-    assert "does not know the word(s) ['wooden']" in err and "sds on nerf, draft 300 steps" in err
+    assert "does not know the word(s) ['wooden']" in err and "texture, draft 80 steps" in err
     assert main(["generate", "a red cube", "--texture", str(mesh), "--refine", str(mesh), "-o", str(tmp_path / "x.glb")]) == 2
     assert main(["generate", "a wooden barrel", "-o", str(tmp_path / "x.glb"), "--device", "cpu"]) == 2
     assert "knows none of the words" in capsys.readouterr().err
