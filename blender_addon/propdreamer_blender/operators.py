@@ -18,6 +18,7 @@ from .protocol import ProtocolError, ServerError
 from .request_body import AUTO, PanelSettings, job_request
 
 _TRACKER: JobTracker | None = None
+_SYNCED: set[str] = set()  # jobs whose end without a result is already written to their record
 POLL_INTERVAL_S = 0.2
 
 
@@ -111,9 +112,11 @@ def handle_finished(job: JobState, context=None) -> None:
 
 
 def _sync_records() -> None:
-    """Jobs that ended without a result are marked so in the .blend (imported ones are marked on import)."""
+    """Jobs that ended without a result are marked so in the .blend (imported ones are marked on import),
+    each once: this runs with every poll of the timer."""
     for job in _TRACKER.jobs.values() if _TRACKER is not None else ():
-        if job.state in FINAL_STATES and job.state != "done":
+        if job.state in FINAL_STATES and job.state != "done" and job.job not in _SYNCED:
+            _SYNCED.add(job.job)
             record = records.find(job.job)
             if record is not None and record.state in records.OPEN_STATES:
                 record.state, record.message = job.state, job.message[:500]
@@ -371,7 +374,7 @@ class PROPDREAMER_OT_fetch_again(bpy.types.Operator):
                     problems.append(job.message)
         except (TimeoutError, ServerError, ProtocolError) as err:
             return _report(self, context, err)
-        records.check_waiting()
+        records.check_waiting({job_id: j["state"] for job_id, j in on_server.items()})  # the list just made: imported ones are no longer open
         for problem in problems:
             self.report({"WARNING"}, f"PropDreamer: {problem}")
         self.report({"INFO"}, f"PropDreamer: fetched {fetched} result(s)")

@@ -42,7 +42,7 @@ def record(scene: bpy.types.Scene, job: str, kind: str, prompt: str, meta: dict)
 def find(job: str) -> PropDreamerJobRecord | None:
     """The record of `job` in any open scene."""
     for scene in bpy.data.scenes:
-        for r in getattr(scene, "propdreamer", None).jobs if hasattr(scene, "propdreamer") else ():
+        for r in scene.propdreamer.jobs:
             if r.job == job:
                 return r
     return None
@@ -68,8 +68,9 @@ def open_records(scene: bpy.types.Scene) -> list[PropDreamerJobRecord]:
     return [r for r in scene.propdreamer.jobs if r.state in OPEN_STATES]
 
 
-def check_waiting() -> None:
-    """Ask the server which recorded jobs are finished; the panel offers them (settings.waiting)."""
+def check_waiting(states: dict[str, str] | None = None) -> None:
+    """Which recorded jobs are finished on the server (`states`: job -> state from a `list` the caller
+    just made; else asked here); the panel offers them (settings.waiting)."""
     from .operators import tracker
     from .protocol import ProtocolError, ServerError
 
@@ -82,7 +83,8 @@ def check_waiting() -> None:
         settings.waiting = 0
         return
     try:
-        states = {j["job"]: j["state"] for j in tracker().server_jobs(timeout_s=CHECK_TIMEOUT_S)}
+        if states is None:
+            states = {j["job"]: j["state"] for j in tracker().server_jobs(timeout_s=CHECK_TIMEOUT_S)}
     except (TimeoutError, ProtocolError, ServerError, OSError, ValueError) as err:
         settings.waiting_note = f"could not ask the server about {len(mine)} recorded job(s): {err}"
         print(f"PropDreamer: {settings.waiting_note}")

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .uv import unwrap
+
 
 @dataclass(frozen=True)
 class ExportConfig:
@@ -105,8 +107,6 @@ def normalise_to_unit_box(vertices: np.ndarray) -> np.ndarray:
 
 def export_mesh(vertices: np.ndarray, faces: np.ndarray, colour: Callable[[Tensor], Tensor], config: ExportConfig = ExportConfig()) -> UnwrappedMesh:
     """Clean, unwrap and bake; vertices stay in PropDreamer's frame (the colour field's)."""
-    from .uv import unwrap
-
     v, f = clean(vertices, faces, config)
     vmapping, f_uv, uvs = unwrap(v, f)
     v_uv = v[vmapping]
