@@ -60,7 +60,7 @@ def job_request(args: argparse.Namespace):
     kind = "texture" if args.texture else "refine" if args.refine else "generate"
     request = JobRequest(kind=kind, prompt=args.prompt, negative_prompt=args.negative_prompt, method=args.method, representation=args.representation,
                          preset=args.preset, seed=args.seed, steps=args.steps, guidance_scale=args.guidance_scale,
-                         uvs=args.uvs if args.texture else "auto")
+                         uvs=args.uvs if args.texture else "auto", init=args.init)
     return request, (Path(mesh) if mesh else None)
 
 
@@ -78,7 +78,9 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         raise ValueError("--stage coarse runs stage one of a new prop; --texture and --refine run whole jobs (drop --stage)")
     _set_threads(args.threads)
     prior = _load_prior(args)
-    resolved = resolve(request, prior)  # the same resolution the server's worker makes
+    from .shape_init import ShapEConfig
+
+    resolved = resolve(request, prior, ShapEConfig(source=args.shap_e) if args.shap_e else None)  # the same resolution the server's worker makes
     for warning in resolved.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print(f"{request.kind} '{request.prompt}': {settings_summary(resolved.settings)}", file=sys.stderr)
@@ -118,7 +120,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 def add_request_args(p: argparse.ArgumentParser) -> None:
     """The job request's arguments, shared by `generate` (runs it here) and `submit` (sends it to a server)."""
-    from .request import METHODS, PRESETS, REPRESENTATIONS, UV_SOURCES
+    from .request import INITS, METHODS, PRESETS, REPRESENTATIONS, UV_SOURCES
 
     p.add_argument("--negative-prompt", default="", help="what to avoid: CFG's unconditional branch (NFSD: its negative term)")
     p.add_argument("--preset", default="draft", choices=PRESETS)
@@ -131,6 +133,8 @@ def add_request_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--refine", metavar="MESH", help="refine this GLB mesh (it seeds the optimisation)")
     p.add_argument("--uvs", default="auto", choices=UV_SOURCES, help="--texture: bake into the mesh's own UV map (keep), a new unwrap (new), "
                                                                       "or the mesh's when it has one (auto)")
+    p.add_argument("--init", default="auto", choices=INITS, help="where a new prop starts: a ball, Shap-E's shape of the prompt (shap-e; needs Stable "
+                                                                  "Diffusion and the Shap-E weights), or auto (Shap-E for VDM on Gaussians when available)")
 
 
 def _cmd_prior_train(args: argparse.Namespace) -> int:
@@ -228,6 +232,7 @@ def build_parser(extra: Callable[[argparse._SubParsersAction], None] | None = No
     add_request_args(p)
     p.add_argument("--resume", default=None, help="a coarse.pt checkpoint from an earlier run with the same prompt and settings")
     _add_prior_args(p)
+    p.add_argument("--shap-e", default=None, metavar="SPEC", help="the Shap-E model for --init shap-e: a Hub id (default openai/shap-e) or a local diffusers folder")
     p.set_defaults(func=_cmd_generate)
 
     prior = sub.add_parser("prior", help="train or evaluate the builtin prior").add_subparsers(dest="prior_command", required=True, metavar="ACTION")

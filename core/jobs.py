@@ -88,8 +88,11 @@ def run_job(body: dict, input_mesh: bytes | None, job) -> bytes:
     from .resolve import resolve
     from .stage1.trainer import Callbacks, Progress
 
-    prior = _prior(getattr(job, "settings", {}) or {})
-    resolved = resolve(JobRequest.from_body(body), prior)  # a prompt the prior cannot read fails here, before any step
+    from .shape_init import ShapEConfig
+
+    settings = getattr(job, "settings", {}) or {}
+    prior = _prior(settings)
+    resolved = resolve(JobRequest.from_body(body), prior, ShapEConfig(source=settings["shap_e"]) if settings.get("shap_e") else None)  # a prompt the prior cannot read fails here, before any step
     job.event("resolved", {"settings": resolved.settings, "warnings": list(resolved.warnings)})
 
     def progress(p: Progress) -> None:

@@ -11,6 +11,7 @@ Every stage reports progress and checks for cancellation each step (`stage1.trai
 from __future__ import annotations
 
 import io
+import logging
 import time
 from dataclasses import dataclass, field, replace
 
@@ -26,6 +27,8 @@ from .mesh.model import MeshModel
 from .shading import ShadingConfig
 from .stage1.trainer import LATENT_PRIOR_TIMESTEPS, Callbacks, CoarseConfig, CoarseTrainer, RegulariserWeights, render_views, turntable_cameras
 from .stage2.presets import RefinePreset, get_refine_preset
+
+log = logging.getLogger(__name__)
 
 GEOMETRY_SHADING = ShadingConfig(probabilities=(0.0, 0.5, 0.5))  # shaded and textureless renders
 TEXTURE_SHADING = ShadingConfig(probabilities=(0.2, 0.8, 0.0))
@@ -83,12 +86,41 @@ def _refine_and_export(prior, prompt: str, config: CoarseConfig, refine: RefineP
     return MeshResult(glb, preview, seconds, unwrapped.vertices, unwrapped.faces, unwrapped.uvs, unwrapped.texture)
 
 
+def starting_point(prior, prompt: str, config: CoarseConfig) -> dict:
+    """What stage one starts from, as CoarseTrainer arguments: nothing (the ball), or Shap-E's shape of the
+    prompt (config.init "shap-e"): coloured points on it for Gaussians (DreamMapping: about 50k, never
+    above the preset's cap), or a NeRF whose density was fitted to it."""
+    if config.init != "shap-e":
+        return {}
+    from .shape_init import EmptyShapeError, fit_nerf_density, load_shap_e, shap_e_shape
+    from .stage1.trainer import build_representation
+
+    pipe = load_shap_e(config.shap_e.source, prior.device)  # a missing model raises with what to download, or --init ball
+    try:
+        shape = shap_e_shape(pipe, prompt, config.seed, config.shap_e)
+    except EmptyShapeError as err:
+        log.warning("%s; stage one starts from the ball", err)
+        return {}
+    preset = config.resolved_preset()
+    if config.representation == "gaussians":
+        count = min(config.shap_e.max_points, preset.gaussians.densify.max_gaussians)
+        points, colours = shape.sample(count, config.seed)
+        return {"init_points": points, "init_colours": colours}
+    nerf = build_representation(config, preset).to(prior.device)
+    fit_nerf_density(nerf, shape, config.shap_e, config.seed)
+    return {"representation": nerf}
+
+
 def generate(prior, prompt: str, config: CoarseConfig = CoarseConfig(), callbacks: Callbacks = Callbacks(), refine: RefinePreset | None = None) -> MeshResult:
     """`refine` overrides the stage-two preset named by `config.preset` (tests use tiny ones)."""
     refine = refine or get_refine_preset(config.preset)
     seconds: dict[str, float] = {}
     t0 = time.time()
-    coarse = CoarseTrainer(prior, prompt, config).run(callbacks)
+    start = starting_point(prior, prompt, config)
+    if start:
+        seconds["init"] = time.time() - t0
+        t0 = time.time()
+    coarse = CoarseTrainer(prior, prompt, config, **start).run(callbacks)
     seconds["coarse"] = time.time() - t0
     return _from_coarse(prior, prompt, config, refine, coarse.representation, callbacks, seconds)
 

@@ -55,6 +55,12 @@ UV_CHOICES = (
     ("keep", "The mesh's UVs", "Bake into the UV map that comes with the mesh; refused when it has none"),
     ("new", "New unwrap", "The server unwraps the mesh anew (xatlas), whatever UVs it has"),
 )
+# Where stage one of a generate job starts. Refine starts from the artist's mesh; texture keeps it.
+INIT_CHOICES = (
+    ("auto", "Auto", "Shap-E's shape of the prompt for VDM on Gaussians (as DreamMapping) when the server has Stable Diffusion and Shap-E's weights, else a ball"),
+    ("ball", "Ball", "A ball of density or of Gaussians at the centre (DreamFusion, Magic3D)"),
+    ("shap-e", "Shap-E", "Shap-E's coloured shape of the prompt (DreamMapping, GaussianDreamer); needs Stable Diffusion and openai/shap-e on the server"),
+)
 AUTO_METHOD = {"nerf": "sds", "gaussians": "vdm"}  # VDM + DCA on Gaussians, as in DreamMapping
 
 
@@ -62,7 +68,8 @@ def values(choices: tuple[tuple[str, str, str], ...]) -> tuple[str, ...]:
     return tuple(c[0] for c in choices)
 
 
-KINDS, METHODS, REPRESENTATIONS, PRESETS, CAMERA_MODES, UV_SOURCES = map(values, (KIND_CHOICES, METHOD_CHOICES, REPRESENTATION_CHOICES, PRESET_CHOICES, CAMERA_MODE_CHOICES, UV_CHOICES))
+KINDS, METHODS, REPRESENTATIONS, PRESETS, CAMERA_MODES, UV_SOURCES, INITS = map(
+    values, (KIND_CHOICES, METHOD_CHOICES, REPRESENTATION_CHOICES, PRESET_CHOICES, CAMERA_MODE_CHOICES, UV_CHOICES, INIT_CHOICES))
 
 MAX_PROMPT_CHARS = 1000
 MAX_EXPLICIT_CAMERAS = 64
@@ -221,8 +228,9 @@ class JobRequest:
     t_range: tuple[float, float] | None = None  # timesteps as fractions of T; None: the prior's schedule
     cameras: CameraSetup | None = None  # None: where the prior was trained to look from
     uvs: str = "auto"  # texture jobs: which UV map the texture is baked into (UV_CHOICES)
+    init: str = "auto"  # generate jobs: where stage one starts (INIT_CHOICES)
 
-    FIELDS = frozenset({"kind", "prompt", "negative_prompt", "method", "representation", "preset", "seed", "steps", "guidance_scale", "t_range", "cameras", "uvs"})
+    FIELDS = frozenset({"kind", "prompt", "negative_prompt", "method", "representation", "preset", "seed", "steps", "guidance_scale", "t_range", "cameras", "uvs", "init"})
 
     def __post_init__(self) -> None:
         self.from_body(self.to_body(), 1 if self.kind in ("refine", "texture") else 0)  # one validation, whoever builds it
@@ -251,10 +259,12 @@ class JobRequest:
             method=_choice(body, "method", METHODS, None, none_ok=True), representation=_choice(body, "representation", REPRESENTATIONS, "nerf"),
             preset=_choice(body, "preset", PRESETS, "draft"), seed=int(seed or 0), steps=None if steps is None else int(steps),
             guidance_scale=_number(body, "guidance_scale", 0.0, 1000.0), t_range=t_range, cameras=cameras,
-            uvs=_choice(body, "uvs", UV_SOURCES, "auto"),
+            uvs=_choice(body, "uvs", UV_SOURCES, "auto"), init=_choice(body, "init", INITS, "auto"),
         )
         if values_["uvs"] != "auto" and kind != "texture":
             raise RequestError("uvs", f"chooses the UV map of a texture job; a '{kind}' job makes its own (leave it out)")
+        if values_["init"] != "auto" and kind != "generate":
+            raise RequestError("init", f"chooses where a generate job starts; a '{kind}' job starts from its input mesh (leave it out)")
         for name, value in values_.items():
             object.__setattr__(request, name, value)
         if n_buffers is not None:
@@ -278,6 +288,8 @@ class JobRequest:
             body["cameras"] = self.cameras.to_body()
         if self.uvs != "auto":
             body["uvs"] = self.uvs
+        if self.init != "auto":
+            body["init"] = self.init
         return body
 
 
@@ -313,4 +325,6 @@ def settings_summary(settings: dict[str, Any]) -> str:
     t = settings["timesteps"]
     what = (f"texture, {settings['preset']} {settings['texture_steps']} steps" if "texture_steps" in settings
             else f"{settings['method']} on {settings['representation']}, {settings['preset']} {settings['steps']} steps")
+    if settings.get("init") == "shap-e":
+        what += ", from Shap-E"
     return f"{what}, CFG {settings['guidance_scale']:g}, t {t['t_min']:g}-{t['t_max']:g}, {where}"

@@ -13,7 +13,9 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from .guidance import METHODS as METHOD_CONFIGS
+from .builtin_prior import BUILTIN
 from .request import AUTO_METHOD, JobRequest, prompt_warnings
+from .shape_init import ShapEConfig, shap_e_available
 from .stage1.defaults import LATENT_PRIOR_TIMESTEPS, default_guidance_options, default_guidance_scale, default_orbit, default_timesteps
 from .stage1.presets import get_preset
 from .stage1.trainer import CoarseConfig
@@ -32,11 +34,28 @@ def _schedule(s) -> dict[str, Any]:
     return {"kind": s.kind, "t_min": s.t_min, "t_max": s.t_max, **annealed}
 
 
-def resolve(request: JobRequest, prior) -> ResolvedJob:
-    """Raises RequestError when the prompt has no word the prior can read."""
+def _init(request: JobRequest, method: str, prior_name: str, shap_e: ShapEConfig, warnings: list[str]) -> str:
+    """Where stage one starts: "shap-e" or "ball" (refine and texture jobs start from their mesh)."""
+    if request.kind != "generate" or request.init == "ball":
+        return "ball"
+    if prior_name == BUILTIN:  # Shap-E pairs with Stable Diffusion; the builtin prior's primitives start well from the ball
+        if request.init == "shap-e":
+            warnings.append("init 'shap-e' needs a Stable Diffusion prior; the builtin prior starts from the ball")
+        return "ball"
+    if request.init == "shap-e":  # asked for: a missing model fails the job with what to download
+        return "shap-e"
+    # auto: DreamMapping's start for its method, when the weights are on this machine (never a download)
+    return "shap-e" if method == "vdm" and request.representation == "gaussians" and shap_e_available(shap_e.source) else "ball"
+
+
+def resolve(request: JobRequest, prior, shap_e: ShapEConfig | None = None) -> ResolvedJob:
+    """Raises RequestError when the prompt has no word the prior can read. `shap_e`: the Shap-E model the
+    server or the command line was given (the default: openai/shap-e)."""
+    shap_e = shap_e or ShapEConfig()
     name = getattr(prior, "source", "prior")
     warnings = prompt_warnings(request.prompt, prior.unknown_words(request.prompt), name)
     method = request.method or AUTO_METHOD[request.representation]
+    init = _init(request, method, name, shap_e, warnings)
     paper = METHOD_CONFIGS[method][1]()  # the method's own defaults
     scale = request.guidance_scale
     if scale is None:
@@ -60,9 +79,11 @@ def resolve(request: JobRequest, prior) -> ResolvedJob:
         representation=request.representation, method=method, preset=request.preset, steps=steps, seed=request.seed, guidance_scale=float(scale),
         timesteps=timesteps, orbit=orbit, guidance_options=options,
         explicit_c2w=cameras.matrices if explicit else (), explicit_fov_deg=cameras.fovs_deg if explicit else (),
+        init=init, shap_e=shap_e,
     )
     defaults = [f for f, unset in (("method", request.method is None), ("guidance_scale", request.guidance_scale is None),
-                                   ("steps", request.steps is None), ("t_range", request.t_range is None), ("cameras", request.cameras is None)) if unset]
+                                   ("steps", request.steps is None), ("t_range", request.t_range is None), ("cameras", request.cameras is None),
+                                   ("init", request.kind == "generate" and request.init == "auto")) if unset]
     stage_one = timesteps or default_timesteps(prior, method)
     negative = request.negative_prompt or (paper.negative_prompt if method == "nfsd" else "")
     settings = {
@@ -70,7 +91,7 @@ def resolve(request: JobRequest, prior) -> ResolvedJob:
         "preset": request.preset, "seed": request.seed, "steps": steps, "guidance_scale": float(scale),
         "timesteps": _schedule(stage_one), "refine_timesteps": _schedule(timesteps or LATENT_PRIOR_TIMESTEPS),
         "cameras": {"explicit": len(cameras.matrices)} if explicit else {k: list(v) for k, v in asdict(orbit).items()},
-        "prior": name, "defaults": defaults,
+        "prior": name, "defaults": defaults, "init": "mesh" if request.needs_mesh else init,
     }
     if request.kind == "texture":  # stage one does not run: the texture stage's steps are what the artist waits for
         from .stage2.presets import get_refine_preset

@@ -75,7 +75,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         args.prior = auto_prior(device == "cuda")
     config = ServerConfig(
         bind=args.bind, spool=Path(args.spool), key=key, share_jobs=args.share_jobs, prior=args.prior, device=device, max_input_faces=args.max_input_faces,
-        worker=WorkerConfig(pipeline=args.pipeline, settings={"prior": args.prior, "device": device}),
+        worker=WorkerConfig(pipeline=args.pipeline, settings={"prior": args.prior, "device": device, "shap_e": args.shap_e}),
     )
     serve(config)
     return 0
@@ -144,6 +144,8 @@ def add_server_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bind", default=DEFAULT_BIND, help=f"where to listen (default {DEFAULT_BIND}: loopback only)")
     p.add_argument("--prior", default="auto", help="'auto' (default: Stable Diffusion on CUDA when its weights are cached locally, else the builtin prior), 'builtin', a local diffusers folder or a Hub id")
     p.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"])
+    p.add_argument("--shap-e", default=None, metavar="SPEC", help="the Shap-E model (default openai/shap-e) for jobs that start from its shape (init shap-e, "
+                                                                           "or auto for VDM on Gaussians): a Hub id or a local diffusers folder")
     p.add_argument("--spool", default="~/.cache/propdreamer/spool", help="folder where jobs and results are kept")
     p.add_argument("--key-file", default=None, help="shared key (0600) for signed messages; required off loopback")
     p.add_argument("--new-key", default=None, metavar="PATH", help="write a new random key file and exit")

@@ -33,6 +33,7 @@ def test_addon_flows_in_real_blender(server, tmp_path):
     assert lines, out.stdout[-3000:] + out.stderr[-3000:]
     r = json.loads(lines[-1][7:])
     assert r["registered"] and r["settings"][:5] == ["a red cube", "auto", "nerf", "draft", "prior"]  # Auto method, the prior's cameras
+    assert r["settings"][6] == "auto" and r["sent_init"] == "ball"  # Start from: Auto by default; the panel's choice reaches the request
     assert r["check"] == ["FINISHED"] and "protocol 1." in r["check_text"]
     assert r["generate"] == ["FINISHED"]
     g = r["generated"]

@@ -45,7 +45,7 @@ def test_every_unset_field_takes_the_builtin_priors_default(builtin):
     s = r.settings
     assert s["timesteps"] == {"kind": "uniform", "t_min": 0.02, "t_max": 0.95}
     assert s["refine_timesteps"] == {"kind": "sqrt", "t_min": 0.02, "t_max": 0.98}
-    assert s["cameras"]["elevation_deg"] == [-10.0, 30.0] and s["defaults"] == ["method", "guidance_scale", "steps", "t_range", "cameras"]
+    assert s["cameras"]["elevation_deg"] == [-10.0, 30.0] and s["defaults"] == ["method", "guidance_scale", "steps", "t_range", "cameras", "init"]
     assert settings_summary(s) == "sds on nerf, draft 300 steps, CFG 10, t 0.02-0.95, elevation -10..30"
     assert r.warnings == ()
     texture = resolve(JobRequest("a red cube", kind="texture", uvs="keep"), builtin).settings  # stage one does not run for a texture job
@@ -78,7 +78,7 @@ def test_a_latent_prior_gets_the_literatures_defaults(latent):
 def test_fields_the_artist_sets_win(builtin):
     eye = (1.0, 0, 0, 0, 0, 1, 0, -2.0, 0, 0, 1, 0, 0, 0, 0, 1)
     r = resolve(JobRequest("a red cube", method="nfsd", guidance_scale=4.0, steps=12, t_range=(0.1, 0.6), negative_prompt="a blue cube", seed=3,
-                           cameras=CameraSetup(OrbitRange(elevation_deg=(0.0, 10.0)))), builtin)
+                           cameras=CameraSetup(OrbitRange(elevation_deg=(0.0, 10.0))), init="ball"), builtin)
     c = r.config
     assert (c.method, c.guidance_scale, c.steps, c.seed) == ("nfsd", 4.0, 12, 3)
     assert c.timesteps == TimestepSchedule("uniform", t_min=0.1, t_max=0.6) and c.orbit.elevation_deg == (0.0, 10.0)
@@ -102,6 +102,8 @@ def test_the_command_line_and_the_addon_through_the_server_resolve_the_same_conf
         (["a green cone", "--representation", "gaussians", "--seed", "7"], PanelSettings("a green cone", representation="gaussians", seed=7)),
         (["a blue torus", "--method", "nfsd", "--negative-prompt", "a red torus", "--preset", "standard"],
          PanelSettings("a blue torus", method="nfsd", negative_prompt="a red torus", preset="standard")),
+        (["a red cone", "--representation", "gaussians", "--init", "shap-e"], PanelSettings("a red cone", representation="gaussians", init="shap-e")),
+        (["a red cone", "--init", "ball"], PanelSettings("a red cone", init="ball")),
     ):
         cli, _ = cli_request(parser.parse_args(["generate", *argv, "-o", "x.glb"]))
         body = msgpack.unpackb(msgpack.packb(panel_request("generate", panel).to_body()))
@@ -119,6 +121,7 @@ def test_the_panels_camera_modes(builtin):
     with pytest.raises(ValueError, match="no camera in the scene"):
         panel_request("generate", PanelSettings("a red cube", cameras="scene"))
     assert panel_request("generate", PanelSettings("a red cube", method="auto")).method is None
+    assert panel_request("refine", PanelSettings("a red cube", init="shap-e")).init == "auto"  # Refine starts from the mesh, whatever the panel says
 
 
 @pytest.mark.parametrize("prompt", ["a red cube", "a wooden barrel", "A Red, cube!", "a red cube, side view", "an orange torus with spikes"])

@@ -64,7 +64,7 @@ def _job_body(settings, kind: str, context) -> dict:
     seed = random.randrange(2**31 - 1) if settings.random_seed else settings.seed
     panel = PanelSettings(prompt=settings.prompt, negative_prompt=settings.negative_prompt, method=settings.method, representation=settings.representation,
                           preset=settings.preset, seed=seed, cameras=settings.cameras, elevation=tuple(settings.elevation),
-                          distance=tuple(settings.distance), fov=settings.fov)
+                          distance=tuple(settings.distance), fov=settings.fov, init=settings.init)
     matrices, fovs = _scene_cameras(settings, context) if settings.cameras in ("scene", "active") else ((), ())
     return job_request(kind, panel, matrices, fovs).to_body()
 

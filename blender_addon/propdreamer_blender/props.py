@@ -12,6 +12,7 @@ METHODS = method_items()
 REPRESENTATIONS = [(v, label, d + (f" (Auto method: {rq.AUTO_METHOD[v].upper()})")) for v, label, d in rq.REPRESENTATION_CHOICES]
 PRESETS = list(rq.PRESET_CHOICES)
 CAMERAS = list(rq.CAMERA_MODE_CHOICES)
+STARTS = list(rq.INIT_CHOICES)
 BAKE_INTO = [
     ("new", "New UV map", "Unwrap each object anew with Blender's Smart UV Project (on a copy; seams only along polygon edges) and add the map"),
     ("active", "Active UV map", "Each object's active UV map, as the artist unwrapped it; overlaps and UVs outside [0, 1] are reported first"),
@@ -27,6 +28,7 @@ class PropDreamerSettings(bpy.types.PropertyGroup):
     preset: EnumProperty(name="Preset", items=PRESETS, default="draft")
     seed: IntProperty(name="Seed", min=0, max=2**31 - 1, default=0)
     random_seed: BoolProperty(name="Random seed", description="A new seed for every job", default=False)
+    init: EnumProperty(name="Start from", items=STARTS, default="auto", description="Where Generate starts its object (Refine starts from the selected mesh)")
     cameras: EnumProperty(name="Cameras", items=CAMERAS, default="prior")
     elevation: FloatVectorProperty(name="Elevation", size=2, default=(-10.0, 60.0), min=-89.0, max=89.0, description="Degrees above the ground plane (min, max)")
     distance: FloatVectorProperty(name="Distance", size=2, default=(2.0, 2.4), min=0.5, max=20.0, description="Camera distance in object units (min, max)")

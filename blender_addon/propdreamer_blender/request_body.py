@@ -24,6 +24,7 @@ class PanelSettings:
     elevation: tuple[float, float] = (-10.0, 60.0)
     distance: tuple[float, float] = (2.0, 2.4)
     fov: float = 40.0
+    init: str = "auto"  # one of request.INITS: where Generate starts
 
 
 def job_request(kind: str, s: PanelSettings, matrices: tuple = (), fovs_deg: tuple = ()) -> "rq.JobRequest":
@@ -41,7 +42,8 @@ def job_request(kind: str, s: PanelSettings, matrices: tuple = (), fovs_deg: tup
     try:
         return rq.JobRequest(kind=kind, prompt=s.prompt, negative_prompt=s.negative_prompt, method=None if s.method == AUTO else s.method,
                              representation=s.representation, preset=s.preset, seed=s.seed, cameras=cameras,
-                             uvs="keep" if kind == "texture" else "auto")  # the add-on always sends the UV map to bake into
+                             uvs="keep" if kind == "texture" else "auto",  # the add-on always sends the UV map to bake into
+                             init=s.init if kind == "generate" else "auto")
     except rq.RequestError as err:
         raise ValueError(str(err)) from None
 

@@ -48,6 +48,7 @@ class PROPDREAMER_PT_panel(bpy.types.Panel):
         col.prop(s, "method")
         col.prop(s, "representation")
         col.prop(s, "preset")
+        col.prop(s, "init")
         row = layout.row(align=True)
         row.prop(s, "seed")
         row.prop(s, "random_seed", text="", icon="FILE_REFRESH")

@@ -25,6 +25,7 @@ from ..guidance import Guidance, build_guidance, pixel_prior_scale
 from ..guidance.timesteps import TimestepSchedule
 from ..representation import Rendered, RenderRequest, Representation, StepInfo
 from ..shading import ShadingConfig, light_directions
+from ..shape_init import ShapEConfig
 from ..request import AUTO_METHOD
 from .defaults import (  # noqa: F401  (LATENT_PRIOR_TIMESTEPS and DEFAULT_ORBIT are read from here by stage two and the tests)
     DEFAULT_ORBIT, LATENT_PRIOR_TIMESTEPS, RegulariserWeights, default_guidance_options, default_guidance_scale, default_orbit,
@@ -55,6 +56,8 @@ class CoarseConfig:
     regularisers: RegulariserWeights | None = None  # None: default_regularisers(prior)
     # Any other field of the method's config, e.g. {"negative_prompt": ...} (NFSD), {"depth_estimator": FOLDER} (SSD).
     guidance_options: dict = field(default_factory=dict)
+    init: Literal["ball", "shap-e"] = "ball"  # where `generate` starts stage one (core/shape_init.py)
+    shap_e: ShapEConfig = field(default_factory=ShapEConfig)  # which Shap-E, when init is "shap-e"
 
     def __post_init__(self) -> None:
         if len(self.explicit_c2w) != len(self.explicit_fov_deg) or any(len(m) != 16 for m in self.explicit_c2w):
@@ -62,6 +65,8 @@ class CoarseConfig:
         if self.representation not in DEFAULT_METHOD:
             raise ValueError(f"representation must be 'nerf' or 'gaussians', got '{self.representation}'")
         get_preset(self.preset)  # raises with the list of presets
+        if self.init not in ("ball", "shap-e"):
+            raise ValueError(f"init must be 'ball' or 'shap-e', got '{self.init}'")
 
     @property
     def resolved_method(self) -> str:

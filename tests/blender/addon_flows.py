@@ -19,14 +19,14 @@ r["registered"] = hasattr(bpy.types.Scene, "propdreamer") and hasattr(bpy.ops.pr
 prefs = bpy.context.preferences.addons["propdreamer_blender"].preferences
 prefs.server = endpoint
 s = bpy.context.scene.propdreamer
-r["settings"] = [s.prompt, s.method, s.representation, s.preset, s.cameras, s.seed]
+r["settings"] = [s.prompt, s.method, s.representation, s.preset, s.cameras, s.seed, s.init]
 
 r["check"] = list(bpy.ops.propdreamer.check_server())
 r["check_text"] = prefs.last_check
 
 # Generate: a textured mesh at the cursor, at the target size.
 bpy.context.scene.cursor.location = (1.0, 2.0, 3.0)
-s.prompt, s.target_size = "a red cube", 2.0
+s.prompt, s.target_size, s.init = "a red cube", 2.0, "ball"
 before = set(bpy.data.objects)
 r["generate"] = list(bpy.ops.propdreamer.generate(wait=True))
 new = [o for o in bpy.data.objects if o not in before]
@@ -38,6 +38,7 @@ r["generated"] = {"n": len(new), "uv": len(obj.data.uv_layers), "image": any(n.t
 # History: re-run the generate job with its own settings.
 from propdreamer_blender import operators  # noqa: E402
 first = next(j for j in operators._TRACKER.jobs.values() if j.kind == "generate")
+r["sent_init"] = first.body.get("init")
 s.prompt = "something else"
 before = set(bpy.data.objects)
 r["rerun"] = list(bpy.ops.propdreamer.rerun(job=first.job, wait=True))
