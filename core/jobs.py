@@ -27,6 +27,19 @@ def _prior(settings: dict):
     return _PRIORS[key]
 
 
+def capabilities(settings: dict) -> dict[str, Any]:
+    """What this machine gives the pipeline, checked when the server's worker starts (reported in
+    `welcome`): which compositor renders Gaussians (gsplat's CUDA kernels, or the PyTorch fallback when
+    they cannot be built)."""
+    import torch
+
+    from .gaussians.kernels import kernel_status
+
+    device = settings.get("device", "auto")
+    cuda = torch.cuda.is_available() if device == "auto" else str(device).startswith("cuda")
+    return {"gaussians": kernel_status(cuda).to_body()}
+
+
 def read_mesh(glb: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """The triangles of a GLB in PropDreamer's Z-up world (glTF is Y up), in the file's vertex order:
     vertices [V, 3], faces [F, 3], and its first UV map [V, 2] (v up) or None when it has none."""

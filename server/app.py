@@ -285,6 +285,7 @@ class Server:
                 "prior": self.config.prior,
                 "device": self.config.device,
                 "free_gpu_memory": self.worker.free_gpu_memory,  # as the worker last saw it (None without CUDA)
+                "capabilities": self.worker.capabilities,  # what the worker found at start, e.g. {"gaussians": {"compositor", "detail"}}
                 "signed": self.config.key is not None,
                 "max_input_faces": self.config.max_input_faces,  # clients refuse bigger meshes before preparing them
                 "max_frame_bytes": self.config.limits.max_frame_bytes,

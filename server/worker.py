@@ -62,6 +62,7 @@ def worker_main(conn, pipeline_path: str, cancel_flag, preview_interval_s: float
     except Exception as err:  # stay up and fail each job with the reason, rather than die and respawn forever
         run, broken = None, f"the server cannot load its pipeline '{pipeline_path}': {type(err).__name__}: {err}"
     conn.send(("ready", "", broken))
+    conn.send(("capabilities", "", _capabilities(pipeline_path, settings) if not broken else {}))
     conn.send(("gpu", "", _free_gpu_memory()))
     while True:
         message = conn.recv()
@@ -87,6 +88,19 @@ def worker_main(conn, pipeline_path: str, cancel_flag, preview_interval_s: float
         else:
             conn.send(("done", job_id, bytes(result)))
         conn.send(("gpu", "", _free_gpu_memory()))
+
+
+def _capabilities(pipeline_path: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """What the pipeline reports about this machine at start (its module's `capabilities(settings)`, if it
+    has one), for `welcome`; e.g. which compositor renders Gaussians."""
+    module = importlib.import_module(pipeline_path.partition(":")[0])
+    report = getattr(module, "capabilities", None)
+    if report is None:
+        return {}
+    try:
+        return dict(report(settings))
+    except Exception as err:  # a report that fails says so; jobs still run
+        return {"error": f"{type(err).__name__}: {err}"}
 
 
 def _free_gpu_memory() -> int | None:
@@ -119,6 +133,7 @@ class Supervisor:
         self.cancel_requested_at: float | None = None
         self.restarts = 0
         self.free_gpu_memory: int | None = None
+        self.capabilities: dict[str, Any] = {}  # reported by the worker at start (None-free: empty until then)
         self.start()
 
     def start(self) -> None:
@@ -168,6 +183,9 @@ class Supervisor:
                     continue
                 if message[0] == "gpu":  # free GPU memory, reported by the worker after each job
                     self.free_gpu_memory = message[2]
+                    continue
+                if message[0] == "capabilities":  # what the pipeline found on this machine, once at start
+                    self.capabilities = message[2]
                     continue
                 if message[0] in ("done", "failed", "cancelled"):
                     self.current = None

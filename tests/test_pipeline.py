@@ -152,6 +152,8 @@ def test_server_runs_a_real_texture_job_on_loopback(tmp_path):
         resolved = [e for e in server.spool.events(job) if e["event"] == "resolved"]
         assert resolved and resolved[0]["settings"]["method"] == "sds" and resolved[0]["settings"]["cameras"]["elevation_deg"] == [-10.0, 30.0]
         assert c.request("list").body["jobs"][0]["settings"] == resolved[0]["settings"]  # the job list shows what ran
+        # The worker reported at start what renders Gaussians here (the CPU: the PyTorch compositor).
+        assert c.request("hello").body["capabilities"]["gaussians"]["compositor"] == "pytorch"
         v2, f2, _ = read_mesh(c.fetch(job))
         np.testing.assert_allclose(v2[f2], vertices[faces], atol=1e-6)
         c.close()

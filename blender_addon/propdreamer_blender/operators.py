@@ -332,6 +332,10 @@ class PROPDREAMER_OT_check_server(bpy.types.Operator):
         free = body.get("free_gpu_memory")
         memory = f", {free / 2**30:.1f} GiB GPU memory free" if free else ""
         prefs.last_check = f"protocol {body['protocol']}, prior {body['prior']}, device {body['device']}{memory}"
+        gaussians = (body.get("capabilities") or {}).get("gaussians") or {}
+        if body["device"] != "cpu" and gaussians.get("compositor") == "pytorch":  # a GPU without gsplat's kernels: say why Gaussians are slow
+            prefs.last_check += "; Gaussians without gsplat's CUDA kernels (slower)"
+            self.report({"WARNING"}, f"PropDreamer server: {gaussians.get('detail', '')}")
         self.report({"INFO"}, f"PropDreamer server: {prefs.last_check}")
         return {"FINISHED"}
 

@@ -160,8 +160,10 @@ def rasterize_gsplat(
 
 
 def rasterize(splats: Splats, colours: Tensor, viewmats: Tensor, Ks: Tensor, width: int, height: int) -> tuple[Tensor, Tensor, Tensor, dict[str, Any]]:
-    """gsplat on CUDA, the sparse PyTorch compositor elsewhere."""
-    if splats.means.is_cuda:
+    """gsplat on CUDA when its kernels load (kernels.py), the sparse PyTorch compositor otherwise."""
+    from .kernels import kernel_status
+
+    if kernel_status(splats.means.is_cuda).compositor == "gsplat":
         return rasterize_gsplat(splats, colours, viewmats, Ks, width, height)
     from .pairs import rasterize_pairs
 
