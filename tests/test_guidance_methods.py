@@ -416,6 +416,54 @@ def test_vsd_matches_threestudio(prior):
         torch.testing.assert_close(p.grad, r, atol=1e-6, rtol=1e-4)
 
 
+def test_vsd_conditions_eps_phi_on_the_shading_mode_as_prolificdreamer(prior):
+    """ProlificDreamer (thu-ml/prolificdreamer @ 5a30304, lora_unet.py lines 420-422 and 636-645) adds a
+    learned vector per shading mode to the LoRA UNet's time embedding, next to the camera's:
+
+        emb = time_embedding(t) + camera_emb(c) + {textureless_emb, lambertian_emb, normal_emb}[shading]   (albedo: nothing)
+
+    restated here with our modes (diffuse = lambertian) on the same tiny prior; and the LoRA step trains
+    the vector of the step's mode only (the trainer passes the mode it rendered with)."""
+    vsd = build_guidance("vsd", prior, lr=1e-2)
+    gen = torch.Generator().manual_seed(5)
+    z = torch.rand(2, 3, 8, 8, generator=gen) * 2 - 1
+    cams = torch.randn(2, 16, generator=gen)
+    t, eps = torch.tensor([250, 750]), torch.randn(2, 3, 8, 8, generator=gen)
+    bare = ["a red cube"] * 2
+    with torch.no_grad():  # vectors away from their zero start, so each mode's condition differs
+        for v in vsd.shading_embedding.values():
+            v.normal_(0, 1, generator=gen)
+    z_t = add_noise(prior.alphas_cumprod, z, eps, t)
+
+    def reference(mode):
+        extra = vsd.shading_embedding[mode] if mode in ("diffuse", "textureless") else 0.0
+        hook = prior.unet.time_embedding.register_forward_hook(lambda m, i, out: out + vsd.camera_mlp(cams) + extra)
+        prior.unet.enable_adapters()
+        try:
+            return prior.unet(z_t, t, encoder_hidden_states=prior.text_embeddings(bare)).sample
+        finally:
+            hook.remove()
+            prior.unet.disable_adapters()
+
+    with torch.no_grad():
+        for mode in ("albedo", "diffuse", "textureless"):
+            torch.testing.assert_close(vsd.eps_phi(z_t, t, bare, cams, mode), reference(mode), atol=1e-5, rtol=1e-4)
+        assert (vsd.eps_phi(z_t, t, bare, cams, "textureless") - vsd.eps_phi(z_t, t, bare, cams, "albedo")).abs().max() > 1e-4
+    before = {m: v.detach().clone() for m, v in vsd.shading_embedding.items()}
+    vsd.lora_step(z, bare, cams, t, eps, "diffuse")
+    assert not torch.equal(vsd.shading_embedding["diffuse"], before["diffuse"])
+    assert torch.equal(vsd.shading_embedding["textureless"], before["textureless"])
+    # the trainer hands the guidance the mode it rendered with
+    from propdreamer.core.stage1.trainer import CoarseConfig, CoarseTrainer
+
+    seen = []
+    trainer = CoarseTrainer(prior, "a red cube", CoarseConfig(method="vsd", steps=2))
+    original = trainer.guidance.step_auxiliary
+    trainer.guidance.step_auxiliary = lambda ctx: seen.append(ctx.shading) or original(ctx)
+    trainer.train_step()
+    assert seen and seen[0] in ("albedo", "diffuse", "textureless")
+
+
 def test_sds_matches_threestudio(prior):
     """A literal restatement of threestudio (threestudio-project/threestudio @ 28d9d80,
     threestudio/models/guidance/stable_diffusion_guidance.py, `compute_grad_sds` lines 186-287 without

@@ -60,6 +60,7 @@ class GuidanceContext:
     generator: torch.Generator | None = None
     scratch: dict[str, Tensor] = field(default_factory=dict)  # what `update` leaves for `step_auxiliary`
     plain_prompts: list[str] | None = None  # [B] the prompts without view words (VSD's eps_phi); None: `prompts`
+    shading: str | None = None  # the step's shading mode (core/shading.py MODES; one per batch); None: unknown
 
 
 @dataclass
@@ -137,6 +138,7 @@ class Guidance:
         t: Tensor | None = None,  # [B] fixes the timesteps (tests)
         eps: Tensor | None = None,  # [B, C, h, w] fixes the noise (tests)
         plain_prompts: list[str] | None = None,  # [B] without view words
+        shading: str | None = None,  # the batch's shading mode
     ) -> GuidanceContext:
         """Encode the images and draw t and eps for one step."""
         if len(prompts) != images.shape[0]:
@@ -152,13 +154,13 @@ class Guidance:
         z_t = add_noise(prior.alphas_cumprod, z.detach(), eps, t)
         return GuidanceContext(
             images=images, z=z, z_t=z_t, t=t, eps=eps, w=weight(prior.alphas_cumprod, t, c.weighting), prompts=prompts,
-            step=step, steps=steps, cameras=cameras, alpha=alpha, depth=depth, generator=generator, plain_prompts=plain_prompts,
+            step=step, steps=steps, cameras=cameras, alpha=alpha, depth=depth, generator=generator, plain_prompts=plain_prompts, shading=shading,
         )
 
     def __call__(self, images: Tensor, prompts: list[str], step: int, steps: int, **kwargs) -> GuidanceOutput:
         """One distillation step: the loss that carries g to the images, then the method's own training step.
 
-        Keyword arguments are those of `context` (cameras, alpha, depth, generator, t, eps, plain_prompts).
+        Keyword arguments are those of `context` (cameras, alpha, depth, generator, t, eps, plain_prompts, shading).
         """
         ctx = self.context(images, prompts, step, steps, **kwargs)
         g, losses = self.update(ctx)

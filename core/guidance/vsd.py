@@ -3,7 +3,10 @@
 A second noise predictor eps_phi(z_t, t, y, c) models the distribution of *rendered* images: a rank-4
 LoRA on the attention projections of the prior's own UNet (base weights shared and frozen) plus a
 camera embedding (the flattened 4x4 camera-to-world matrix through a small MLP) added to the UNet's
-timestep embedding.
+timestep embedding, and, as ProlificDreamer's `lora_unet.py` does, a learned vector per shading mode
+added there too (shaded and textureless renders; albedo adds none): c = (camera, shading). Both start
+at zero, so eps_phi starts as the pretrained model (ProlificDreamer draws the shading vectors from
+N(0, 1); at zero the first steps' eps_phi is not perturbed by an offset it has not learned yet).
 
     g = w(t) * (eps_cfg(7.5) - eps_phi(z_t, t, y, c))
 
@@ -70,6 +73,9 @@ class CameraEmbedding(nn.Module):
         return self.net(c2w_flat)
 
 
+SHADED_MODES = ("diffuse", "textureless")  # the modes with their own vector (ProlificDreamer: lambertian, textureless)
+
+
 class VSD(Guidance):
     def __init__(self, prior, config: VSDConfig = VSDConfig()) -> None:
         from peft import LoraConfig
@@ -87,10 +93,12 @@ class VSD(Guidance):
             p.data = p.data.float()
             p.requires_grad_(True)
         unet.disable_adapters()
-        self.camera_mlp = CameraEmbedding(unet.time_embedding.linear_2.out_features).to(prior.device)
+        dim = unet.time_embedding.linear_2.out_features
+        self.camera_mlp = CameraEmbedding(dim).to(prior.device)
+        self.shading_embedding = nn.ParameterDict({m: nn.Parameter(torch.zeros(1, dim, device=prior.device)) for m in SHADED_MODES})  # [1, D] each
         self._camera_offset: Tensor | None = None
         unet._vsd_camera_hook = unet.time_embedding.register_forward_hook(self._add_camera)
-        self.optimiser = torch.optim.AdamW(self.lora_params + list(self.camera_mlp.parameters()), lr=config.lr)
+        self.optimiser = torch.optim.AdamW(self.lora_params + list(self.camera_mlp.parameters()) + list(self.shading_embedding.parameters()), lr=config.lr)
 
     # eps_phi: the prior's UNet with the LoRA on and the camera embedding added to the time embedding.
     def _add_camera(self, module: nn.Module, inputs, output: Tensor) -> Tensor:
@@ -99,9 +107,12 @@ class VSD(Guidance):
         return output + self._camera_offset.to(output.dtype)
 
     @contextmanager
-    def _phi(self, cameras_flat: Tensor):
+    def _phi(self, cameras_flat: Tensor, shading: str | None = None):
+        """eps_phi's condition while inside: the adapter on, camera [B, 16] and shading mode added to the time embedding."""
         self.prior.unet.enable_adapters()
         self._camera_offset = self.camera_mlp(cameras_flat)
+        if shading in self.shading_embedding:
+            self._camera_offset = self._camera_offset + self.shading_embedding[shading]
         try:
             yield
         finally:
@@ -118,16 +129,16 @@ class VSD(Guidance):
     def _bare(ctx: GuidanceContext) -> list[str]:
         return ctx.plain_prompts if ctx.plain_prompts is not None else ctx.prompts
 
-    def eps_phi(self, z_t: Tensor, t: Tensor, prompts: list[str], cameras_flat: Tensor) -> Tensor:
+    def eps_phi(self, z_t: Tensor, t: Tensor, prompts: list[str], cameras_flat: Tensor, shading: str | None = None) -> Tensor:
         """eps_phi(z_t, t, y, c) [B, C, h, w] (converted to eps for v-prediction priors)."""
-        with self._phi(cameras_flat):
+        with self._phi(cameras_flat, shading):
             return self.prior.predict_noise(z_t, t, self.prior.text_embeddings(prompts)[None])[0]
 
     def update(self, ctx: GuidanceContext) -> tuple[Tensor, dict[str, Tensor]]:
         with torch.no_grad():
             eps_y, eps_0 = self.prior.predict_noise(ctx.z_t, ctx.t, self.conditions(ctx.prompts), ctx.cameras)  # base weights
             eps_c = cfg(eps_y, eps_0, self.config.guidance_scale)
-            eps_p = self.eps_phi(ctx.z_t, ctx.t, self._bare(ctx), self._camera_input(ctx))
+            eps_p = self.eps_phi(ctx.z_t, ctx.t, self._bare(ctx), self._camera_input(ctx), ctx.shading)
         return ctx.w * (eps_c - eps_p), {}
 
     def lora_loss(self, z: Tensor, prompts: list[str], cameras_flat: Tensor, t: Tensor, eps: Tensor) -> Tensor:
@@ -147,9 +158,9 @@ class VSD(Guidance):
         raw = prior.unet(z_t.to(prior.dtype), t, encoder_hidden_states=states, **extra).sample.float()
         return (raw - target).pow(2).mean()
 
-    def lora_step(self, z: Tensor, prompts: list[str], cameras_flat: Tensor, t: Tensor, eps: Tensor) -> Tensor:
-        """One AdamW step of the LoRA and the camera embedding on `lora_loss`; the loss, detached."""
-        with self._phi(cameras_flat):  # the adapter stays on through the backward pass (see the module docstring)
+    def lora_step(self, z: Tensor, prompts: list[str], cameras_flat: Tensor, t: Tensor, eps: Tensor, shading: str | None = None) -> Tensor:
+        """One AdamW step of the LoRA, the camera embedding and the shading vector on `lora_loss`; the loss, detached."""
+        with self._phi(cameras_flat, shading):  # the adapter stays on through the backward pass (see the module docstring)
             loss = self.lora_loss(z, prompts, cameras_flat, t, eps)
             self.optimiser.zero_grad(set_to_none=True)
             loss.backward()
@@ -167,4 +178,4 @@ class VSD(Guidance):
         t = to_device(torch.randint(0, self.prior.num_train_timesteps, (B,), generator=generator), self.prior.device)
         eps = to_device(torch.randn(z.shape, generator=generator), self.prior.device)
         keep = float(torch.rand((), generator=generator) >= self.config.camera_dropout)  # one draw for the batch, as both references
-        return {"vsd_lora_loss": self.lora_step(z, prompts, cameras * keep, t, eps)}
+        return {"vsd_lora_loss": self.lora_step(z, prompts, cameras * keep, t, eps, ctx.shading)}

@@ -194,7 +194,7 @@ class CoarseTrainer:
         _, dirs = camera_rays(cameras, resolution)
         images = self.background.composite(out.premult, out.alpha, dirs, self.generator)  # [B, 3, H, W]
         g = self.guidance(images, self.prompts_for(cameras), step, preset.steps, cameras=cameras, alpha=out.alpha, depth=out.depth, generator=self.generator,
-                          plain_prompts=[self.prompt] * len(cameras))
+                          plain_prompts=[self.prompt] * len(cameras), shading=mode)
         w = self.regularisers
         a = out.alpha.clamp(1e-5, 1 - 1e-5)
         terms = {"guidance": g.loss, "sparsity": out.alpha.mean(), "opaque": -(a * a.log() + (1 - a) * (1 - a).log()).mean()}
