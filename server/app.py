@@ -1,6 +1,6 @@
-"""The job server: a ZeroMQ ROUTER socket, a table of message handlers, the spool and the worker.
+"""The job server: a ZeroMQ ROUTER socket, a table of message handlers, the spool and the worker pool.
 
-One loop, one thread: it polls the socket and the worker's pipe, so a slow or vanished client never
+One loop, one thread: it polls the socket and the workers (pool.py: local processes or Ray actors), so a slow or vanished client never
 blocks anything (ROUTER drops what a peer over its high-water mark cannot take; that client catches
 up by re-subscribing from the last sequence number it saw). Every handler runs inside one try block:
 a bad message gets an `error` reply and the server goes on.
@@ -22,7 +22,8 @@ from ..core.request import AUTO_METHOD, CAMERA_MODES, KINDS, METHODS, PRESETS, R
 from .schema import check_input_mesh, parse_request
 from .spool import FINAL, Spool
 from .wire import PROTOCOL_VERSION, Message, ProtocolError, ReplayGuard, WireLimits, decode, encode
-from .worker import Supervisor, WorkerConfig
+from .pool import LocalPool, Pool, local_devices
+from .worker import WorkerConfig
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,20 @@ class ServerConfig:
     device: str = "cpu"
     worker: WorkerConfig = field(default_factory=WorkerConfig)
     limits: WireLimits = field(default_factory=WireLimits)
+    workers: int = 1  # local worker processes on `device` (e.g. CPU workers)
+    devices: str | None = None  # "cuda:0,cuda:1": one local worker per device (overrides `workers`)
+    ray: str | None = None  # "auto" or a Ray cluster's address: the workers are Ray actors (ray_pool.py)
+    ray_workers: int | None = None  # actors on the Ray cluster (None: one per GPU it has)
+    ray_resources: dict[str, float] | None = None  # what one actor asks Ray for (None: one GPU; a CPU if the cluster has no GPU)
+
+
+def build_pool(config: ServerConfig) -> Pool:
+    if config.ray:
+        from .ray_pool import RayPool
+
+        return RayPool(config.ray, config.worker, config.ray_workers, config.ray_resources)
+    device = str(config.worker.settings.get("device", config.device))
+    return LocalPool(config.worker, local_devices(device, config.workers, config.devices))
 
 
 class Server:
@@ -63,7 +78,7 @@ class Server:
         self.routes: OrderedDict[str, bytes] = OrderedDict()  # client id -> ROUTER identity of its latest connection, least recent first
         self.replay = ReplayGuard(path=self.spool.root / "replay.json") if config.key else None
         self.seq = 0
-        self.worker = Supervisor(config.worker)
+        self.pool = build_pool(config)
         self.vocabulary = word_vocabulary(config.prior)  # None: the prior reads any word (or the worker checks once loaded)
         self.handlers: dict[str, Callable[[Message], Message]] = {
             "hello": self.on_hello,
@@ -138,7 +153,7 @@ class Server:
                     except zmq.Again:
                         break
                     self.handle(frames)
-            self.tend_worker()
+            self.tend_pool()
             if self.replay is not None:
                 self.replay.flush()
 
@@ -148,7 +163,7 @@ class Server:
     def close(self) -> None:
         if self.replay is not None:
             self.replay.flush(force=True)
-        self.worker.close()
+        self.pool.close()
         self.socket.close(0)
         self.context.term()
 
@@ -186,25 +201,13 @@ class Server:
             pass  # over the high-water mark: dropped, the client catches up by re-subscribing
 
     # -- jobs and the worker ---------------------------------------------------------------------
-    def tend_worker(self) -> None:
-        w = self.worker
-        for message in w.poll():
-            try:
-                self._from_worker(message)
-            except OSError as err:  # a full disk: the job fails with the reason; the server goes on
-                self._fail_unstored(message[1], f"{self.spool.space_note()}; the job's {message[0]} could not be kept ({err.strerror})")
-        if not w.alive():
-            if w.current is not None:
-                reason = w.exit_reason() + self._where(w.current)
-                self._set_final(w.current, "failed", reason, {"reason": reason})
-            log.warning("worker died (%s); starting a new one", w.exit_reason())
-            w.kill_and_restart()
-        elif w.overdue_cancel():
-            job_id = w.current
-            log.warning("job %s ignored cancel for %.1f s; restarting the worker", job_id, w.config.cancel_grace_s)
-            w.kill_and_restart()
-            self._set_final(job_id, "cancelled", "stopped by restarting the worker", {"forced": True})
-        if w.current is None and w.ready and self.queue:
+    def tend_pool(self) -> None:
+        for w in self.pool.slots:
+            self._tend(w)
+        started = False
+        for w in self.pool.free():
+            if not self.queue:
+                break
             job_id = self.queue[0]
             try:
                 record = self.spool.get(job_id)
@@ -212,10 +215,32 @@ class Server:
             except OSError:
                 return  # a full disk: the job stays queued and starts when space returns
             self.queue.pop(0)
-            self.emit(job_id, "started", {})
+            self.emit(job_id, "started", {"worker": w.name})
             w.submit(job_id, record.request, self.spool.input_mesh(job_id))
+            started = True
+        if started:
             for position, queued in enumerate(self.queue):
                 self.emit(queued, "queued", {"position": position + 1})
+
+    def _tend(self, w) -> None:
+        """One worker: its messages, its death (the running job fails with the reason; a new worker takes
+        the next job), or a cancel it ignored (killed and replaced)."""
+        for message in w.poll():
+            try:
+                self._from_worker(message)
+            except OSError as err:  # a full disk: the job fails with the reason; the server goes on
+                self._fail_unstored(message[1], f"{self.spool.space_note()}; the job's {message[0]} could not be kept ({err.strerror})")
+        if not w.alive():
+            reason = w.exit_reason()
+            if w.current is not None:
+                self._set_final(w.current, "failed", reason + self._where(w.current), {"reason": reason + self._where(w.current), "worker": w.name})
+            log.warning("worker %s died (%s); starting a new one", w.name, reason)
+            w.kill_and_restart()
+        elif w.overdue_cancel():
+            job_id = w.current
+            log.warning("job %s ignored cancel for %.1f s; restarting worker %s", job_id, w.config.cancel_grace_s, w.name)
+            w.kill_and_restart()
+            self._set_final(job_id, "cancelled", "stopped by restarting the worker", {"forced": True})
 
     def _from_worker(self, message: tuple) -> None:
         kind, job_id = message[0], message[1]
@@ -284,8 +309,9 @@ class Server:
                 "presets": list(PRESETS),
                 "prior": self.config.prior,
                 "device": self.config.device,
-                "free_gpu_memory": self.worker.free_gpu_memory,  # as the worker last saw it (None without CUDA)
-                "capabilities": self.worker.capabilities,  # what the worker found at start, e.g. {"gaussians": {"compositor", "detail"}}
+                "free_gpu_memory": self.pool.slots[0].free_gpu_memory,  # as the first worker last saw it (None without CUDA)
+                "capabilities": self.pool.slots[0].capabilities,  # what the first worker found at start, e.g. {"gaussians": {"compositor", "detail"}}
+                "pool": self.pool.info(),  # {"kind": "local" | "ray", "workers": [{name, device, free_gpu_memory, busy, ready, ...}]}
                 "signed": self.config.key is not None,
                 "max_input_faces": self.config.max_input_faces,  # clients refuse bigger meshes before preparing them
                 "max_frame_bytes": self.config.limits.max_frame_bytes,
@@ -298,6 +324,9 @@ class Server:
             check_input_mesh(message.buffers[0], self.config.max_input_faces)
         if self.read_only:
             raise ProtocolError("disk_full", self.read_only)
+        unavailable = self.pool.unavailable()
+        if unavailable:
+            raise ProtocolError("no_workers", f"{unavailable}; jobs already accepted stay queued and run when workers return")
         waiting = sum(1 for job_id in self.queue if self.spool.get(job_id).client == message.client)
         if waiting >= self.config.max_queued_per_client:
             raise ProtocolError("queue_full", f"this client already has {waiting} jobs waiting (at most {self.config.max_queued_per_client}); "
@@ -307,7 +336,7 @@ class Server:
         except OSError as err:
             raise ProtocolError("disk_full", f"{self.spool.space_note()}: the job was not accepted ({err.strerror}); free space there and submit again") from None
         self.queue.append(job_id)  # acknowledged only now, after the spool has it on disk
-        position = len(self.queue) + (1 if self.worker.current else 0)
+        position = len(self.queue) + (0 if self.pool.free() else 1)
         # The settings that run are resolved against the loaded prior by the worker: the job's `resolved` event.
         return Message("accepted", {"job": job_id, "position": position, "warnings": warnings})
 
@@ -320,7 +349,9 @@ class Server:
             self.emit(job_id, "cancelled", {})
             return Message("cancel", {"job": job_id, "state": "cancelled"})
         if record.state == "running":
-            self.worker.cancel()
+            worker = self.pool.running(job_id)
+            if worker is not None:
+                worker.cancel()
             return Message("cancel", {"job": job_id, "state": "cancelling"})
         return Message("cancel", {"job": job_id, "state": record.state, "note": "the job had already finished"})
 
@@ -333,12 +364,15 @@ class Server:
     def on_list(self, message: Message) -> Message:
         jobs = [r for r in self.spool.all() if r.client == message.client or self.config.share_jobs]
         return Message("list", {"jobs": [{"job": r.id, "state": r.state, "kind": r.request.get("kind", "generate"), "prompt": r.request.get("prompt", ""),
-                                          "created": r.created, "settings": self._resolved(r.id)} for r in jobs]})
+                                          "created": r.created, **self._ran(r.id)} for r in jobs]})
 
-    def _resolved(self, job_id: str) -> dict[str, Any] | None:
-        """The settings the worker resolved for a job (its `resolved` event), once it has started."""
-        resolved = [e for e in self.spool.events(job_id) if e["event"] == "resolved"]
-        return resolved[-1].get("settings") if resolved else None
+    def _ran(self, job_id: str) -> dict[str, Any]:
+        """What ran, once a job has started: the settings the worker resolved (its `resolved` event) and
+        the worker that runs or ran it (its `started` event)."""
+        events = self.spool.events(job_id)
+        resolved = [e for e in events if e["event"] == "resolved"]
+        started = [e for e in events if e["event"] == "started"]
+        return {"settings": resolved[-1].get("settings") if resolved else None, "worker": started[-1].get("worker") if started else None}
 
     def on_subscribe(self, message: Message) -> Message:
         job_id = self._own(message)
@@ -372,10 +406,12 @@ class Server:
         return Message("acked", {"job": job_id})
 
     def on_unload(self, message: Message) -> Message:
-        if self.worker.current is not None:
-            raise ProtocolError("busy", "a job is running; unload frees GPU memory between jobs")
-        self.worker.kill_and_restart()  # a fresh process holds no models and no GPU memory
-        return Message("unloaded", {})
+        idle = [w for w in self.pool.slots if w.current is None]
+        if not idle:
+            raise ProtocolError("busy", "every worker is running a job; unload frees GPU memory between jobs")
+        for w in idle:
+            w.kill_and_restart()  # a fresh worker holds no models and no GPU memory
+        return Message("unloaded", {"workers": [w.name for w in idle], "busy": [w.name for w in self.pool.slots if w.current is not None]})
 
 
 def serve(config: ServerConfig) -> None:

@@ -76,6 +76,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     config = ServerConfig(
         bind=args.bind, spool=Path(args.spool), key=key, share_jobs=args.share_jobs, prior=args.prior, device=device, max_input_faces=args.max_input_faces,
         worker=WorkerConfig(pipeline=args.pipeline, settings={"prior": args.prior, "device": device, "shap_e": args.shap_e}),
+        workers=args.workers, devices=args.devices, ray=args.ray, ray_workers=args.ray_workers,
     )
     serve(config)
     return 0
@@ -144,6 +145,11 @@ def add_server_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bind", default=DEFAULT_BIND, help=f"where to listen (default {DEFAULT_BIND}: loopback only)")
     p.add_argument("--prior", default="auto", help="'auto' (default: Stable Diffusion on CUDA when its weights are cached locally, else the builtin prior), 'builtin', a local diffusers folder or a Hub id")
     p.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"])
+    p.add_argument("--workers", type=int, default=1, help="worker processes on --device, each running one job at a time (e.g. CPU workers)")
+    p.add_argument("--devices", default=None, metavar="LIST", help="one worker per device, e.g. cuda:0,cuda:1 (instead of --workers)")
+    p.add_argument("--ray", default=None, metavar="ADDRESS", help="run jobs on a Ray cluster: 'auto' (the cluster this machine belongs to, "
+                                                                  "started with `ray start`) or its address; one actor per GPU (needs propdreamer[cluster])")
+    p.add_argument("--ray-workers", type=int, default=None, help="actors on the Ray cluster (default: one per GPU it has)")
     p.add_argument("--shap-e", default=None, metavar="SPEC", help="the Shap-E model (default openai/shap-e) for jobs that start from its shape (init shap-e, "
                                                                            "or auto for VDM on Gaussians): a Hub id or a local diffusers folder")
     p.add_argument("--spool", default="~/.cache/propdreamer/spool", help="folder where jobs and results are kept")

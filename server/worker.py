@@ -69,25 +69,28 @@ def worker_main(conn, pipeline_path: str, cancel_flag, preview_interval_s: float
         if message is None:
             return
         job_id, request, input_mesh = message
-        if broken:
-            conn.send(("failed", job_id, broken))
-            continue
-        handle = JobHandle(conn, job_id, cancel_flag, preview_interval_s, settings)
-        try:
-            result = run(request, input_mesh, handle)
-        except JobCancelled:
-            conn.send(("cancelled", job_id, None))
-        except MemoryError:
-            conn.send(("failed", job_id, "out of memory on the server; try the draft preset or free GPU memory with 'unload'"))
-        except Exception as err:  # the job fails with its reason; the worker lives on for the next job
-            if type(err).__name__ == "OutOfMemoryError":
-                reason = "out of GPU memory; try the draft preset, a smaller batch, or free memory with 'unload'"
-            else:
-                reason = f"{type(err).__name__}: {err}"
-            conn.send(("failed", job_id, reason, traceback.format_exc(limit=8)))
-        else:
-            conn.send(("done", job_id, bytes(result)))
+        conn.send(run_one(run, broken, job_id, request, input_mesh, JobHandle(conn, job_id, cancel_flag, preview_interval_s, settings)))
         conn.send(("gpu", "", _free_gpu_memory()))
+
+
+def run_one(run, broken: str | None, job_id: str, request: dict[str, Any], input_mesh: bytes | None, handle: JobHandle) -> tuple:
+    """One job through the pipeline -> its final message: ("done", id, bytes), ("cancelled", id, None) or
+    ("failed", id, reason, traceback). Shared by the local worker process and the Ray actor."""
+    if broken:
+        return ("failed", job_id, broken)
+    try:
+        result = run(request, input_mesh, handle)
+    except JobCancelled:
+        return ("cancelled", job_id, None)
+    except MemoryError:
+        return ("failed", job_id, "out of memory on the server; try the draft preset or free GPU memory with 'unload'")
+    except Exception as err:  # the job fails with its reason; the worker lives on for the next job
+        if type(err).__name__ == "OutOfMemoryError":
+            reason = "out of GPU memory; try the draft preset, a smaller batch, or free memory with 'unload'"
+        else:
+            reason = f"{type(err).__name__}: {err}"
+        return ("failed", job_id, reason, traceback.format_exc(limit=8))
+    return ("done", job_id, bytes(result))
 
 
 def _capabilities(pipeline_path: str, settings: dict[str, Any]) -> dict[str, Any]:
@@ -124,8 +127,9 @@ class WorkerConfig:
 class Supervisor:
     """Starts, feeds and, when it must, replaces the worker process."""
 
-    def __init__(self, config: WorkerConfig) -> None:
-        self.config = config
+    def __init__(self, config: WorkerConfig, name: str = "local-0") -> None:
+        self.config, self.name = config, name
+        self.device = str(config.settings.get("device", "cpu"))
         self._ctx = mp.get_context("spawn")
         self.process = None
         self.conn = None
@@ -194,6 +198,10 @@ class Supervisor:
         except (EOFError, OSError):
             pass  # the worker died; `alive()` tells the server
         return out
+
+    def info(self) -> dict[str, Any]:
+        """This worker for `welcome`: its name, device, free GPU memory and whether it runs a job."""
+        return {"name": self.name, "device": self.device, "free_gpu_memory": self.free_gpu_memory, "busy": self.current is not None, "ready": self.ready}
 
     def exit_reason(self) -> str:
         code = self.process.exitcode if self.process is not None else None

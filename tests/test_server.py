@@ -250,7 +250,7 @@ def test_a_pipeline_that_cannot_load_fails_jobs_with_the_reason(tmp_path):
         job = c.request("submit", {"prompt": "a red cube"}).body["job"]
         failed = c.wait_for(job, ("failed", "done"), timeout_s=60)
         assert failed.body["event"] == "failed" and "no_such_module" in failed.body["reason"]
-        assert server.worker.restarts == 0
+        assert server.pool.slots[0].restarts == 0
         c.close()
     finally:
         server.stop()
@@ -305,3 +305,30 @@ def test_welcome_reports_the_free_gpu_memory_the_worker_last_saw(server):
         time.sleep(0.05)
     assert c.request("hello").body["free_gpu_memory"] == 123456789
     c.close()
+
+
+def test_two_local_workers_run_two_jobs_at_once(tmp_path):
+    from propdreamer.server.pool import local_devices
+
+    server, thread = _start(tmp_path, workers=2)
+    try:
+        c = Client(server.endpoint, timeout_s=30)
+        a = c.request("submit", {"prompt": "nap a"}).body["job"]
+        b = c.request("submit", {"prompt": "nap b"}).body["job"]
+        for job in (a, b):
+            assert c.wait_for(job, ("done", "failed"), timeout_s=60).body["event"] == "done"
+        started = {j: next(e for e in server.spool.events(j) if e["event"] == "started") for j in (a, b)}
+        done = {j: next(e for e in server.spool.events(j) if e["event"] == "done") for j in (a, b)}
+        assert {s["worker"] for s in started.values()} == {"local-0", "local-1"}
+        assert max(s["time"] for s in started.values()) < min(d["time"] for d in done.values())  # at once
+        pool = c.request("hello").body["pool"]
+        assert pool["kind"] == "local" and [(w["name"], w["device"]) for w in pool["workers"]] == [("local-0", "cpu"), ("local-1", "cpu")]
+        assert c.request("unload").body["workers"] == ["local-0", "local-1"]  # both idle: both restarted
+        c.close()
+    finally:
+        server.stop()
+        thread.join(5)
+        server.close()
+    assert local_devices("cuda", devices="cuda:0,cuda:1") == ["cuda:0", "cuda:1"] and local_devices("cpu", workers=3) == ["cpu"] * 3
+    with pytest.raises(ValueError, match="cuda:0,cuda:1"):
+        local_devices("cuda", devices="gpu0")

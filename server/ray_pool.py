@@ -1,0 +1,235 @@
+"""The worker pool on Ray: one long-lived actor per GPU of a Ray cluster, which Ray places across
+machines, keeps alive, and lets us kill and replace.
+
+Each actor loads the pipeline (and, on its first job, the prior) once and keeps it, and runs one job at
+a time through the same `run_one` as the local worker process. It is a threaded actor: `run` occupies
+one thread while `drain` (the job's events so far), `cancel` (the pipeline's cancel flag) and `hello`
+answer on others. The server never blocks on Ray: it holds at most one outstanding call of each kind
+per actor and looks at them with `ray.wait(timeout=0)`.
+
+Faults: an actor that dies (its process or its node) fails its running job with the reason and is
+replaced by a new actor, which takes the next job; a running job is never re-run on its own (it may
+have run for an hour). Queued jobs stay in the server's queue and spool. When the cluster itself is
+unreachable the pool says so (`unavailable`) and the server refuses new submits with that reason.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from typing import Any
+
+from .pool import Pool
+from .worker import JobHandle, WorkerConfig, _capabilities, _free_gpu_memory, _resolve, run_one
+
+log = logging.getLogger(__name__)
+
+PING_EVERY_S = 2.0  # how often an idle actor is asked whether it is still there
+DRAIN_EVERY_S = 0.1  # how often a busy actor's events are fetched (progress reaches the client within this)
+
+
+class _EventBuffer:
+    """The pipe the local worker writes to, inside an actor: messages wait here until `drain`."""
+
+    def __init__(self) -> None:
+        self.items: collections.deque = collections.deque()
+
+    def send(self, message: tuple) -> None:
+        self.items.append(message)
+
+
+class RayWorker:
+    """The actor: one per GPU (or per CPU slot in tests)."""
+
+    def __init__(self, pipeline: str, settings: dict[str, Any], preview_interval_s: float) -> None:
+        self.settings, self.preview_interval_s = settings, preview_interval_s
+        self.events = _EventBuffer()
+        self.cancel_flag = threading.Event()
+        try:
+            self.run_fn, self.broken = _resolve(pipeline), None
+        except Exception as err:  # stay up and fail each job with the reason
+            self.run_fn, self.broken = None, f"the worker cannot load its pipeline '{pipeline}': {type(err).__name__}: {err}"
+        self.capabilities = _capabilities(pipeline, settings) if not self.broken else {}
+
+    def hello(self) -> dict[str, Any]:
+        import os
+
+        import ray
+
+        gpus = ray.get_gpu_ids()
+        return {"node": ray.util.get_node_ip_address(), "pid": os.getpid(), "gpus": [str(g) for g in gpus],
+                "free_gpu_memory": _free_gpu_memory(), "capabilities": self.capabilities}
+
+    def run(self, job_id: str, request: dict[str, Any], input_mesh: bytes | None) -> tuple:
+        self.cancel_flag.clear()
+        handle = JobHandle(self.events, job_id, self.cancel_flag, self.preview_interval_s, self.settings)
+        final = run_one(self.run_fn, self.broken, job_id, request, input_mesh, handle)
+        self.events.send(("gpu", "", _free_gpu_memory()))
+        return final
+
+    def drain(self) -> list[tuple]:
+        out = []
+        while self.events.items:
+            out.append(self.events.items.popleft())
+        return out
+
+    def cancel(self) -> None:
+        self.cancel_flag.set()
+
+
+class RaySlot:
+    """The server's side of one actor, with the local worker's interface (pool.Slot)."""
+
+    def __init__(self, pool: "RayPool", index: int) -> None:
+        self.pool, self.name, self.config = pool, f"ray-{index}", pool.worker
+        self.device = "gpu" if pool.resources.get("num_gpus") else "cpu"
+        self.restarts = 0
+        self.free_gpu_memory: int | None = None
+        self.capabilities: dict[str, Any] = {}
+        self.node: str | None = None
+        self._start()
+
+    def _start(self) -> None:
+        self.actor = self.pool.actor_class.options(**self.pool.resources, max_concurrency=4, max_restarts=0).remote(
+            self.config.pipeline, {**self.config.settings, "device": "auto"}, self.config.preview_interval_s)
+        self.current: str | None = None
+        self.ready = False
+        self.cancel_requested_at: float | None = None
+        self._dead: str | None = None
+        self._hello = self.actor.hello.remote()
+        self._run = self._drain = None
+        self._last_drain = self._last_ping = time.monotonic()
+
+    # -- the slot interface ------------------------------------------------------------------------
+    def submit(self, job_id: str, request: dict[str, Any], input_mesh: bytes | None) -> None:
+        self.current, self.cancel_requested_at = job_id, None
+        self._run = self.actor.run.remote(job_id, request, input_mesh)
+
+    def cancel(self) -> None:
+        if self.current is not None and self.cancel_requested_at is None:
+            self.actor.cancel.remote()
+            self.cancel_requested_at = time.monotonic()
+
+    def overdue_cancel(self) -> bool:
+        return self.cancel_requested_at is not None and time.monotonic() - self.cancel_requested_at > self.config.cancel_grace_s
+
+    def alive(self) -> bool:
+        return self._dead is None
+
+    def exit_reason(self) -> str:
+        return self._dead or "the worker is alive"
+
+    def kill_and_restart(self) -> None:
+        import ray
+
+        try:
+            ray.kill(self.actor, no_restart=True)
+        except Exception:  # already gone, or the cluster is: a new actor is asked for either way
+            pass
+        self.restarts += 1
+        self._start()
+
+    def info(self) -> dict[str, Any]:
+        return {"name": self.name, "device": self.device, "node": self.node, "free_gpu_memory": self.free_gpu_memory,
+                "busy": self.current is not None, "ready": self.ready}
+
+    def close(self) -> None:
+        import ray
+
+        try:
+            ray.kill(self.actor, no_restart=True)
+        except Exception:
+            pass
+
+    def poll(self) -> list[tuple]:
+        """The actor's messages since the last poll, without blocking; notes its death."""
+        import ray
+
+        out: list[tuple] = []
+        now = time.monotonic()
+        try:
+            if self._hello is not None and self._done(self._hello):
+                info, self._hello = ray.get(self._hello), None
+                self.node, self.free_gpu_memory, self.capabilities = info["node"], info["free_gpu_memory"], info["capabilities"]
+                self.ready = True
+            if self._drain is not None and self._done(self._drain):
+                out += self._messages(ray.get(self._drain))
+                self._drain = None
+            if self._run is not None and self._done(self._run):
+                final = ray.get(self._run)
+                self._run = None
+                if self._drain is not None:  # an earlier drain still in flight: its events come first
+                    out += self._messages(ray.get(self._drain, timeout=10))
+                    self._drain = None
+                out += self._messages(ray.get(self.actor.drain.remote(), timeout=10))  # the events the job sent last
+                out.append(final)
+                self.current = self.cancel_requested_at = None
+            elif self._drain is None and self._hello is None:
+                due = DRAIN_EVERY_S if self.current is not None else PING_EVERY_S
+                if now - (self._last_drain if self.current is not None else self._last_ping) >= due:
+                    self._drain = self.actor.drain.remote()  # also tells an idle actor's death
+                    self._last_drain = self._last_ping = now
+        except ray.exceptions.RayActorError as err:
+            self._dead = self._death(err)
+        except ray.exceptions.GetTimeoutError:
+            self._dead = "the worker stopped answering (Ray)"
+        return out
+
+    # -- helpers -----------------------------------------------------------------------------------
+    @staticmethod
+    def _done(ref) -> bool:
+        import ray
+
+        ready, _ = ray.wait([ref], timeout=0)
+        return bool(ready)
+
+    def _messages(self, items: list[tuple]) -> list[tuple]:
+        out = []
+        for m in items:
+            if m[0] == "gpu":
+                self.free_gpu_memory = m[2]
+            else:
+                out.append(m)
+        return out
+
+    def _death(self, err: Exception) -> str:
+        where = f" on node {self.node}" if self.node else ""
+        cause = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        return f"the worker {self.name} (a Ray actor{where}) died: {cause}"
+
+
+class RayPool(Pool):
+    kind = "ray"
+
+    def __init__(self, address: str, worker: WorkerConfig, workers: int | None = None, resources: dict[str, float] | None = None) -> None:
+        try:
+            import ray
+        except ImportError as err:
+            raise RuntimeError("--ray needs Ray: pip install 'propdreamer[cluster]' (or pip install ray) on this machine and on every worker node") from err
+        if not ray.is_initialized():
+            try:
+                ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+            except ConnectionError as err:
+                raise RuntimeError(f"no Ray cluster at '{address}' ({err}); start one with `ray start --head` (and `ray start --address HEAD:6379` "
+                                   f"on each worker node), or run without --ray") from err
+        self.address, self.worker = address, worker
+        total = ray.cluster_resources()
+        if resources is None:
+            resources = {"num_gpus": 1} if total.get("GPU", 0) >= 1 else {"num_cpus": 1}
+        self.resources = resources
+        if workers is None:
+            workers = int(total.get("GPU", 0)) or 1
+        if workers < 1:
+            raise ValueError(f"--ray-workers must be at least 1, got {workers}")
+        self.actor_class = ray.remote(RayWorker)
+        super().__init__([RaySlot(self, i) for i in range(workers)])
+        log.info("Ray pool: %d actor(s) asking %s each, cluster %s", workers, resources, {k: v for k, v in total.items() if k in ("CPU", "GPU")})
+
+    def unavailable(self) -> str | None:
+        import ray
+
+        if not ray.is_initialized():
+            return f"the Ray cluster at '{self.address}' is not connected"
+        return None
