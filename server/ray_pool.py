@@ -129,7 +129,15 @@ class RaySlot:
         except Exception:  # already gone, or the cluster is: a new actor is asked for either way
             pass
         self.restarts += 1
-        self._start()
+        if not self.pool.lost:
+            try:
+                self._start()
+                return
+            except Exception as err:
+                self.pool.lost = f"the Ray cluster at '{self.pool.address}' refused a new worker ({type(err).__name__}: {err})"
+        # No cluster to ask: the slot stays down, idle and never ready (the server refuses submits and says why).
+        self.current = self.cancel_requested_at = self._run = self._drain = self._hello = None
+        self.ready, self._dead = False, None
 
     def info(self) -> dict[str, Any]:
         return {"name": self.name, "device": self.device, "node": self.node, "free_gpu_memory": self.free_gpu_memory,
@@ -148,6 +156,8 @@ class RaySlot:
         import ray
 
         out: list[tuple] = []
+        if self.pool.lost and self.current is None and not self.ready:
+            return out  # down with the cluster
         now = time.monotonic()
         try:
             if self._hello is not None and self._done(self._hello):
@@ -175,6 +185,10 @@ class RaySlot:
             self._dead = self._death(err)
         except ray.exceptions.GetTimeoutError:
             self._dead = "the worker stopped answering (Ray)"
+        except Exception as err:  # the cluster itself: the server refuses submits and keeps running
+            self.pool.lost = f"the Ray cluster at '{self.pool.address}' is unreachable ({type(err).__name__}: {err}); restart the server once it is back"
+            self._dead = self.pool.lost
+            log.error("%s", self.pool.lost)
         return out
 
     # -- helpers -----------------------------------------------------------------------------------
@@ -215,9 +229,12 @@ class RayPool(Pool):
                 raise RuntimeError(f"no Ray cluster at '{address}' ({err}); start one with `ray start --head` (and `ray start --address HEAD:6379` "
                                    f"on each worker node), or run without --ray") from err
         self.address, self.worker = address, worker
+        self.lost: str | None = None  # why the cluster cannot be used any more, once it went away
         total = ray.cluster_resources()
         if resources is None:
             resources = {"num_gpus": 1} if total.get("GPU", 0) >= 1 else {"num_cpus": 1}
+        if "num_gpus" in resources:  # a GPU actor reserves no CPU (Ray's default of one would cap the actors per node at its CPUs)
+            resources = {"num_cpus": 0, **resources}
         self.resources = resources
         if workers is None:
             workers = int(total.get("GPU", 0)) or 1
@@ -230,6 +247,8 @@ class RayPool(Pool):
     def unavailable(self) -> str | None:
         import ray
 
+        if self.lost:
+            return self.lost
         if not ray.is_initialized():
             return f"the Ray cluster at '{self.address}' is not connected"
         return None

@@ -135,3 +135,34 @@ def test_the_server_restarts_with_jobs_in_the_spool_while_ray_keeps_running(tmp_
         c.close()
     finally:
         _stop(server, thread)
+
+
+def test_a_cluster_that_goes_away_fails_the_running_job_and_refuses_submits(tmp_path, monkeypatch):
+    """Simulated: every Ray call fails as it does when the cluster's head is gone. The server keeps
+    serving, the running job fails with the reason, queued jobs stay queued, and submits are refused
+    with what to do."""
+    from propdreamer.server.client import ServerError
+
+    server, thread = _start(tmp_path / "spool", workers=1)
+    try:
+        c = Client(server.endpoint, timeout_s=30)
+        _wait_ready(c, 1)
+        running = c.request("submit", {"prompt": "slow"}).body["job"]
+        queued = c.request("submit", {"prompt": "nap queued"}).body["job"]
+        c.wait_for(running, ("progress",), timeout_s=60)
+
+        def gone(*args, **kwargs):
+            raise ConnectionError("GCS at 127.0.0.1:6379 is unreachable")
+
+        monkeypatch.setattr(ray, "wait", gone)
+        failed = c.wait_for(running, ("failed", "done"), timeout_s=30).body
+        assert failed["event"] == "failed" and "Ray cluster" in failed["reason"] and "unreachable" in failed["reason"]
+        with pytest.raises(ServerError) as err:
+            c.request("submit", {"prompt": "one more"})
+        assert err.value.code == "no_workers" and "restart the server" in str(err.value)
+        assert c.request("hello").type == "welcome"  # still serving
+        assert c.request("status", {"job": queued}).body["state"] == "queued"  # kept for when workers return
+        c.close()
+    finally:
+        monkeypatch.undo()
+        _stop(server, thread)
