@@ -229,8 +229,10 @@ class JobRequest:
     cameras: CameraSetup | None = None  # None: where the prior was trained to look from
     uvs: str = "auto"  # texture jobs: which UV map the texture is baked into (UV_CHOICES)
     init: str = "auto"  # generate jobs: where stage one starts (INIT_CHOICES)
+    retry: bool = False  # run the job once more if its worker dies under it (never on its own: a job may have run for an hour)
 
-    FIELDS = frozenset({"kind", "prompt", "negative_prompt", "method", "representation", "preset", "seed", "steps", "guidance_scale", "t_range", "cameras", "uvs", "init"})
+    FIELDS = frozenset({"kind", "prompt", "negative_prompt", "method", "representation", "preset", "seed", "steps", "guidance_scale", "t_range", "cameras", "uvs",
+                        "init", "retry"})
 
     def __post_init__(self) -> None:
         self.from_body(self.to_body(), 1 if self.kind in ("refine", "texture") else 0)  # one validation, whoever builds it
@@ -259,8 +261,10 @@ class JobRequest:
             method=_choice(body, "method", METHODS, None, none_ok=True), representation=_choice(body, "representation", REPRESENTATIONS, "nerf"),
             preset=_choice(body, "preset", PRESETS, "draft"), seed=int(seed or 0), steps=None if steps is None else int(steps),
             guidance_scale=_number(body, "guidance_scale", 0.0, 1000.0), t_range=t_range, cameras=cameras,
-            uvs=_choice(body, "uvs", UV_SOURCES, "auto"), init=_choice(body, "init", INITS, "auto"),
+            uvs=_choice(body, "uvs", UV_SOURCES, "auto"), init=_choice(body, "init", INITS, "auto"), retry=body.get("retry", False),
         )
+        if not isinstance(values_["retry"], bool):
+            raise RequestError("retry", f"must be true or false, got {values_['retry']!r}")
         if values_["uvs"] != "auto" and kind != "texture":
             raise RequestError("uvs", f"chooses the UV map of a texture job; a '{kind}' job makes its own (leave it out)")
         if values_["init"] != "auto" and kind != "generate":
@@ -290,6 +294,8 @@ class JobRequest:
             body["uvs"] = self.uvs
         if self.init != "auto":
             body["init"] = self.init
+        if self.retry:
+            body["retry"] = True
         return body
 
 

@@ -232,7 +232,7 @@ class Server:
                 self._fail_unstored(message[1], f"{self.spool.space_note()}; the job's {message[0]} could not be kept ({err.strerror})")
         if not w.alive():
             reason = w.exit_reason()
-            if w.current is not None:
+            if w.current is not None and not self._retry(w.current, reason + self._where(w.current)):
                 self._set_final(w.current, "failed", reason + self._where(w.current), {"reason": reason + self._where(w.current), "worker": w.name})
             log.warning("worker %s died (%s); starting a new one", w.name, reason)
             w.kill_and_restart()
@@ -257,6 +257,20 @@ class Server:
             self._set_final(job_id, "failed", message[2], {"reason": message[2]})
         elif kind == "cancelled":
             self._set_final(job_id, "cancelled", "", {})
+
+    def _retry(self, job_id: str, reason: str) -> bool:
+        """A job whose worker died runs once more, first in the queue, when its request asked for it
+        (`retry`); never a second time, and never unasked (a job may have run for an hour)."""
+        try:
+            record = self.spool.get(job_id)
+            if not record.request.get("retry") or any(e["event"] == "retrying" for e in self.spool.events(job_id)):
+                return False
+            self.spool.set_state(job_id, "queued")
+        except (OSError, KeyError):
+            return False
+        self.emit(job_id, "retrying", {"reason": reason})
+        self.queue.insert(0, job_id)
+        return True
 
     def _where(self, job_id: str) -> str:
         """' (in stage texture, step 40 of 120)': where the job was, from its last progress event."""

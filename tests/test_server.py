@@ -332,3 +332,21 @@ def test_two_local_workers_run_two_jobs_at_once(tmp_path):
     assert local_devices("cuda", devices="cuda:0,cuda:1") == ["cuda:0", "cuda:1"] and local_devices("cpu", workers=3) == ["cpu"] * 3
     with pytest.raises(ValueError, match="cuda:0,cuda:1"):
         local_devices("cuda", devices="gpu0")
+
+
+def test_retry_runs_a_job_once_more_when_its_worker_dies(server, tmp_path):
+    c = Client(server.endpoint, timeout_s=30)
+    flaky = c.request("submit", {"prompt": f"crash-once {tmp_path / 'marker'}", "retry": True}).body["job"]
+    assert c.wait_for(flaky, ("done", "failed"), timeout_s=90).body["event"] == "done"
+    kinds = [e["event"] for e in server.spool.events(flaky)]
+    assert kinds.count("started") == 2 and "retrying" in kinds and "killed" not in kinds
+    always = c.request("submit", {"prompt": "crash", "retry": True}).body["job"]
+    final = c.wait_for(always, ("done", "failed"), timeout_s=90).body
+    assert final["event"] == "failed" and "SIGKILL" in final["reason"]
+    assert [e["event"] for e in server.spool.events(always)].count("retrying") == 1  # once, never twice
+    plain = c.request("submit", {"prompt": "crash"}).body["job"]  # unasked: failed, not re-run
+    assert c.wait_for(plain, ("done", "failed"), timeout_s=90).body["event"] == "failed"
+    assert "retrying" not in [e["event"] for e in server.spool.events(plain)]
+    with pytest.raises(ServerError, match="retry"):
+        c.request("submit", {"prompt": "a red cube", "retry": "yes"})
+    c.close()
