@@ -3,7 +3,7 @@ the protocol client the add-on's job tracker is built on, the local pool against
 
     python benchmarks/pool.py overhead [--jobs 20]      # scheduling overhead per job, local vs Ray
     python benchmarks/pool.py throughput [--jobs 4]     # a short real job, 1 and 2 local workers, 2 cores
-    python benchmarks/pool.py studio [--slots 64 --jobs 200 --clients 16 --scale 0.01]
+    python benchmarks/pool.py studio [--slots 64 --jobs 200 --clients 16 --scale 0.01 --queue-order both]
 
 - overhead: the stand-in pipeline (benchmarks/stand_in.py) returns at once; per job, submit -> the
   pipeline starting (it reports its start time), and the pipeline returning -> the `done` event, sent
@@ -13,7 +13,8 @@ the protocol client the add-on's job tracker is built on, the local pool against
 - studio: a Ray cluster started here with one GPU's worth of simulated slots (`--num-gpus 1`, each actor
   asking 1/slots of it: fractional resources), the stand-in sleeping for job lengths drawn from the
   presets' prompt-to-GLB times scaled down (draft 120 s, standard 600 s, 3:1, +-20%), jobs from
-  several clients at once; makespan against the ideal (sum of lengths / slots), the event latency
+  several clients at once (the request names the preset; the server's --queue-order fifo and
+  longest-first, one run each); makespan against the ideal (sum of lengths / slots), the event latency
   (the pipeline's send time -> the client's receipt), and the server's memory.
 Linux only (/proc for memory). Starts and stops its own Ray head (`ray start --head`).
 """
@@ -40,6 +41,7 @@ from server_memory import _free_port, rss_mib  # noqa: E402
 HERE = Path(__file__).resolve().parent
 ENV = {**os.environ, "PYTHONPATH": str(HERE) + os.pathsep + os.environ.get("PYTHONPATH", "")}  # workers and actors import stand_in
 RAY = str(Path(sys.executable).parent / "ray")
+PRESET_S = {"draft": 120.0, "standard": 600.0}  # prompt -> GLB on one GPU, the presets' targets (issue 9)
 
 
 def serve(spool: str, *extra: str) -> tuple[subprocess.Popen, str]:
@@ -127,13 +129,16 @@ def throughput(jobs: int) -> None:
             shutil.rmtree(spool, ignore_errors=True)
 
 
-def studio(slots: int, jobs: int, clients: int, scale: float, seed: int) -> None:
+def studio(slots: int, jobs: int, clients: int, scale: float, seed: int, order: str) -> None:
     rng = random.Random(seed)
-    lengths = [scale * (120.0 if rng.random() < 0.75 else 600.0) * rng.uniform(0.8, 1.2) for _ in range(jobs)]
+    presets, lengths = [], []  # the server knows a job's preset, not its length
+    for _ in range(jobs):
+        presets.append("draft" if rng.random() < 0.75 else "standard")
+        lengths.append(scale * PRESET_S[presets[-1]] * rng.uniform(0.8, 1.2))
     spool = tempfile.mkdtemp()
     with RayHead("--num-cpus", "2", "--num-gpus", "1"):
         server, endpoint = serve(spool, "--pipeline", "stand_in:run", "--prior", "stand-in", "--ray", "auto", "--ray-workers", str(slots),
-                                 "--ray-gpus-per-worker", f"{1.0 / slots:.6f}")
+                                 "--ray-gpus-per-worker", f"{1.0 / slots:.6f}", "--queue-order", order)
         try:
             probe = Client(endpoint, timeout_s=60)
             t_up = time.time()
@@ -146,9 +151,9 @@ def studio(slots: int, jobs: int, clients: int, scale: float, seed: int) -> None
 
             def artist(k: int) -> None:
                 c = Client(endpoint, client_id=f"artist-{k}", timeout_s=120)
-                mine = lengths[k::clients]
+                mine = list(zip(lengths, presets))[k::clients]
                 start.wait()
-                ids = {c.request("submit", {"prompt": f"sleep {s:.3f}"}).body["job"] for s in mine}
+                ids = {c.request("submit", {"prompt": f"sleep {s:.3f}", "preset": p}).body["job"] for s, p in mine}
                 pending, seen = set(ids), []
                 while pending:
                     m = c.receive(timeout_s=600)
@@ -176,7 +181,7 @@ def studio(slots: int, jobs: int, clients: int, scale: float, seed: int) -> None
             makespan = max(ends) - t0
             ideal = sum(lengths) / slots
             latencies.sort()
-            print(f"{jobs} jobs from {clients} clients on {slots} slots: makespan {makespan:.1f} s, ideal {ideal:.1f} s "
+            print(f"queue order {order}: {jobs} jobs from {clients} clients on {slots} slots: makespan {makespan:.1f} s, ideal {ideal:.1f} s "
                   f"({100 * (makespan / ideal - 1):+.1f}%); longest job {max(lengths):.1f} s")
             print(f"event latency (pipeline -> client), {len(latencies)} progress events: median {1000 * latencies[len(latencies) // 2]:.0f} ms, "
                   f"p99 {1000 * latencies[int(0.99 * (len(latencies) - 1))]:.0f} ms, max {1000 * latencies[-1]:.0f} ms")
@@ -196,13 +201,15 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--scale", type=float, default=0.01, help="job length scale: 0.01 turns a 120 s draft job into 1.2 s")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--queue-order", default="both", choices=["both", "fifo", "longest-first"], help="the server's --queue-order (both: one run each)")
     args = ap.parse_args()
     if args.part == "overhead":
         overhead(args.jobs or 20)
     elif args.part == "throughput":
         throughput(args.jobs or 4)
     else:
-        studio(args.slots, args.jobs or 200, args.clients, args.scale, args.seed)
+        for order in (["fifo", "longest-first"] if args.queue_order == "both" else [args.queue_order]):
+            studio(args.slots, args.jobs or 200, args.clients, args.scale, args.seed, order)
     return 0
 
 

@@ -23,6 +23,7 @@ from .schema import check_input_mesh, parse_request
 from .spool import FINAL, Spool
 from .wire import PROTOCOL_VERSION, Message, ProtocolError, ReplayGuard, WireLimits, decode, encode
 from .pool import LocalPool, Pool, local_devices
+from .queue_order import check_order, expected_work, insert_at
 from .worker import WorkerConfig
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ class ServerConfig:
     ray: str | None = None  # "auto" or a Ray cluster's address: the workers are Ray actors (ray_pool.py)
     ray_workers: int | None = None  # actors on the Ray cluster (None: one per GPU it has)
     ray_resources: dict[str, float] | None = None  # what one actor asks Ray for (None: one GPU; a CPU if the cluster has no GPU)
+    queue_order: str = "fifo"  # or "longest-first": a studio's batches finish sooner (queue_order.py)
 
 
 def build_pool(config: ServerConfig) -> Pool:
@@ -65,7 +67,10 @@ class Server:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.spool = Spool(Path(config.spool).expanduser())
-        self.queue: list[str] = []
+        self.queue: list[str] = []  # queued job ids, the next to start first
+        self.work: dict[str, float] = {}  # queued job id -> its expected length (queue_order.py)
+        self.pinned = 0  # the queue's first entries that are retries (they start before anything else)
+        check_order(config.queue_order)
         self.read_only: str | None = None  # why the spool cannot be written (a full disk); None: it can
         self._recover()
         self.context = zmq.Context()
@@ -100,14 +105,35 @@ class Server:
             queued, interrupted = self.spool.recover()
         except OSError as err:
             self.read_only = f"{self.spool.space_note()}: the server is read-only (status, list and fetch work; submit is refused) until space returns ({err.strerror})"
-            self.queue = [r.id for r in self.spool.all() if r.state == "queued"]
+            self._requeue([r.id for r in self.spool.all() if r.state == "queued"])
             log.error("%s", self.read_only)
             return
         if self.read_only:
             log.info("the spool is writable again; accepting jobs")
-        self.read_only, self.queue = None, queued
+        self.read_only = None
+        self._requeue(queued)
         if queued or interrupted:
             log.info("recovered %d queued job(s); %d interrupted by the last shutdown", len(queued), len(interrupted))
+
+    def _requeue(self, job_ids: list[str]) -> None:
+        """The queue rebuilt from the spool's queued jobs (in submission order), in the server's order."""
+        self.queue, self.work, self.pinned = [], {}, 0
+        for job_id in job_ids:
+            self._enqueue(job_id, self.spool.get(job_id).request)
+
+    def _enqueue(self, job_id: str, request: dict[str, Any]) -> int:
+        """Queue a job where the server's order puts it; its 1-based place in the queue."""
+        self.work[job_id] = expected_work(request)
+        at = insert_at(self.queue, self.work, self.work[job_id], self.config.queue_order, self.pinned)
+        self.queue.insert(at, job_id)
+        return at + 1
+
+    def _dequeue(self, job_id: str) -> None:
+        if job_id in self.queue:
+            if self.queue.index(job_id) < self.pinned:
+                self.pinned -= 1
+            self.queue.remove(job_id)
+        self.work.pop(job_id, None)
 
     # -- sending -------------------------------------------------------------------------------
     def send(self, client: str, message: Message) -> None:
@@ -202,6 +228,7 @@ class Server:
 
     # -- jobs and the worker ---------------------------------------------------------------------
     def tend_pool(self) -> None:
+        self.pool.refresh()
         for w in self.pool.slots:
             self._tend(w)
         started = False
@@ -214,7 +241,7 @@ class Server:
                 self.spool.set_state(job_id, "running")
             except OSError:
                 return  # a full disk: the job stays queued and starts when space returns
-            self.queue.pop(0)
+            self._dequeue(job_id)
             self.emit(job_id, "started", {"worker": w.name})
             w.submit(job_id, record.request, self.spool.input_mesh(job_id))
             started = True
@@ -270,6 +297,8 @@ class Server:
             return False
         self.emit(job_id, "retrying", {"reason": reason})
         self.queue.insert(0, job_id)
+        self.work[job_id] = expected_work(record.request)
+        self.pinned += 1
         return True
 
     def _where(self, job_id: str) -> str:
@@ -349,8 +378,10 @@ class Server:
             job_id = self.spool.accept(message.client, request.to_body(), message.buffers[0] if message.buffers else None)
         except OSError as err:
             raise ProtocolError("disk_full", f"{self.spool.space_note()}: the job was not accepted ({err.strerror}); free space there and submit again") from None
-        self.queue.append(job_id)  # acknowledged only now, after the spool has it on disk
-        position = len(self.queue) + (0 if self.pool.free() else 1)
+        place = self._enqueue(job_id, request.to_body())  # acknowledged only now, after the spool has it on disk
+        for behind in self.queue[place:]:  # longest-first may put it ahead of jobs already waiting
+            self.emit(behind, "queued", {"position": self.queue.index(behind) + 1})
+        position = place + (0 if self.pool.free() else 1)
         # The settings that run are resolved against the loaded prior by the worker: the job's `resolved` event.
         return Message("accepted", {"job": job_id, "position": position, "warnings": warnings})
 
@@ -358,7 +389,7 @@ class Server:
         job_id = self._own(message)
         record = self.spool.get(job_id)
         if record.state == "queued":
-            self.queue.remove(job_id) if job_id in self.queue else None
+            self._dequeue(job_id)
             self.spool.set_state(job_id, "cancelled")
             self.emit(job_id, "cancelled", {})
             return Message("cancel", {"job": job_id, "state": "cancelled"})

@@ -77,7 +77,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         bind=args.bind, spool=Path(args.spool), key=key, share_jobs=args.share_jobs, prior=args.prior, device=device, max_input_faces=args.max_input_faces,
         worker=WorkerConfig(pipeline=args.pipeline, settings={"prior": args.prior, "device": device, "shap_e": args.shap_e}),
         workers=args.workers, devices=args.devices, ray=args.ray, ray_workers=args.ray_workers,
-        ray_resources={"num_gpus": args.ray_gpus_per_worker} if args.ray_gpus_per_worker else None,
+        ray_resources={"num_gpus": args.ray_gpus_per_worker} if args.ray_gpus_per_worker else None, queue_order=args.queue_order,
     )
     serve(config)
     return 0
@@ -153,6 +153,9 @@ def add_server_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ray-workers", type=int, default=None, help="actors on the Ray cluster (default: one per GPU it has)")
     p.add_argument("--ray-gpus-per-worker", type=float, default=None, help="the GPU share one actor asks Ray for (default 1; a fraction packs "
                                                                            "several actors on one GPU, e.g. small draft jobs, or a simulation)")
+    p.add_argument("--queue-order", default="fifo", choices=["fifo", "longest-first"],
+                   help="the order queued jobs start in: fifo (default: each job after those sent before it) or longest-first "
+                        "(a studio's batches on many workers finish sooner; drafts wait behind standard jobs)")
     p.add_argument("--shap-e", default=None, metavar="SPEC", help="the Shap-E model (default openai/shap-e) for jobs that start from its shape (init shap-e, "
                                                                            "or auto for VDM on Gaussians): a Hub id or a local diffusers folder")
     p.add_argument("--spool", default="~/.cache/propdreamer/spool", help="folder where jobs and results are kept")

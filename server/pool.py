@@ -15,6 +15,7 @@ jobs and results: a slot's result reaches the spool before the job is reported d
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from typing import Any, Protocol
 
@@ -56,6 +57,9 @@ class Pool:
     def running(self, job_id: str):
         return next((s for s in self.slots if s.current == job_id), None)
 
+    def refresh(self) -> None:
+        """Once per tick of the server's loop, before the slots are polled (Ray: one wait for all actors)."""
+
     def unavailable(self) -> str | None:
         """Why no job can run at all (a Ray cluster that went away), or None."""
         return None
@@ -72,7 +76,17 @@ class LocalPool(Pool):
     def __init__(self, worker: WorkerConfig, devices: list[str]) -> None:
         if not devices:
             raise ValueError("a local pool needs at least one device, e.g. ['cpu'] or ['cuda:0', 'cuda:1']")
-        super().__init__([Supervisor(replace(worker, settings={**worker.settings, "device": d}), name=f"local-{i}") for i, d in enumerate(devices)])
+        threads = cpu_threads(devices, os.cpu_count() or 1)
+        super().__init__([Supervisor(replace(worker, settings={**worker.settings, "device": d, **({"threads": threads} if d == "cpu" else {})}),
+                                     name=f"local-{i}") for i, d in enumerate(devices)])
+
+
+def cpu_threads(devices: list[str], cores: int) -> int:
+    """Compute threads for each CPU worker: the cores shared out among them. torch's default (every core
+    in every process) makes two CPU workers on 2 cores run 4 busy threads that spin against each other:
+    2.75x slower than one worker, not faster (BENCHMARKS.md, "The worker pool")."""
+    cpu_workers = sum(1 for d in devices if d == "cpu")
+    return max(1, cores // max(1, cpu_workers))
 
 
 def local_devices(device: str, workers: int = 1, devices: str | None = None) -> list[str]:

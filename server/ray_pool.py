@@ -5,7 +5,7 @@ Each actor loads the pipeline (and, on its first job, the prior) once and keeps 
 a time through the same `run_one` as the local worker process. It is a threaded actor: `run` occupies
 one thread while `drain` (the job's events so far), `cancel` (the pipeline's cancel flag) and `hello`
 answer on others. The server never blocks on Ray: it holds at most one outstanding call of each kind
-per actor and looks at them with `ray.wait(timeout=0)`.
+per actor and looks at all of them with one `ray.wait(timeout=0)` per tick of its loop.
 
 Faults: an actor that dies (its process or its node) fails its running job with the reason and is
 replaced by a new actor, which takes the next job; a running job is never re-run on its own (it may
@@ -27,7 +27,7 @@ from .worker import JobHandle, WorkerConfig, _capabilities, _free_gpu_memory, _r
 log = logging.getLogger(__name__)
 
 PING_EVERY_S = 2.0  # how often an idle actor is asked whether it is still there
-DRAIN_EVERY_S = 0.1  # how often a busy actor's events are fetched (progress reaches the client within this)
+LONG_POLL_S = 1.0  # a busy actor's drain returns at its first event, or after this with none
 
 
 class _EventBuffer:
@@ -35,9 +35,17 @@ class _EventBuffer:
 
     def __init__(self) -> None:
         self.items: collections.deque = collections.deque()
+        self.arrived = threading.Condition()
 
     def send(self, message: tuple) -> None:
-        self.items.append(message)
+        with self.arrived:
+            self.items.append(message)
+            self.arrived.notify_all()
+
+    def wait(self, timeout_s: float) -> None:
+        """Until a message is here, or `timeout_s`."""
+        with self.arrived:
+            self.arrived.wait_for(lambda: bool(self.items), timeout_s)
 
 
 class RayWorker:
@@ -69,7 +77,11 @@ class RayWorker:
         self.events.send(("gpu", "", _free_gpu_memory()))
         return final
 
-    def drain(self) -> list[tuple]:
+    def drain(self, wait_s: float = 0.0) -> list[tuple]:
+        """The messages so far; with `wait_s`, the call waits up to that long for the first one (a long
+        poll: a busy actor's events reach the server as they are sent, one call per batch of them)."""
+        if wait_s > 0:
+            self.events.wait(wait_s)
         out = []
         while self.events.items:
             out.append(self.events.items.popleft())
@@ -100,7 +112,7 @@ class RaySlot:
         self._dead: str | None = None
         self._hello = self.actor.hello.remote()
         self._run = self._drain = None
-        self._last_drain = self._last_ping = time.monotonic()
+        self._last_asked = time.monotonic()  # when an idle actor was last asked whether it lives
 
     # -- the slot interface ------------------------------------------------------------------------
     def submit(self, job_id: str, request: dict[str, Any], input_mesh: bytes | None) -> None:
@@ -177,10 +189,11 @@ class RaySlot:
                 out.append(final)
                 self.current = self.cancel_requested_at = None
             elif self._drain is None and self._hello is None:
-                due = DRAIN_EVERY_S if self.current is not None else PING_EVERY_S
-                if now - (self._last_drain if self.current is not None else self._last_ping) >= due:
-                    self._drain = self.actor.drain.remote()  # also tells an idle actor's death
-                    self._last_drain = self._last_ping = now
+                if self.current is not None:  # busy: a long poll always in flight
+                    self._drain = self.actor.drain.remote(LONG_POLL_S)
+                elif now - self._last_asked >= PING_EVERY_S:
+                    self._drain = self.actor.drain.remote()  # tells an idle actor's death
+                    self._last_asked = now
         except ray.exceptions.RayActorError as err:
             self._dead = self._death(err)
         except ray.exceptions.GetTimeoutError:
@@ -192,12 +205,14 @@ class RaySlot:
         return out
 
     # -- helpers -----------------------------------------------------------------------------------
-    @staticmethod
-    def _done(ref) -> bool:
-        import ray
+    def pending(self) -> list:
+        """The calls to the actor still in flight (its start, an event drain, the job)."""
+        return [r for r in (self._hello, self._drain, self._run) if r is not None]
 
-        ready, _ = ray.wait([ref], timeout=0)
-        return bool(ready)
+    def _done(self, ref) -> bool:
+        if self.pool.wait_error is not None:
+            raise self.pool.wait_error  # the cluster itself (poll says so)
+        return ref in self.pool.ready
 
     def _messages(self, items: list[tuple]) -> list[tuple]:
         out = []
@@ -230,6 +245,8 @@ class RayPool(Pool):
                                    f"on each worker node), or run without --ray") from err
         self.address, self.worker = address, worker
         self.lost: str | None = None  # why the cluster cannot be used any more, once it went away
+        self.ready: set = set()  # the actors' calls found finished by this tick's `refresh`
+        self.wait_error: Exception | None = None  # what that wait raised (the cluster went away)
         total = ray.cluster_resources()
         if resources is None:
             resources = {"num_gpus": 1} if total.get("GPU", 0) >= 1 else {"num_cpus": 1}
@@ -243,6 +260,20 @@ class RayPool(Pool):
         self.actor_class = ray.remote(RayWorker)
         super().__init__([RaySlot(self, i) for i in range(workers)])
         log.info("Ray pool: %d actor(s) asking %s each, cluster %s", workers, resources, {k: v for k, v in total.items() if k in ("CPU", "GPU")})
+
+    def refresh(self) -> None:
+        """Which in-flight calls of every actor have finished: one `ray.wait` per tick for the whole pool
+        (64 actors asked one by one cost the loop more than the events they carry)."""
+        import ray
+
+        refs = [r for s in self.slots for r in s.pending()] if not self.lost else []
+        self.ready, self.wait_error = set(), None
+        if refs:
+            try:
+                done, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+                self.ready = set(done)
+            except Exception as err:  # the cluster itself: each slot's poll reports it
+                self.wait_error = err
 
     def unavailable(self) -> str | None:
         import ray

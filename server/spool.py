@@ -9,7 +9,11 @@ Layout, one folder per job (`<spool>/jobs/<job_id>/`):
     result.glb     the result, and result.sha256 beside it
 
 Every write goes to a temporary file that is fsynced and renamed over the old one, so a reader sees
-either the old or the new content, never half of either.
+either the old or the new content, never half of either. Events are appended and fsynced, except the
+passing ones (`PASSING_EVENTS`: progress, previews, queue positions): those reach the operating system
+at once (a crash of the server loses none) but are not forced to the disk one by one; a power cut may
+lose the last of them, never a job, a state or a result. fsyncing each of them made the server's loop
+wait on the disk hundreds of times a second with many workers (BENCHMARKS.md, "The worker pool").
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from typing import Any
 
 STATES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
 FINAL = ("done", "failed", "cancelled", "interrupted")
+PASSING_EVENTS = frozenset({"progress", "preview", "queued"})  # written, not fsynced one by one (a job's first `queued` is)
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -80,7 +85,7 @@ class Spool:
             shutil.rmtree(tmp, ignore_errors=True)  # a full disk leaves no half-made job behind
             raise
         try:
-            self.append_event(job_id, "queued", {})
+            self.append_event(job_id, "queued", {}, sync=True)
         except BaseException:
             self.remove(job_id)  # refused, so it must not run after a restart either
             raise
@@ -117,7 +122,9 @@ class Spool:
             raise ValueError(f"unknown job state {state!r}")
         _atomic_write(self._dir(job_id) / "state.json", json.dumps({"state": state, "reason": reason}).encode())
 
-    def append_event(self, job_id: str, kind: str, data: dict[str, Any]) -> dict[str, Any]:
+    def append_event(self, job_id: str, kind: str, data: dict[str, Any], sync: bool | None = None) -> dict[str, Any]:
+        """Append one event; fsynced unless it is a passing one (`sync` None: by its kind)."""
+        sync = kind not in PASSING_EVENTS if sync is None else sync
         path = self._dir(job_id) / "events.jsonl"
         if job_id not in self._next_seq:
             self._next_seq[job_id] = len(self.events(job_id))
@@ -131,7 +138,8 @@ class Spool:
             with open(path, "a") as f:
                 f.write(json.dumps(event) + "\n")
                 f.flush()
-                os.fsync(f.fileno())
+                if sync:
+                    os.fsync(f.fileno())
         except BaseException:
             self._next_seq.pop(job_id, None)  # the next append re-counts the events and ends a line cut short
             raise

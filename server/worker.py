@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import importlib
 import multiprocessing as mp
+import os
+import sys
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -56,6 +58,8 @@ def _resolve(path: str):
 
 
 def worker_main(conn, pipeline_path: str, cancel_flag, preview_interval_s: float, settings: dict[str, Any]) -> None:
+    if settings.get("threads"):
+        limit_threads(int(settings["threads"]))
     try:
         run = _resolve(pipeline_path)
         broken = None
@@ -71,6 +75,15 @@ def worker_main(conn, pipeline_path: str, cancel_flag, preview_interval_s: float
         job_id, request, input_mesh = message
         conn.send(run_one(run, broken, job_id, request, input_mesh, JobHandle(conn, job_id, cancel_flag, preview_interval_s, settings)))
         conn.send(("gpu", "", _free_gpu_memory()))
+
+
+def limit_threads(threads: int) -> None:
+    """This process's compute threads (a CPU worker sharing the cores with others), set before the
+    pipeline imports torch and again through torch if it is already loaded."""
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[name] = str(threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
 
 
 def run_one(run, broken: str | None, job_id: str, request: dict[str, Any], input_mesh: bytes | None, handle: JobHandle) -> tuple:

@@ -38,6 +38,8 @@ def run(request, input_mesh, job):
         for step in range(6):
             job.progress("stage1", step, 6)
             time.sleep(0.25)
+    if prompt == "threads":  # the compute threads this worker was given
+        return f"threads={os.environ.get('OMP_NUM_THREADS')}".encode()
     if prompt == "stubborn":  # ignores cancel
         time.sleep(30)
     for step in range(3):

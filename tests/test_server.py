@@ -1,5 +1,6 @@
 """The job server on real loopback sockets, with a fast stand-in pipeline."""
 
+import os
 import threading
 import time
 
@@ -323,6 +324,9 @@ def test_two_local_workers_run_two_jobs_at_once(tmp_path):
         assert max(s["time"] for s in started.values()) < min(d["time"] for d in done.values())  # at once
         pool = c.request("hello").body["pool"]
         assert pool["kind"] == "local" and [(w["name"], w["device"]) for w in pool["workers"]] == [("local-0", "cpu"), ("local-1", "cpu")]
+        threads = c.request("submit", {"prompt": "threads"}).body["job"]  # two CPU workers share the cores, not each take all
+        assert c.wait_for(threads, ("done", "failed"), timeout_s=60).body["event"] == "done"
+        assert c.fetch(threads) == f"threads={max(1, (os.cpu_count() or 1) // 2)}".encode()
         assert c.request("unload").body["workers"] == ["local-0", "local-1"]  # both idle: both restarted
         c.close()
     finally:
@@ -350,3 +354,26 @@ def test_retry_runs_a_job_once_more_when_its_worker_dies(server, tmp_path):
     with pytest.raises(ServerError, match="retry"):
         c.request("submit", {"prompt": "a red cube", "retry": "yes"})
     c.close()
+
+
+def test_longest_first_starts_the_longest_queued_job_first(tmp_path):
+    server, thread = _start(tmp_path, queue_order="longest-first")
+    try:
+        c = Client(server.endpoint, timeout_s=30)
+        busy = c.request("submit", {"prompt": "slow busy"}).body["job"]  # holds the one worker while the others queue
+        c.wait_for(busy, ("started",), timeout_s=60)
+        draft = c.request("submit", {"prompt": "a draft", "preset": "draft"}).body
+        standard = c.request("submit", {"prompt": "a standard", "preset": "standard"}).body
+        short = c.request("submit", {"prompt": "a short one", "preset": "draft", "steps": 1}).body
+        assert (draft["position"], standard["position"], short["position"]) == (2, 2, 4)  # the standard job goes ahead of the draft
+        assert [e.get("position") for e in server.spool.events(draft["job"]) if e["event"] == "queued"][-1] == 2  # and the draft is told
+        c.request("cancel", {"job": busy})
+        for job in (draft["job"], standard["job"], short["job"]):
+            assert c.wait_for(job, ("done", "failed"), timeout_s=60).body["event"] == "done"
+        started = {j: next(e["time"] for e in server.spool.events(j) if e["event"] == "started") for j in (draft["job"], standard["job"], short["job"])}
+        assert started[standard["job"]] < started[draft["job"]] < started[short["job"]]
+        c.close()
+    finally:
+        server.stop()
+        thread.join(5)
+        server.close()

@@ -75,3 +75,21 @@ def test_job_ids_cannot_escape_the_spool(tmp_path):
     for bad in ("../etc", "a/b", "", "x" * 100):
         with pytest.raises(KeyError):
             spool.get(bad)
+
+
+def test_passing_events_are_written_at_once_and_lasting_ones_forced_to_disk(tmp_path, monkeypatch):
+    import os
+
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    spool = Spool(tmp_path)
+    job = spool.accept("c", {"prompt": "a"})
+    synced.clear()
+    for step in range(50):  # progress is written for every reader at once, without waiting on the disk
+        spool.append_event(job, "progress", {"step": step})
+    spool.append_event(job, "queued", {"position": 3})
+    assert synced == [] and len(Spool(tmp_path).events(job)) == 52
+    for kind in ("started", "resolved", "done"):  # what a job is and how it ended: on the disk before it is sent
+        spool.append_event(job, kind, {})
+    assert len(synced) == 3
