@@ -9,7 +9,9 @@ best turn about the vertical axis (the prompt does not fix that turn):
 volume IoU with the prompted shape, whether the prompted shape is the nearest (highest IoU), and the
 CIE76 delta-E of the mean surface albedo against the prompted colour. With --final, stage two runs
 too (DMTet -> texture -> export) and the exported mesh is scored the same way (voxelised by winding
-number), with the delta-E of the mean baked texture colour over the UV charts. Prints one CSV row per
+number), with the delta-E of the mean baked texture colour over the UV charts, and its surface against
+the true primitive's at the same best turn (core/geometry/surface.py): the mean angle between their
+normals (degrees, area-weighted) and the symmetric Chamfer distance (normalised frame: largest side 1). Prints one CSV row per
 run and a summary per method x representation; writes the CSV and a turntable sheet into --out.
 `--methods oracle` fits stage one to the true primitive's renders instead (oracle.py): the ceiling of
 the representation, preset and scorer, against which a method's score reads.
@@ -35,6 +37,7 @@ import torch
 
 from propdreamer.core.builtin_prior.shapes import SDFS
 from propdreamer.core.builtin_prior.vocabulary import COLOURS, SHAPES, caption
+from propdreamer.core.geometry.surface import surface_error
 from propdreamer.core.geometry.voxels import auto_threshold, delta_e, grid_points, iou, normalise, surface_voxels
 from propdreamer.core.images import grid, save_png
 from propdreamer.core.priors.diffusers_prior import PriorConfig, load_prior
@@ -116,8 +119,12 @@ def score_mesh(vertices, faces, texture, uvs, colour: str, shape: str, reference
     nearest = max(ious, key=ious.get)
     face_map, _ = uv_rasterize(torch.from_numpy(uvs), torch.from_numpy(faces), texture.shape[0])
     mean = torch.from_numpy(texture[face_map.numpy() >= 0].astype(np.float32) / 255).mean(0)
+    turns = TURNS_DEG if len(references[shape]) > 1 else (0,)
+    turn = turns[max(range(len(turns)), key=lambda i: iou(canonical, references[shape][i]))]  # the turn the volume score found best
+    surface = surface_error(torch.as_tensor(vertices, dtype=torch.float32), torch.as_tensor(faces, dtype=torch.long), SDFS[shape], turn)  # the full mesh
     return {"final_iou": round(ious[shape], 3), "final_nearest": nearest, "final_correct": nearest == shape,
-            "texture_delta_e": round(delta_e(mean, torch.tensor(COLOURS[colour])), 1)}
+            "texture_delta_e": round(delta_e(mean, torch.tensor(COLOURS[colour])), 1),
+            "normal_deg": round(surface.normal_deg, 1), "chamfer": round(surface.chamfer, 4), "faces": len(faces)}
 
 
 def by_method(rows: list[dict]) -> list[tuple[tuple[str, str], list[dict]]]:
@@ -133,7 +140,8 @@ def run_via_server(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     references = reference_shapes(1.0)  # scores normalise both shapes, so the box only sets the sampling
-    fields = ["method", "representation", "prompt", "seconds", "final_iou", "final_nearest", "final_correct", "texture_delta_e", "settings", "warnings"]
+    fields = ["method", "representation", "prompt", "seconds", "final_iou", "final_nearest", "final_correct", "texture_delta_e", "normal_deg", "chamfer", "faces",
+              "settings", "warnings"]
     rows = []
     with ArtistPath(prior=args.prior, spool=out / "spool", log=out / "server.log") as path, open(out / "synthetic3d_server.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
@@ -151,11 +159,37 @@ def run_via_server(args) -> int:
                            **score_mesh(vertices, faces, texture, uvs, colour, shape, references), "settings": job.summary, "warnings": "; ".join(job.warnings)}
                     writer.writerow(row), f.flush(), rows.append(row)
                     print(",".join(str(row[k]) for k in fields), flush=True)
-    print("\nthrough the server (returned GLB): prompts, shape nearest, mean IoU, mean texture delta-E, mean / max seconds")
+    print("\nthrough the server (returned GLB): prompts, shape nearest, mean IoU, mean texture delta-E, mean normal error (deg), mean Chamfer, "
+          "mean / max seconds")
     for key, group in by_method(rows):
         n = len(group)
         print(f"{key[0]} x {key[1]}: {n}, {sum(r['final_correct'] for r in group)}/{n}, {sum(r['final_iou'] for r in group) / n:.3f}, "
-              f"{sum(r['texture_delta_e'] for r in group) / n:.1f}, {sum(r['seconds'] for r in group) / n:.1f} / {max(r['seconds'] for r in group):.1f}")
+              f"{sum(r['texture_delta_e'] for r in group) / n:.1f}, {sum(r['normal_deg'] for r in group) / n:.1f}, {sum(r['chamfer'] for r in group) / n:.4f}, "
+              f"{sum(r['seconds'] for r in group) / n:.1f} / {max(r['seconds'] for r in group):.1f}")
+    return 0
+
+
+def rescore(folder: Path, threads: int) -> int:
+    """The GLBs of an earlier --via-server run, scored by today's measures; one CSV row each and a summary."""
+    from via_server import read_glb
+
+    torch.set_num_threads(threads)
+    references = reference_shapes(1.0)
+    fields = ["method", "representation", "prompt", "final_iou", "final_nearest", "final_correct", "texture_delta_e", "normal_deg", "chamfer", "faces"]
+    print(",".join(fields), flush=True)
+    rows = []
+    for path in sorted((folder / "glb").glob("*.glb"), key=lambda p: p.stat().st_mtime):  # the order they were made
+        method, representation, colour, shape = path.stem.split("_")
+        vertices, faces, uvs, texture = read_glb(path.read_bytes())
+        row = {"method": method, "representation": representation, "prompt": caption(colour, shape),
+               **score_mesh(vertices, faces, texture, uvs, colour, shape, references)}
+        rows.append(row)
+        print(",".join(str(row[k]) for k in fields), flush=True)
+    for key, group in by_method(rows):
+        n = len(group)
+        print(f"{key[0]} x {key[1]}: {n} GLBs, nearest {sum(r['final_correct'] for r in group)}/{n}, mean IoU {sum(r['final_iou'] for r in group) / n:.3f}, "
+              f"mean normal error {sum(r['normal_deg'] for r in group) / n:.1f} deg, mean Chamfer {sum(r['chamfer'] for r in group) / n:.4f}, "
+              f"mean faces {sum(r['faces'] for r in group) / n:.0f}")
     return 0
 
 
@@ -173,7 +207,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="out/synthetic3d")
     ap.add_argument("--final", action="store_true", help="also run stage two and score the exported mesh")
     ap.add_argument("--via-server", action="store_true", help="the artist's path: each prompt through `propdreamer serve` as the add-on sends it; scores the returned GLB")
+    ap.add_argument("--rescore", default=None, metavar="DIR", help="score the GLBs an earlier --via-server run kept (DIR/glb/METHOD_REPRESENTATION_COLOUR_SHAPE.glb) "
+                                                                   "without running anything: a new measure on results already made")
     args = ap.parse_args(argv)
+    if args.rescore:
+        return rescore(Path(args.rescore), args.threads)
     if args.via_server:
         args.methods = args.methods or "auto"
         if args.steps is not None or "oracle" in args.methods.split(","):
@@ -189,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     rows, sheets = [], []
     fields = ["method", "representation", "prompt", "seconds", "iou", "nearest", "correct", "delta_e", "albedo", "threshold", "occupied"]
     if args.final:
-        fields += ["final_seconds", "final_iou", "final_nearest", "final_correct", "texture_delta_e"]
+        fields += ["final_seconds", "final_iou", "final_nearest", "final_correct", "texture_delta_e", "normal_deg", "chamfer", "faces"]
     fields += ["ious"]  # every primitive's IoU (the prompted one is "iou")
     with open(out / "synthetic3d.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)

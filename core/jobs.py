@@ -85,12 +85,28 @@ def run_request(prior, resolved, input_mesh: bytes | None, callbacks) -> bytes:
 
     request, config = resolved.request, resolved.config
     if request.kind == "generate":  # a cancel raises core.cancel.Cancelled, which the server's worker catches
-        return generate(prior, request.prompt, config, callbacks).glb
-    vertices, faces, uvs = read_mesh(input_mesh or b"")
-    if request.kind == "refine":
-        return refine_mesh(prior, request.prompt, vertices, faces, config, callbacks).glb
-    result = texture_mesh(prior, request.prompt, vertices, faces, config, callbacks, uvs=texture_uvs(request, uvs))
-    return textured_glb(result.vertices, result.faces, result.uvs, result.texture_png)
+        result = generate(prior, request.prompt, config, callbacks)
+        glb = result.glb
+    else:
+        vertices, faces, uvs = read_mesh(input_mesh or b"")
+        if request.kind == "refine":
+            result = refine_mesh(prior, request.prompt, vertices, faces, config, callbacks)
+            glb = result.glb
+        else:
+            result = texture_mesh(prior, request.prompt, vertices, faces, config, callbacks, uvs=texture_uvs(request, uvs))
+            glb = textured_glb(result.vertices, result.faces, result.uvs, result.texture_png)
+    return with_provenance(glb, resolved, prior, result.seconds)
+
+
+def with_provenance(glb: bytes, resolved, prior, seconds: dict[str, float]) -> bytes:
+    """The result with its manifest (core/provenance.py): the request, what ran, the prior and its
+    weights' digest, the stages' times."""
+    from . import provenance
+
+    folder = getattr(prior, "folder", None)  # a prior built in code (tests' random priors) has no folder of weights
+    record = provenance.manifest(resolved.request.to_body(), resolved.settings, str(getattr(prior, "source", "") or resolved.settings.get("prior", "")),
+                                 folder, seconds)
+    return provenance.attach(glb, record)
 
 
 def run_job(body: dict, input_mesh: bytes | None, job) -> bytes:

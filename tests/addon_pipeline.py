@@ -8,6 +8,7 @@ import numpy as np
 import trimesh
 from PIL import Image
 
+from propdreamer.core import provenance
 from propdreamer.core.cancel import Cancelled
 from propdreamer.core.jobs import read_mesh, textured_glb
 
@@ -24,6 +25,16 @@ def _planar(vertices):
 
 
 def run(request, input_mesh, job):
+    """The result carries a manifest as the real pipeline's does (core/provenance.py)."""
+    glb = _run(request, input_mesh, job)
+    return provenance.attach(glb, provenance.manifest(request, SETTINGS, "stand-in", None, {"stand-in": 0.01}))
+
+
+SETTINGS = {"method": "sds", "representation": "nerf", "preset": "draft", "steps": 3, "guidance_scale": 10.0,
+            "timesteps": {"kind": "uniform", "t_min": 0.02, "t_max": 0.95}, "cameras": {"elevation_deg": [-10.0, 30.0]}}
+
+
+def _run(request, input_mesh, job):
     prompt = request["prompt"]
     job.event("resolved", {"settings": {"method": request.get("method", "sds"), "representation": "nerf", "preset": "draft", "steps": 3, "guidance_scale": 10.0,
                                         "timesteps": {"kind": "uniform", "t_min": 0.02, "t_max": 0.95}, "cameras": {"elevation_deg": [-10.0, 30.0]}},

@@ -40,6 +40,17 @@ def test_addon_flows_in_real_blender(server, tmp_path):
     assert g["n"] == 1 and g["uv"] >= 1 and g["image"]
     assert g["location"] == pytest.approx([1.0, 2.0, 3.0]) and g["size"] == pytest.approx(2.0, rel=1e-4)
     assert r["rerun"] == ["FINISHED"] and r["rerun_new"] == 1 and r["rerun_prompt"] == "a red cube"
+    p = r["provenance"]  # the manifest as the object's custom properties
+    assert p["prompt"] == "a red cube" and p["seed"] == 7 and p["prior"] == "stand-in" and p["generator"].startswith("PropDreamer ")
+    assert p["settings"].startswith("sds on nerf, draft 3 steps") and r["importer_group_removed"]
+    assert r["manifest_request"]["prompt"] == "a red cube" and r["manifest_request"]["seed"] == 7 and r["manifest_request"]["init"] == "ball"
+    assert r["rerun_selected"] == ["FINISHED"]
+    again = r["rerun_selected_new"]  # made again with its own settings (not the panel's), beside it, and the panel shows them
+    assert again["n"] == 1 and again["prompt"] == "a red cube" and again["seed"] == 7 and again["panel"] == ["a red cube", 7]
+    assert again["offset"] == pytest.approx([2.5, 0.0, 0.0], abs=1e-4)
+    assert r["variations"] == ["FINISHED"]
+    assert [seed for seed, _ in r["variation_objects"]] == [40, 41, 42]
+    assert [c for _, loc in r["variation_objects"] for c in loc] == pytest.approx([0.0, -5.0, 0.0, 2.5, -5.0, 0.0, 5.0, -5.0, 0.0], abs=1e-4)
     assert r["texture"] == ["FINISHED"] and len(r["textured"]) == 3 and r["selection_kept"]
     for name, t in r["textured"].items():
         assert t == {"same_geometry": True, "kept_uv": True, "new_uv": True, "new_material": True}, name
@@ -174,6 +185,8 @@ def test_texture_selected_end_to_end_on_the_real_pipeline(tmp_path):
     assert monkey["status"] == cylinder["status"] == ["FINISHED"]
     assert monkey["uv_maps"] == ["UVMap", monkey["uv_map"]] and monkey["torn"] == monkey["flipped"] == 0
     assert cylinder["uv_maps"] == ["UVMap"] and cylinder["uv_map"] == "UVMap"  # baked into the artist's own map
+    # How each texture was made (prompt, prior, its weights' SHA-256): on the material it added, not on the artist's object.
+    assert monkey["made_by"] == ["a blue cube", "builtin", 64, False] and cylinder["made_by"] == ["a yellow cylinder", "builtin", 64, False]
     red, green, blue = monkey["mean_rgb"]
     assert blue > red + 0.1 and blue > green + 0.1, monkey["mean_rgb"]
     red, green, blue = cylinder["mean_rgb"]

@@ -13,6 +13,7 @@ import pytest
 import torch
 import trimesh
 
+from propdreamer.core import provenance
 from propdreamer.core.cancel import Cancelled
 from propdreamer.core.geometry.voxels import grid_points, iou, normalise
 from propdreamer.core.jobs import read_mesh, textured_glb
@@ -154,8 +155,13 @@ def test_server_runs_a_real_texture_job_on_loopback(tmp_path):
         assert c.request("list").body["jobs"][0]["settings"] == resolved[0]["settings"]  # the job list shows what ran
         # The worker reported at start what renders Gaussians here (the CPU: the PyTorch compositor).
         assert c.request("hello").body["capabilities"]["gaussians"]["compositor"] == "pytorch"
-        v2, f2, _ = read_mesh(c.fetch(job))
+        result = c.fetch(job)
+        v2, f2, _ = read_mesh(result)
         np.testing.assert_allclose(v2[f2], vertices[faces], atol=1e-6)
+        made = provenance.read(result)  # how it was made, inside the result: what was asked, what ran, which weights, how long
+        assert made["request"]["prompt"] == "a yellow cube" and made["request"]["kind"] == "texture" and made["settings"] == resolved[0]["settings"]
+        assert made["prior"] == {"id": "builtin", "weights_sha256": provenance.weights_digest(Path(provenance.__file__).parent / "builtin_prior" / "weights")}
+        assert {"texture", "bake"} <= set(made["seconds"]) and made["generator"].startswith("PropDreamer ")
         c.close()
     finally:
         server.stop()

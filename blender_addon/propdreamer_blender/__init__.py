@@ -6,14 +6,14 @@ operate, so the bpy-free ones (jobs, request_body, glb) import anywhere."""
 
 
 def _modules():
-    from . import operators, prefs, props, records, ui
+    from . import operators, prefs, props, provenance, records, ui
 
-    return operators, prefs, props, records, ui
+    return operators, prefs, props, provenance, records, ui
 
 
 def _classes():
-    operators, prefs, props, records, ui = _modules()
-    return (records.PropDreamerJobRecord, props.PropDreamerSettings, prefs.PropDreamerPreferences, *operators.CLASSES, *ui.CLASSES)
+    operators, prefs, props, provenance, records, ui = _modules()
+    return (records.PropDreamerJobRecord, props.PropDreamerSettings, prefs.PropDreamerPreferences, *operators.CLASSES, *provenance.CLASSES, *ui.CLASSES)
 
 
 def register() -> None:

@@ -104,3 +104,14 @@ def write_mesh_glb(positions: np.ndarray, triangles: np.ndarray, uvs: np.ndarray
     binary = b"".join(blobs)
     total = 12 + 8 + len(js) + 8 + len(binary)
     return struct.pack("<4sII", b"glTF", 2, total) + struct.pack("<I4s", len(js), b"JSON") + js + struct.pack("<I4s", len(binary), b"BIN\x00") + binary
+
+
+MANIFEST_KEY = "propdreamer"  # where PropDreamer's server puts how a result was made (core/provenance.py)
+
+
+def read_manifest(data: bytes) -> dict | None:
+    """The manifest in a result's `asset.extras` (request, resolved settings, prior and its weights'
+    digest, version, timings), or None for a GLB without one."""
+    doc, _ = _chunks(data)
+    manifest = doc.get("asset", {}).get("extras", {}).get(MANIFEST_KEY)
+    return manifest if isinstance(manifest, dict) else None

@@ -11,7 +11,8 @@ import time
 import bpy
 from bpy.props import BoolProperty, StringProperty
 
-from . import importer, records
+from . import importer, manifest, records
+from .glb import read_manifest
 from .jobs import FINAL_STATES, JobState, JobTracker
 from .prefs import preferences, read_key
 from .protocol import ProtocolError, ServerError
@@ -59,9 +60,14 @@ def _report(operator, context, err: Exception) -> set[str]:
     return {"CANCELLED"}
 
 
-def _job_body(settings, kind: str, context) -> dict:
-    """The panel's settings as the job request's wire body (request_body.py builds it, bpy-free)."""
-    seed = random.randrange(2**31 - 1) if settings.random_seed else settings.seed
+def _panel_seed(settings) -> int:
+    return random.randrange(2**31 - 1) if settings.random_seed else settings.seed
+
+
+def _job_body(settings, kind: str, context, seed: int | None = None) -> dict:
+    """The panel's settings as the job request's wire body (request_body.py builds it, bpy-free), with
+    `seed` when given (variations), else the panel's."""
+    seed = _panel_seed(settings) if seed is None else seed
     panel = PanelSettings(prompt=settings.prompt, negative_prompt=settings.negative_prompt, method=settings.method, representation=settings.representation,
                           preset=settings.preset, seed=seed, cameras=settings.cameras, elevation=tuple(settings.elevation),
                           distance=tuple(settings.distance), fov=settings.fov, init=settings.init)
@@ -97,9 +103,11 @@ def handle_finished(job: JobState, context=None) -> None:
             job.state, job.message = "failed", f"the object '{meta.get('target')}' is gone; its texture waits on the server (Import Finished Results once it is back)"
             return
         layer, material = importer.apply_texture(obj, data, meta.get("uv_map", importer.NEW_UV_MAP), f"PropDreamer {job.prompt}"[:60], meta.get("geometry"))
+        manifest.apply(bpy.data.materials[material], read_manifest(data))  # how the texture was made: on the material it added, not the artist's object
         job.message = f"textured '{obj.name}': UV map '{layer}', material '{material}'"
     else:
         obj = importer.import_glb(data, f"PropDreamer {job.prompt}"[:60])
+        manifest.apply(obj, read_manifest(data))  # how it was made: custom properties, and Re-run with These Settings
         importer.place(obj, meta.get("location", (0.0, 0.0, 0.0)), meta.get("size", 1.0))
         if job.kind == "refine" and meta.get("source") in bpy.data.objects:
             source = bpy.data.objects[meta["source"]]
@@ -174,25 +182,41 @@ def _wait(job: JobState, context, timeout_s: float = 24 * 3600) -> None:
     _sync_records()
 
 
-class _JobOperator:
+class JobOperator:
+    """What every operator that sends jobs shares: sending (from the panel's settings, or a request body
+    as it is) and, in background mode or with `wait`, waiting for the results."""
+
     wait: BoolProperty(name="Wait", description="Run the job to completion before returning", default=False, options={"SKIP_SAVE"})
     detach: BoolProperty(name="Detach", description="Return once submitted, even in background mode (scripts that poll or save themselves)",
                          default=False, options={"SKIP_SAVE", "HIDDEN"})
 
-    def submit(self, context, kind: str, buffers=None, meta=None) -> JobState | None:
+    def submit(self, context, kind: str, buffers=None, meta=None, seed: int | None = None) -> JobState | None:
+        """One job from the panel's settings (with `seed` when given)."""
         settings = context.scene.propdreamer
         if not settings.prompt.strip():
             self.report({"ERROR"}, "PropDreamer: the prompt is empty; describe the object, e.g. 'a wooden barrel'")
             return None
         try:
-            t = tracker(context)
-            job = t.submit(kind, _job_body(settings, kind, context), buffers, meta)
+            body = _job_body(settings, kind, context, seed)
+        except ValueError as err:
+            _report(self, context, err)
+            return None
+        return self.submit_body(context, kind, body, buffers, meta)
+
+    def submit_body(self, context, kind: str, body: dict, buffers=None, meta=None) -> JobState | None:
+        """One job with this request body as it is (e.g. a result's own settings, to make it again)."""
+        try:
+            job = tracker(context).submit(kind, body, buffers, meta)
         except (TimeoutError, ServerError, ProtocolError, ValueError, OSError) as err:
             _report(self, context, err)
             return None
-        settings.active_job = job.job
+        context.scene.propdreamer.active_job = job.job
         records.record(context.scene, job.job, kind, job.prompt, job.meta)  # in the .blend: the result survives Blender closing
         return job
+
+    def finish_all(self, context, jobs: list[JobState]) -> set[str]:
+        results = [self.finish(context, job) for job in jobs]
+        return {"FINISHED"} if jobs and all(r == {"FINISHED"} for r in results) else {"CANCELLED"}
 
     def finish(self, context, job: JobState) -> set[str]:
         if (bpy.app.background and not self.detach) or self.wait or context.scene.propdreamer.wait:
@@ -207,8 +231,8 @@ class _JobOperator:
         return {"FINISHED"}
 
 
-class PROPDREAMER_OT_generate(_JobOperator, bpy.types.Operator):
-    """Make a new prop from the prompt, placed at the 3D cursor"""
+class PROPDREAMER_OT_generate(JobOperator, bpy.types.Operator):
+    """Make a new prop from the prompt, placed at the 3D cursor (Variations: that many, one seed each, in a row)"""
 
     bl_idname = "propdreamer.generate"
     bl_label = "Generate"
@@ -216,11 +240,17 @@ class PROPDREAMER_OT_generate(_JobOperator, bpy.types.Operator):
 
     def execute(self, context):
         settings = context.scene.propdreamer
-        job = self.submit(context, "generate", meta={"location": tuple(context.scene.cursor.location), "size": settings.target_size})
-        return self.finish(context, job) if job else {"CANCELLED"}
+        seed, (x, y, z), jobs = _panel_seed(settings), context.scene.cursor.location, []
+        for i in range(settings.variations):  # variations: seeds s .. s+N-1, in a row along +X from the 3D cursor
+            job = self.submit(context, "generate", meta={"location": (x + 1.25 * settings.target_size * i, y, z), "size": settings.target_size},
+                              seed=(seed + i) % (2**31 - 1))
+            if job is None:
+                break
+            jobs.append(job)
+        return self.finish_all(context, jobs)
 
 
-class PROPDREAMER_OT_refine_selected(_JobOperator, bpy.types.Operator):
+class PROPDREAMER_OT_refine_selected(JobOperator, bpy.types.Operator):
     """Use the active mesh as the starting point; the result is added beside it and the original hidden"""
 
     bl_idname = "propdreamer.refine_selected"
@@ -246,7 +276,7 @@ class PROPDREAMER_OT_refine_selected(_JobOperator, bpy.types.Operator):
         return self.finish(context, job) if job else {"CANCELLED"}
 
 
-class PROPDREAMER_OT_texture_selected(_JobOperator, bpy.types.Operator):
+class PROPDREAMER_OT_texture_selected(JobOperator, bpy.types.Operator):
     """Texture every selected mesh from the prompt (one job each); geometry and existing UV maps are kept"""
 
     bl_idname = "propdreamer.texture_selected"
@@ -278,10 +308,7 @@ class PROPDREAMER_OT_texture_selected(_JobOperator, bpy.types.Operator):
                 return {"CANCELLED"}
             job.warnings[:0] = upload.warnings
             jobs.append(job)
-        if not jobs:
-            return {"CANCELLED"}
-        results = [self.finish(context, job) for job in jobs]
-        return {"FINISHED"} if all(r == {"FINISHED"} for r in results) else {"CANCELLED"}
+        return self.finish_all(context, jobs)
 
 
 def _bake_into(settings, obj) -> str:

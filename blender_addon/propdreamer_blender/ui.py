@@ -7,7 +7,7 @@ import tempfile
 
 import bpy
 
-from . import operators
+from . import manifest, operators
 
 _PREVIEWS: dict[str, tuple[int, str]] = {}  # job -> (preview serial, image name)
 
@@ -60,13 +60,19 @@ class PROPDREAMER_PT_panel(bpy.types.Panel):
             col.prop(s, "fov")
         layout.prop(s, "target_size")
         col = layout.column(align=True)
-        col.operator("propdreamer.generate", icon="MESH_MONKEY")
+        row = col.row(align=True)
+        row.operator("propdreamer.generate", text="Generate" if s.variations == 1 else f"Generate {s.variations}", icon="MESH_MONKEY")
+        row.prop(s, "variations", text="")
         col.operator("propdreamer.refine_selected", icon="MODIFIER")
         col.operator("propdreamer.texture_selected", icon="TEXTURE")
         row = col.row(align=True)
         row.prop(s, "bake_into", text="Bake into")
         if s.bake_into == "named":
             row.prop(s, "uv_map", text="")
+        if context.active_object is not None and manifest.read(context.active_object) is not None:  # a generated result: how it was made, and making it again
+            box = layout.box()
+            box.label(text=context.active_object.get("propdreamer_settings", "")[:90], icon="INFO")
+            box.operator("propdreamer.rerun_selected", icon="FILE_REFRESH")
         row = layout.row(align=True)
         row.operator("propdreamer.check_server", icon="LINKED")
         row.operator("propdreamer.fetch_again", text="Fetch Results", icon="IMPORT")

@@ -3,10 +3,18 @@ ProlificDreamer; METHODS.md "The second stage"). The surface is marching tetrahe
 
     v_i' = v_i + tanh(dv_i) * cell / 2        (the offset never moves a vertex past half a cell)
 
-Initialisation: from any stage-one representation's density (s_i = clamp(tau - sigma(v_i), -1, 1),
-tau "auto" = mean density over points with density > 1e-5; extracted once in the full box, then
-re-gridded over a tight box around that surface plus a 10% margin), or from a user's mesh (its signed
-distance). Inside is negative everywhere in PropDreamer.
+Initialisation: from any stage-one representation's density sigma: its iso-surface sigma = tau (tau
+"auto" = mean density over points with density > 1e-5) is found once in the full box, the grid is
+re-made over a tight box around it plus a 10% margin, the iso-surface is extracted again there with
+each crossing placed by the field's own values, and s_i is the signed distance to that surface in
+cells, truncated to [-1, 1]. Or from a user's mesh: its signed distance, the same way. Inside is
+negative everywhere in PropDreamer.
+
+Why a distance and not the density: a NeRF's density jumps from about 0 to tens or hundreds within a
+cell, so clamp(tau - sigma, -1, 1) is +-1 at nearly every vertex, every crossing lands mid-edge, and
+the surface comes out as terraces aligned with the grid (mean normal error 33 deg on a sharp field's
+sphere, 3.4 deg with the distance; tests/test_mesh.py) which geometry refinement did not remove
+(BENCHMARKS.md, "Surface quality").
 """
 
 from __future__ import annotations
@@ -71,8 +79,15 @@ class DMTet(nn.Module):
         lo = (first.min(0).values - config.margin * size).clamp(min=-bound)
         hi = (first.max(0).values + config.margin * size).clamp(max=bound)
         v, t = tet_grid(config.resolution, lo, hi)
-        sdf = _sdf(tau, field(v))
-        return cls(v, t, sdf, float((hi - lo).max()) / config.resolution)
+        cell = float((hi - lo).max()) / config.resolution
+        inside = field(v) >= tau  # [V]
+        with torch.no_grad():
+            surface, faces, ends = marching_tets(v, t, torch.where(inside, -1.0, 1.0), with_edges=True)
+        if faces.shape[0] == 0:
+            raise ValueError(f"no surface at density threshold {tau:.4g} in the refined box; run stage one longer or with another seed")
+        surface = _crossings(field, tau, v[ends[:, 0]], v[ends[:, 1]], inside[ends[:, 0]])
+        distance = _unsigned_distance(surface, faces, v) / cell
+        return cls(v, t, torch.where(inside, -distance, distance).clamp(-1, 1), cell)
 
     @classmethod
     def from_mesh(cls, vertices: Tensor, faces: Tensor, config: DMTetConfig = DMTetConfig()) -> "DMTet":
@@ -80,10 +95,37 @@ class DMTet(nn.Module):
         cells and truncated to [-1, 1], the range `from_field` gives. A raw distance is a fraction of a
         cell at the vertices next to the surface, so a few optimiser steps (lr 1e-2) flipped their signs
         and a refined box came back as flakes (BENCHMARKS.md, issue 23)."""
-        from .mesh_sdf import signed_distance
-
         lo, hi = vertices.min(0).values, vertices.max(0).values
         pad = config.margin * float((hi - lo).max())
         v, t = tet_grid(config.resolution, lo - pad, hi + pad)
         cell = float((hi - lo).max() + 2 * pad) / config.resolution
-        return cls(v, t, (signed_distance(vertices, faces, v) / cell).clamp(-1, 1), cell)
+        return cls(v, t, _distance_in_cells(vertices, faces, v, cell), cell)
+
+
+def _crossings(field: Callable[[Tensor], Tensor], tau: float, a: Tensor, b: Tensor, a_inside: Tensor, steps: int = 10) -> Tensor:
+    """Where the field passes tau on each edge a -> b ([M, 3] each; exactly one end inside): bisection,
+    to 1/1024 of the edge. Interpolating the values at the ends instead puts every crossing of a jump
+    (a NeRF's density) at the same fraction of its edge: terraces."""
+    lo = torch.where(a_inside[:, None], a, b)  # the end inside
+    hi = torch.where(a_inside[:, None], b, a)
+    with torch.no_grad():
+        for _ in range(steps):
+            mid = (lo + hi) / 2
+            mid_inside = (field(mid) >= tau)[:, None]
+            lo, hi = torch.where(mid_inside, mid, lo), torch.where(mid_inside, hi, mid)
+    return (lo + hi) / 2
+
+
+def _unsigned_distance(vertices: Tensor, faces: Tensor, points: Tensor, samples: int = 20000) -> Tensor:
+    """[P] the distance from points to a mesh's surface (its vertices and `samples` points spread over it)."""
+    from ..gaussians.init import points_on_mesh
+
+    surface = torch.cat([points_on_mesh(vertices.numpy(), faces.numpy(), samples), vertices.float()])
+    return torch.cat([torch.cdist(p, surface).min(1).values for p in points.split(4096)])
+
+
+def _distance_in_cells(vertices: Tensor, faces: Tensor, points: Tensor, cell: float) -> Tensor:
+    """[P] the signed distance from points to a closed mesh (inside negative), in cells, truncated to [-1, 1]."""
+    from .mesh_sdf import signed_distance
+
+    return (signed_distance(vertices.detach().float(), faces, points) / cell).clamp(-1, 1)

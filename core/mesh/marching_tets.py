@@ -48,8 +48,9 @@ def _case_table() -> tuple[Tensor, Tensor]:
 _TABLE, _COUNT = _case_table()
 
 
-def marching_tets(vertices: Tensor, tets: Tensor, sdf: Tensor) -> tuple[Tensor, Tensor]:
-    """vertices [V, 3], tets [T, 4], sdf [V] -> mesh vertices [M, 3] (differentiable) and faces [F, 3]."""
+def marching_tets(vertices: Tensor, tets: Tensor, sdf: Tensor, with_edges: bool = False) -> tuple[Tensor, ...]:
+    """vertices [V, 3], tets [T, 4], sdf [V] -> mesh vertices [M, 3] (differentiable) and faces [F, 3];
+    `with_edges`: also the grid edge each mesh vertex lies on, [M, 2] vertex indices."""
     device = vertices.device
     # An exact zero would put a crossing on a grid vertex and collapse triangles: treat it as just outside.
     sdf = torch.where(sdf == 0, torch.full_like(sdf, 1e-6), sdf)
@@ -86,4 +87,4 @@ def marching_tets(vertices: Tensor, tets: Tensor, sdf: Tensor) -> tuple[Tensor, 
         normal = torch.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0], dim=-1)
         flip = (normal * out_dir[owner]).sum(-1) < 0
         faces = torch.where(flip[:, None], faces[:, [0, 2, 1]], faces)
-    return mesh_vertices, faces
+    return (mesh_vertices, faces, ends) if with_edges else (mesh_vertices, faces)

@@ -26,7 +26,7 @@ r["check_text"] = prefs.last_check
 
 # Generate: a textured mesh at the cursor, at the target size.
 bpy.context.scene.cursor.location = (1.0, 2.0, 3.0)
-s.prompt, s.target_size, s.init = "a red cube", 2.0, "ball"
+s.prompt, s.target_size, s.init, s.seed = "a red cube", 2.0, "ball", 7
 before = set(bpy.data.objects)
 r["generate"] = list(bpy.ops.propdreamer.generate(wait=True))
 new = [o for o in bpy.data.objects if o not in before]
@@ -44,6 +44,30 @@ before = set(bpy.data.objects)
 r["rerun"] = list(bpy.ops.propdreamer.rerun(job=first.job, wait=True))
 r["rerun_new"] = len([o for o in bpy.data.objects if o not in before])
 r["rerun_prompt"] = s.prompt
+
+# Provenance: the result's manifest as custom properties (the glTF importer's nested copy replaced);
+# Re-run with These Settings makes it again, beside it, with its own settings whatever the panel holds.
+r["provenance"] = {k: obj.get("propdreamer_" + k) for k in ("prompt", "seed", "settings", "prior", "generator")}
+r["manifest_request"] = json.loads(obj["propdreamer_manifest"])["request"]
+r["importer_group_removed"] = "propdreamer" not in obj.keys()
+s.prompt, s.seed = "something else", 5
+bpy.ops.object.select_all(action="DESELECT")
+obj.select_set(True)
+bpy.context.view_layer.objects.active = obj
+before = set(bpy.data.objects)
+r["rerun_selected"] = list(bpy.ops.propdreamer.rerun_selected(wait=True))
+again = [o for o in bpy.data.objects if o not in before]
+r["rerun_selected_new"] = {"n": len(again), "prompt": again[0].get("propdreamer_prompt"), "seed": again[0].get("propdreamer_seed"),
+                           "offset": list(again[0].location - obj.location), "panel": [s.prompt, s.seed]} if again else {"n": 0}
+
+# Variations: Generate 3 sends seeds s .. s+2 and lays the results out in a row from the 3D cursor.
+s.prompt, s.variations, s.seed = "a red cube", 3, 40
+bpy.context.scene.cursor.location = (0.0, -5.0, 0.0)
+before = set(bpy.data.objects)
+r["variations"] = list(bpy.ops.propdreamer.generate(wait=True))
+row_of = sorted((o for o in bpy.data.objects if o not in before), key=lambda o: o.location.x)
+r["variation_objects"] = [[o.get("propdreamer_seed"), list(o.location)] for o in row_of]
+s.variations = 1
 
 # Texture selected: Suzanne, Suzanne subdivided twice (7,872 quads) and a cylinder with n-gon caps, its
 # own UV map and a material keep their geometry, UV maps and materials, and gain a UV map (Blender's own

@@ -42,5 +42,6 @@ for obj, bake_into, prompt in ((monkey, "new", "a blue cube"), (cylinder, "activ
     positions = importer._world_positions(obj)[_array(m.loops, "vertex_index", np.int64, 1)]
     st = polygon_uv_stats(uvs, positions, _array(m.polygons, "loop_start", np.int64, 1), _array(m.polygons, "loop_total", np.int64, 1))
     r[obj.name] = {"status": status, "uv_map": uv_map, "uv_maps": [l.name for l in m.uv_layers], "torn": st.torn, "flipped": st.flipped,
-                   "mean_rgb": texels.mean(0).tolist()}
+                   "mean_rgb": texels.mean(0).tolist(), "made_by": [material.get("propdreamer_prompt"), material.get("propdreamer_prior"),
+                                                                   len(material.get("propdreamer_weights_sha256", "")), "propdreamer_prompt" in obj.keys()]}
 print("RESULT " + json.dumps(r))
