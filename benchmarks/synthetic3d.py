@@ -37,7 +37,7 @@ import torch
 
 from propdreamer.core.builtin_prior.shapes import SDFS
 from propdreamer.core.builtin_prior.vocabulary import COLOURS, SHAPES, caption
-from propdreamer.core.geometry.surface import surface_error
+from propdreamer.core.geometry.surface import crease_fraction, surface_error
 from propdreamer.core.geometry.voxels import auto_threshold, delta_e, grid_points, iou, normalise, surface_voxels
 from propdreamer.core.images import grid, save_png
 from propdreamer.core.priors.diffusers_prior import PriorConfig, load_prior
@@ -124,7 +124,7 @@ def score_mesh(vertices, faces, texture, uvs, colour: str, shape: str, reference
     surface = surface_error(torch.as_tensor(vertices, dtype=torch.float32), torch.as_tensor(faces, dtype=torch.long), SDFS[shape], turn)  # the full mesh
     return {"final_iou": round(ious[shape], 3), "final_nearest": nearest, "final_correct": nearest == shape,
             "texture_delta_e": round(delta_e(mean, torch.tensor(COLOURS[colour])), 1),
-            "normal_deg": round(surface.normal_deg, 1), "chamfer": round(surface.chamfer, 4), "faces": len(faces)}
+            "normal_deg": round(surface.normal_deg, 1), "chamfer": round(surface.chamfer, 4), "creases": round(crease_fraction(vertices, faces), 3), "faces": len(faces)}
 
 
 def by_method(rows: list[dict]) -> list[tuple[tuple[str, str], list[dict]]]:
@@ -140,8 +140,8 @@ def run_via_server(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     references = reference_shapes(1.0)  # scores normalise both shapes, so the box only sets the sampling
-    fields = ["method", "representation", "prompt", "seconds", "final_iou", "final_nearest", "final_correct", "texture_delta_e", "normal_deg", "chamfer", "faces",
-              "settings", "warnings"]
+    fields = ["method", "representation", "prompt", "seconds", "final_iou", "final_nearest", "final_correct", "texture_delta_e", "normal_deg", "chamfer", "creases",
+              "faces", "settings", "warnings"]
     rows = []
     with ArtistPath(prior=args.prior, spool=out / "spool", log=out / "server.log") as path, open(out / "synthetic3d_server.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
@@ -160,7 +160,7 @@ def run_via_server(args) -> int:
                     writer.writerow(row), f.flush(), rows.append(row)
                     print(",".join(str(row[k]) for k in fields), flush=True)
     print("\nthrough the server (returned GLB): prompts, shape nearest, mean IoU, mean texture delta-E, mean normal error (deg), mean Chamfer, "
-          "mean / max seconds")
+          "mean creases, mean / max seconds")
     for key, group in by_method(rows):
         n = len(group)
         print(f"{key[0]} x {key[1]}: {n}, {sum(r['final_correct'] for r in group)}/{n}, {sum(r['final_iou'] for r in group) / n:.3f}, "
@@ -175,7 +175,7 @@ def rescore(folder: Path, threads: int) -> int:
 
     torch.set_num_threads(threads)
     references = reference_shapes(1.0)
-    fields = ["method", "representation", "prompt", "final_iou", "final_nearest", "final_correct", "texture_delta_e", "normal_deg", "chamfer", "faces"]
+    fields = ["method", "representation", "prompt", "final_iou", "final_nearest", "final_correct", "texture_delta_e", "normal_deg", "chamfer", "creases", "faces"]
     print(",".join(fields), flush=True)
     rows = []
     for path in sorted((folder / "glb").glob("*.glb"), key=lambda p: p.stat().st_mtime):  # the order they were made
@@ -189,6 +189,7 @@ def rescore(folder: Path, threads: int) -> int:
         n = len(group)
         print(f"{key[0]} x {key[1]}: {n} GLBs, nearest {sum(r['final_correct'] for r in group)}/{n}, mean IoU {sum(r['final_iou'] for r in group) / n:.3f}, "
               f"mean normal error {sum(r['normal_deg'] for r in group) / n:.1f} deg, mean Chamfer {sum(r['chamfer'] for r in group) / n:.4f}, "
+              f"mean creases {sum(r['creases'] for r in group) / n:.3f}, "
               f"mean faces {sum(r['faces'] for r in group) / n:.0f}")
     return 0
 
@@ -227,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     rows, sheets = [], []
     fields = ["method", "representation", "prompt", "seconds", "iou", "nearest", "correct", "delta_e", "albedo", "threshold", "occupied"]
     if args.final:
-        fields += ["final_seconds", "final_iou", "final_nearest", "final_correct", "texture_delta_e", "normal_deg", "chamfer", "faces"]
+        fields += ["final_seconds", "final_iou", "final_nearest", "final_correct", "texture_delta_e", "normal_deg", "chamfer", "creases", "faces"]
     fields += ["ious"]  # every primitive's IoU (the prompted one is "iou")
     with open(out / "synthetic3d.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)

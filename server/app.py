@@ -70,6 +70,7 @@ class Server:
         self.queue: list[str] = []  # queued job ids, the next to start first
         self.work: dict[str, float] = {}  # queued job id -> its expected length (queue_order.py)
         self.pinned = 0  # the queue's first entries that are retries (they start before anything else)
+        self.told: dict[str, int] = {}  # queued job id -> the position its last `queued` event gave
         check_order(config.queue_order)
         self.read_only: str | None = None  # why the spool cannot be written (a full disk); None: it can
         self._recover()
@@ -129,6 +130,7 @@ class Server:
         return at + 1
 
     def _dequeue(self, job_id: str) -> None:
+        self.told.pop(job_id, None)
         if job_id in self.queue:
             if self.queue.index(job_id) < self.pinned:
                 self.pinned -= 1
@@ -245,9 +247,15 @@ class Server:
             self.emit(job_id, "started", {"worker": w.name})
             w.submit(job_id, record.request, self.spool.input_mesh(job_id))
             started = True
-        if started:
-            for position, queued in enumerate(self.queue):
-                self.emit(queued, "queued", {"position": position + 1})
+        self._tell_positions()
+
+    def _tell_positions(self) -> None:
+        """A `queued` event for each waiting job whose place changed since it was last told (once per
+        tick, however many jobs started or arrived in it)."""
+        for index, job_id in enumerate(self.queue):
+            if self.told.get(job_id) != index + 1:
+                self.told[job_id] = index + 1
+                self.emit(job_id, "queued", {"position": index + 1})
 
     def _tend(self, w) -> None:
         """One worker: its messages, its death (the running job fails with the reason; a new worker takes
@@ -379,8 +387,7 @@ class Server:
         except OSError as err:
             raise ProtocolError("disk_full", f"{self.spool.space_note()}: the job was not accepted ({err.strerror}); free space there and submit again") from None
         place = self._enqueue(job_id, request.to_body())  # acknowledged only now, after the spool has it on disk
-        for behind in self.queue[place:]:  # longest-first may put it ahead of jobs already waiting
-            self.emit(behind, "queued", {"position": self.queue.index(behind) + 1})
+        self.told[job_id] = place  # jobs it went ahead of (longest-first) are told at the end of the tick
         position = place + (0 if self.pool.free() else 1)
         # The settings that run are resolved against the loaded prior by the worker: the job's `resolved` event.
         return Message("accepted", {"job": job_id, "position": position, "warnings": warnings})

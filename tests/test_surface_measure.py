@@ -4,7 +4,7 @@ distance of a mesh against a true primitive, in the normalised frame."""
 import torch
 
 from propdreamer.core.builtin_prior.shapes import SDFS
-from propdreamer.core.geometry.surface import surface_error, true_surface
+from propdreamer.core.geometry.surface import crease_fraction, surface_error, true_surface
 from propdreamer.core.mesh.marching_tets import marching_tets
 from propdreamer.core.mesh.tets import tet_grid
 
@@ -25,6 +25,7 @@ def test_a_faithful_mesh_scores_near_zero_and_a_terraced_one_does_not():
     assert smooth.normal_deg < 3.0 and smooth.chamfer < 1.15 * floor, (smooth, floor)
     assert terraced.normal_deg > 15.0 and terraced.normal_deg > 5 * smooth.normal_deg, terraced
     assert terraced.chamfer < 2 * floor  # close in distance, far in shading: what volume IoU and Chamfer alone miss
+    assert crease_fraction(smooth_v.detach(), smooth_f) < 0.005 and crease_fraction(terraced_v.detach(), terraced_f) > 0.1
 
 
 def unturned_chamfer(v, f, sdf):

@@ -86,7 +86,9 @@ class DMTet(nn.Module):
         if faces.shape[0] == 0:
             raise ValueError(f"no surface at density threshold {tau:.4g} in the refined box; run stage one longer or with another seed")
         surface = _crossings(field, tau, v[ends[:, 0]], v[ends[:, 1]], inside[ends[:, 0]])
-        distance = _unsigned_distance(surface, faces, v) / cell
+        near = _band(t, inside)  # beyond it the distance is over a cell: +-1 after truncation anyway
+        distance = torch.ones(len(v))
+        distance[near] = _unsigned_distance(surface, faces, v[near]) / cell
         return cls(v, t, torch.where(inside, -distance, distance).clamp(-1, 1), cell)
 
     @classmethod
@@ -114,6 +116,19 @@ def _crossings(field: Callable[[Tensor], Tensor], tau: float, a: Tensor, b: Tens
             mid_inside = (field(mid) >= tau)[:, None]
             lo, hi = torch.where(mid_inside, mid, lo), torch.where(mid_inside, hi, mid)
     return (lo + hi) / 2
+
+
+def _band(tets: Tensor, inside: Tensor) -> Tensor:
+    """[V] bool: the vertices of the tets the surface crosses, and of the tets touching those. A vertex
+    outside this band is more than a cell from the surface (its star of tets holds a ball of over half a
+    cell around it, and so does its neighbours')."""
+    occ = inside[tets]  # [T, 4]
+    crossed = occ.any(1) & ~occ.all(1)
+    band = torch.zeros(len(inside), dtype=torch.bool)
+    band[tets[crossed].reshape(-1)] = True
+    touching = band[tets].any(1)
+    band[tets[touching].reshape(-1)] = True
+    return band
 
 
 def _unsigned_distance(vertices: Tensor, faces: Tensor, points: Tensor, samples: int = 20000) -> Tensor:
