@@ -21,7 +21,8 @@ from ..core.prompt_check import word_vocabulary
 from ..core.request import AUTO_METHOD, CAMERA_MODES, KINDS, METHODS, PRESETS, REPRESENTATIONS, settings_summary
 from .schema import check_input_mesh, parse_request
 from .spool import FINAL, Spool
-from .wire import PROTOCOL_VERSION, Message, ProtocolError, ReplayGuard, WireLimits, decode, encode
+from .artist_keys import ArtistKeys
+from .wire import PROTOCOL_VERSION, Message, ProtocolError, ReplayGuard, WireLimits, claimed_client, decode, encode
 from .pool import LocalPool, Pool, local_devices
 from .queue_order import check_order, expected_work, insert_at
 from .worker import WorkerConfig
@@ -34,6 +35,7 @@ class ServerConfig:
     bind: str = "tcp://127.0.0.1:5757"
     spool: Path = Path("~/.cache/propdreamer/spool")
     key: bytes | None = None  # shared-key mode: HMAC over all frames
+    artist_keys: Path | None = None  # per-artist keys: a folder of <client id>.key files (artist_keys.py); replaces `key`
     share_jobs: bool = False  # let every client see, cancel and fetch every job
     result_ttl_s: float = 7 * 24 * 3600
     disk_retry_s: float = 10.0  # how often a server that started read-only (full disk) tries its spool again
@@ -82,7 +84,8 @@ class Server:
         self.socket.bind(config.bind)
         self.endpoint = self.socket.getsockopt(zmq.LAST_ENDPOINT).decode()
         self.routes: OrderedDict[str, bytes] = OrderedDict()  # client id -> ROUTER identity of its latest connection, least recent first
-        self.replay = ReplayGuard(path=self.spool.root / "replay.json") if config.key else None
+        self.artist_keys = ArtistKeys(config.artist_keys) if config.artist_keys else None
+        self.replay = ReplayGuard(path=self.spool.root / "replay.json") if config.key or self.artist_keys else None
         self.seq = 0
         self.pool = build_pool(config)
         self.vocabulary = word_vocabulary(config.prior)  # None: the prior reads any word (or the worker checks once loaded)
@@ -141,7 +144,13 @@ class Server:
     def send(self, client: str, message: Message) -> None:
         route = self.routes.get(client)
         if route is not None:  # not connected now: the event is in the spool; the client re-subscribes later
-            self._reply_raw(route, message)
+            self._reply_raw(route, message, self._key_for(client))
+
+    def _key_for(self, client: str | None) -> bytes | None:
+        """What signs messages to `client`: its artist key, the shared key, or nothing (loopback)."""
+        if self.artist_keys is not None:
+            return self.artist_keys.get(client) if client else None
+        return self.config.key
 
     def emit(self, job_id: str, kind: str, data: dict[str, Any], buffers: list[bytes] | None = None) -> None:
         """Store the event in the spool, then send it; on a full disk it is sent unstored (seq -1: not replayable)."""
@@ -198,9 +207,9 @@ class Server:
     def handle(self, frames: list[bytes]) -> None:
         route, frames = frames[0], frames[1:]
         try:
-            message = decode(frames, self.config.key, self.config.limits, self.replay)
-        except ProtocolError as err:
-            self._reply_raw(route, self.error(err.code, str(err)))
+            message = decode(frames, self.config.key, self.config.limits, self.replay, keys=self.artist_keys.get if self.artist_keys else None)
+        except ProtocolError as err:  # signed, in artist-key mode, with the key of the client id it claimed (if it has one)
+            self._reply_raw(route, self.error(err.code, str(err)), self._key_for(claimed_client(frames, self.config.limits)))
             return
         self.routes[message.client] = route
         self.routes.move_to_end(message.client)
@@ -220,11 +229,11 @@ class Server:
         reply.body.setdefault("reply_to", message.id)
         self.send(message.client, reply)
 
-    def _reply_raw(self, route: bytes, message: Message) -> None:
+    def _reply_raw(self, route: bytes, message: Message, key: bytes | None) -> None:
         self.seq += 1
         message.client, message.seq = "server", self.seq
         try:
-            self.socket.send_multipart([route, *encode(message, self.config.key)], flags=zmq.NOBLOCK)
+            self.socket.send_multipart([route, *encode(message, key)], flags=zmq.NOBLOCK)
         except zmq.Again:
             pass  # over the high-water mark: dropped, the client catches up by re-subscribing
 
@@ -363,7 +372,8 @@ class Server:
                 "free_gpu_memory": self.pool.slots[0].free_gpu_memory,  # as the first worker last saw it (None without CUDA)
                 "capabilities": self.pool.slots[0].capabilities,  # what the first worker found at start, e.g. {"gaussians": {"compositor", "detail"}}
                 "pool": self.pool.info(),  # {"kind": "local" | "ray", "workers": [{name, device, free_gpu_memory, busy, ready, ...}]}
-                "signed": self.config.key is not None,
+                "signed": self.config.key is not None or self.artist_keys is not None,
+                "artist_keys": self.artist_keys is not None,
                 "max_input_faces": self.config.max_input_faces,  # clients refuse bigger meshes before preparing them
                 "max_frame_bytes": self.config.limits.max_frame_bytes,
             },

@@ -60,9 +60,20 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     if args.new_key:
         _write_new_key(args.new_key)
         return 0
+    if args.new_artist_key:
+        from .artist_keys import new_artist_key
+
+        if not args.artist_keys:
+            raise ValueError("--new-artist-key NAME writes into the key folder named by --artist-keys DIR")
+        path = new_artist_key(args.artist_keys, args.new_artist_key)
+        print(f"wrote {path} (mode 0600); give it to {args.new_artist_key}: the add-on's Key file, with '{args.new_artist_key}' as its Client id")
+        return 0
+    if args.artist_keys and args.key_file:
+        raise ValueError("choose one: --key-file (one key shared by everyone) or --artist-keys DIR (one key per artist)")
     key = _read_key(args.key_file)
-    if not _is_loopback(args.bind) and key is None:
-        raise ValueError(f"refusing to listen on {args.bind} without a shared key: anyone on the network could use the GPU. Add --key-file (make one with --new-key PATH), or bind to tcp://127.0.0.1:PORT")
+    if not _is_loopback(args.bind) and key is None and not args.artist_keys:
+        raise ValueError(f"refusing to listen on {args.bind} without keys: anyone on the network could use the GPU. Add --key-file (make one with --new-key PATH) "
+                         "or --artist-keys DIR (one key per artist), or bind to tcp://127.0.0.1:PORT")
     logging.getLogger().setLevel(logging.INFO)
     device = args.device
     if device == "auto" or args.prior == "auto":
@@ -74,7 +85,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
         args.prior = auto_prior(device == "cuda")
     config = ServerConfig(
-        bind=args.bind, spool=Path(args.spool), key=key, share_jobs=args.share_jobs, prior=args.prior, device=device, max_input_faces=args.max_input_faces,
+        bind=args.bind, spool=Path(args.spool), key=key, artist_keys=Path(args.artist_keys) if args.artist_keys else None, share_jobs=args.share_jobs, prior=args.prior, device=device, max_input_faces=args.max_input_faces,
         worker=WorkerConfig(pipeline=args.pipeline, settings={"prior": args.prior, "device": device, "shap_e": args.shap_e}),
         workers=args.workers, devices=args.devices, ray=args.ray, ray_workers=args.ray_workers,
         ray_resources={"num_gpus": args.ray_gpus_per_worker} if args.ray_gpus_per_worker else None, queue_order=args.queue_order,
@@ -161,6 +172,9 @@ def add_server_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--spool", default="~/.cache/propdreamer/spool", help="folder where jobs and results are kept")
     p.add_argument("--key-file", default=None, help="shared key (0600) for signed messages; required off loopback")
     p.add_argument("--new-key", default=None, metavar="PATH", help="write a new random key file and exit")
+    p.add_argument("--artist-keys", default=None, metavar="DIR", help="one key per artist: DIR/<client id>.key; a client id is usable only with its "
+                                                                       "own key (instead of --key-file; files added or removed take effect at once)")
+    p.add_argument("--new-artist-key", default=None, metavar="NAME", help="write DIR/NAME.key for the artist NAME (with --artist-keys DIR) and exit")
     p.add_argument("--share-jobs", action="store_true", help="let every client see, cancel and fetch every job")
     p.add_argument("--pipeline", default=DEFAULT_PIPELINE, help="the job function, 'module:function'")
     p.add_argument("--max-input-faces", type=int, default=500_000, help="the most triangles a refine / texture job's mesh may have")

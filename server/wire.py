@@ -26,7 +26,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import msgpack
 
@@ -188,8 +188,31 @@ class ReplayGuard:
         self._dirty, self._flushed_at = False, now
 
 
-def decode(frames: list[bytes], key: bytes | None = None, limits: WireLimits = WireLimits(), replay: ReplayGuard | None = None) -> Message:
-    """Frames -> Message, checking size, signature (before any decoding), msgpack limits and the header."""
+def claimed_client(frames: list[bytes], limits: WireLimits = WireLimits()) -> str | None:
+    """The client id a signed message's header claims, read with the decoding limits; None if unreadable."""
+    if len(frames) < 3 or len(frames[1]) > limits.max_header_bytes:
+        return None
+    try:
+        client = unpack_map(frames[1], limits, "header").get("client")
+    except ProtocolError:
+        return None
+    return client if isinstance(client, str) else None
+
+
+def decode(frames: list[bytes], key: bytes | None = None, limits: WireLimits = WireLimits(), replay: ReplayGuard | None = None,
+           keys: Callable[[str], bytes | None] | None = None) -> Message:
+    """Frames -> Message, checking size, signature (before the body is decoded), msgpack limits and the
+    header. `keys`: per-artist keys (artist_keys.py): the signature is checked with the key of the
+    client id the header claims, and a client id without one is refused."""
+    if keys is not None:
+        client = claimed_client(frames, limits)
+        if client is None:
+            raise ProtocolError("unsigned", "this server requires messages signed with your artist key: [signature, header, body, *buffers]")
+        key = keys(client)
+        if key is None:
+            raise ProtocolError("unknown_client", f"this server has no key for client id '{client}': ask for one "
+                                                  f"(`propdreamer serve --artist-keys DIR --new-artist-key {client}`), set it as the add-on's Key file, "
+                                                  "and that name as its Client id")
     if len(frames) > limits.max_frames + (1 if key else 0):
         raise ProtocolError("too_many_frames", f"a message has at most {limits.max_frames} frames")
     if any(len(f) > limits.max_frame_bytes for f in frames):
