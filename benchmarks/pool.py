@@ -14,7 +14,7 @@ the protocol client the add-on's job tracker is built on, the local pool against
   asking 1/slots of it: fractional resources), the stand-in sleeping for job lengths drawn from the
   presets' prompt-to-GLB times scaled down (draft 120 s, standard 600 s, 3:1, +-20%), jobs from
   several clients at once (the request names the preset; the server's --queue-order fifo and
-  longest-first, one run each); makespan against the ideal (sum of lengths / slots), the event latency
+  longest-first, one run each; progress events at a real job's rate, --event-interval 1.0 s); makespan against the ideal (sum of lengths / slots), the event latency
   (the pipeline's send time -> the client's receipt), and the server's memory.
 Linux only (/proc for memory). Starts and stops its own Ray head (`ray start --head`).
 """
@@ -129,7 +129,17 @@ def throughput(jobs: int) -> None:
             shutil.rmtree(spool, ignore_errors=True)
 
 
-def studio(slots: int, jobs: int, clients: int, scale: float, seed: int, order: str) -> None:
+def list_schedule(lengths: list[float], slots: int) -> float:
+    """The makespan of jobs started in this order on the first free of `slots`, with no overhead."""
+    import heapq
+
+    free = [0.0] * slots
+    for length in lengths:
+        heapq.heappush(free, heapq.heappop(free) + length)
+    return max(free)
+
+
+def studio(slots: int, jobs: int, clients: int, scale: float, seed: int, order: str, every: float) -> None:
     rng = random.Random(seed)
     presets, lengths = [], []  # the server knows a job's preset, not its length
     for _ in range(jobs):
@@ -153,7 +163,7 @@ def studio(slots: int, jobs: int, clients: int, scale: float, seed: int, order: 
                 c = Client(endpoint, client_id=f"artist-{k}", timeout_s=120)
                 mine = list(zip(lengths, presets))[k::clients]
                 start.wait()
-                ids = {c.request("submit", {"prompt": f"sleep {s:.3f}", "preset": p}).body["job"] for s, p in mine}
+                ids = {c.request("submit", {"prompt": f"sleep {s:.3f} every {every}", "preset": p}).body["job"] for s, p in mine}
                 pending, seen = set(ids), []
                 while pending:
                     m = c.receive(timeout_s=600)
@@ -181,8 +191,10 @@ def studio(slots: int, jobs: int, clients: int, scale: float, seed: int, order: 
             makespan = max(ends) - t0
             ideal = sum(lengths) / slots
             latencies.sort()
-            print(f"queue order {order}: {jobs} jobs from {clients} clients on {slots} slots: makespan {makespan:.1f} s, ideal {ideal:.1f} s "
+            print(f"queue order {order}, progress every {every} s: {jobs} jobs from {clients} clients on {slots} slots: makespan {makespan:.1f} s, ideal {ideal:.1f} s "
                   f"({100 * (makespan / ideal - 1):+.1f}%); longest job {max(lengths):.1f} s")
+            order_of = {"fifo": list(range(jobs)), "longest-first": sorted(range(jobs), key=lambda i: presets[i] != "standard")}[order]
+            print(f"the same jobs in this order with no overhead (submission order for fifo): {list_schedule([lengths[i] for i in order_of], slots):.1f} s")
             print(f"event latency (pipeline -> client), {len(latencies)} progress events: median {1000 * latencies[len(latencies) // 2]:.0f} ms, "
                   f"p99 {1000 * latencies[int(0.99 * (len(latencies) - 1))]:.0f} ms, max {1000 * latencies[-1]:.0f} ms")
             print(f"server RSS {rss_mib(server.pid):.0f} MiB, peak {rss_mib(server.pid, 'VmHWM'):.0f} MiB")
@@ -201,6 +213,8 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--scale", type=float, default=0.01, help="job length scale: 0.01 turns a 120 s draft job into 1.2 s")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--event-interval", type=float, default=1.0, help="seconds between a stand-in job's progress events (a real job reports about once a "
+                                                                      "second: every 10-25 steps of 0.05-0.2 s on a GPU; not scaled with the job lengths)")
     ap.add_argument("--queue-order", default="both", choices=["both", "fifo", "longest-first"], help="the server's --queue-order (both: one run each)")
     args = ap.parse_args()
     if args.part == "overhead":
@@ -209,7 +223,7 @@ def main() -> int:
         throughput(args.jobs or 4)
     else:
         for order in (["fifo", "longest-first"] if args.queue_order == "both" else [args.queue_order]):
-            studio(args.slots, args.jobs or 200, args.clients, args.scale, args.seed, order)
+            studio(args.slots, args.jobs or 200, args.clients, args.scale, args.seed, order, args.event_interval)
     return 0
 
 

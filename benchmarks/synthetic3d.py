@@ -165,7 +165,7 @@ def run_via_server(args) -> int:
         n = len(group)
         print(f"{key[0]} x {key[1]}: {n}, {sum(r['final_correct'] for r in group)}/{n}, {sum(r['final_iou'] for r in group) / n:.3f}, "
               f"{sum(r['texture_delta_e'] for r in group) / n:.1f}, {sum(r['normal_deg'] for r in group) / n:.1f}, {sum(r['chamfer'] for r in group) / n:.4f}, "
-              f"{sum(r['seconds'] for r in group) / n:.1f} / {max(r['seconds'] for r in group):.1f}")
+              f"{sum(r['creases'] for r in group) / n:.3f}, {sum(r['seconds'] for r in group) / n:.1f} / {max(r['seconds'] for r in group):.1f}")
     return 0
 
 
