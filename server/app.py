@@ -242,7 +242,6 @@ class Server:
         self.pool.refresh()
         for w in self.pool.slots:
             self._tend(w)
-        started = False
         for w in self.pool.free():
             if not self.queue:
                 break
@@ -255,7 +254,6 @@ class Server:
             self._dequeue(job_id)
             self.emit(job_id, "started", {"worker": w.name})
             w.submit(job_id, record.request, self.spool.input_mesh(job_id))
-            started = True
         self._tell_positions()
 
     def _tell_positions(self) -> None:

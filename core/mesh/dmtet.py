@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from ..geometry.voxels import auto_threshold
 from .marching_tets import marching_tets
+from .mesh_sdf import unsigned_distance
 from .tets import tet_grid
 
 
@@ -88,7 +89,7 @@ class DMTet(nn.Module):
         surface = _crossings(field, tau, v[ends[:, 0]], v[ends[:, 1]], inside[ends[:, 0]])
         near = _band(t, inside)  # beyond it the distance is over a cell: +-1 after truncation anyway
         distance = torch.ones(len(v))
-        distance[near] = _unsigned_distance(surface, faces, v[near]) / cell
+        distance[near] = unsigned_distance(surface.detach(), faces, v[near]) / cell
         return cls(v, t, torch.where(inside, -distance, distance).clamp(-1, 1), cell)
 
     @classmethod
@@ -129,14 +130,6 @@ def _band(tets: Tensor, inside: Tensor) -> Tensor:
     touching = band[tets].any(1)
     band[tets[touching].reshape(-1)] = True
     return band
-
-
-def _unsigned_distance(vertices: Tensor, faces: Tensor, points: Tensor, samples: int = 20000) -> Tensor:
-    """[P] the distance from points to a mesh's surface (its vertices and `samples` points spread over it)."""
-    from ..gaussians.init import points_on_mesh
-
-    surface = torch.cat([points_on_mesh(vertices.numpy(), faces.numpy(), samples), vertices.float()])
-    return torch.cat([torch.cdist(p, surface).min(1).values for p in points.split(4096)])
 
 
 def _distance_in_cells(vertices: Tensor, faces: Tensor, points: Tensor, cell: float) -> Tensor:

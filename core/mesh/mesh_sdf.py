@@ -23,11 +23,16 @@ def winding_number(vertices: Tensor, faces: Tensor, points: Tensor, chunk: int =
     return torch.cat(out)
 
 
-def signed_distance(vertices: Tensor, faces: Tensor, points: Tensor, samples: int = 20000) -> Tensor:
-    """[P] signed distance (inside negative) from points [P, 3] to the mesh (vertices [V, 3], faces [F, 3])."""
+def unsigned_distance(vertices: Tensor, faces: Tensor, points: Tensor, samples: int = 20000) -> Tensor:
+    """[P] distance from points [P, 3] to the mesh's surface (its vertices and `samples` points spread over it)."""
     from ..gaussians.init import points_on_mesh
 
     surface = torch.cat([points_on_mesh(vertices.numpy(), faces.numpy(), samples), vertices.float()])
-    dist = torch.cat([torch.cdist(p, surface).min(1).values for p in points.split(4096)])
+    return torch.cat([torch.cdist(p, surface).min(1).values for p in points.split(4096)])
+
+
+def signed_distance(vertices: Tensor, faces: Tensor, points: Tensor, samples: int = 20000) -> Tensor:
+    """[P] signed distance (inside negative) from points [P, 3] to the mesh (vertices [V, 3], faces [F, 3])."""
+    dist = unsigned_distance(vertices, faces, points, samples)
     inside = winding_number(vertices.float(), faces, points) > 0.5
     return torch.where(inside, -dist, dist)
