@@ -18,9 +18,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from propdreamer.core.cameras import orbit_cameras  # noqa: E402
-from propdreamer.core.gaussians.pairs import rasterize_pairs  # noqa: E402
-from propdreamer.core.gaussians.rasterize import Splats, opencv_cameras, rasterize_torch  # noqa: E402
+from propdreamer.core.cameras import orbit_cameras
+from propdreamer.core.gaussians.pairs import rasterize_pairs
+from propdreamer.core.gaussians.rasterize import Splats, opencv_cameras, rasterize_torch
 
 
 def random_splats(n: int, generator: torch.Generator) -> list[torch.Tensor]:

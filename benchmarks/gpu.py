@@ -148,9 +148,14 @@ def run_e2e(prior, preset_name: str, s: Settings) -> dict:
 
     refine = get_refine_preset(preset_name)
     if s.e2e_steps is not None:  # CPU smoke runs: the presets' shapes, a few steps each
-        refine = replace(refine, dmtet_resolution=min(refine.dmtet_resolution, 24), colour_fit_steps=s.e2e_steps,
-                         geometry=replace(refine.geometry, steps=s.e2e_steps), texture=replace(refine.texture, steps=s.e2e_steps),
-                         export=replace(refine.export, texture_size=min(refine.export.texture_size, 128)))
+        refine = replace(
+            refine,
+            dmtet_resolution=min(refine.dmtet_resolution, 24),
+            colour_fit_steps=s.e2e_steps,
+            geometry=replace(refine.geometry, steps=s.e2e_steps),
+            texture=replace(refine.texture, steps=s.e2e_steps),
+            export=replace(refine.export, texture_size=min(refine.export.texture_size, 128)),
+        )
     if s.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(s.device)
     start = time.perf_counter()
@@ -253,12 +258,21 @@ def targets(r: Results) -> list[str]:
 def write_benchmarks_md(r: Results, command: str, path: Path) -> None:
     """Replace (or add) this device's section of BENCHMARKS.md."""
     begin, end = f"<!-- gpu.py: {r.device_name} -->", f"<!-- /gpu.py: {r.device_name} -->"
-    body = "\n".join([
-        begin, f"### benchmarks/gpu.py on {r.device_name}", "",
-        f"`{command}`, {time.strftime('%Y-%m-%d')}, torch {torch.__version__}, prior {r.settings['dtype']}, "
-        f"render {r.settings['render']} px x batch {r.settings['batch']}, channels-last {r.settings['channels_last']}, compile {r.settings['compile']}. "
-        "SD 2.1-base architecture with random weights.", "", table(r), "", *[f"- {line}" for line in targets(r)], end,
-    ])
+    body = "\n".join(
+        [
+            begin,
+            f"### benchmarks/gpu.py on {r.device_name}",
+            "",
+            f"`{command}`, {time.strftime('%Y-%m-%d')}, torch {torch.__version__}, prior {r.settings['dtype']}, "
+            f"render {r.settings['render']} px x batch {r.settings['batch']}, channels-last {r.settings['channels_last']}, compile {r.settings['compile']}. "
+            "SD 2.1-base architecture with random weights.",
+            "",
+            table(r),
+            "",
+            *[f"- {line}" for line in targets(r)],
+            end,
+        ]
+    )
     text = path.read_text() if path.is_file() else "# Benchmarks\n"
     if begin in text:
         text = re.sub(re.escape(begin) + r".*?" + re.escape(end), lambda _: body, text, flags=re.S)
@@ -294,11 +308,20 @@ def main(argv: list[str] | None = None) -> int:
         print("note: the full-size prior on a CPU takes seconds per UNet call; --small measures the same things at CPU size", flush=True)
     dtype_name = args.dtype if args.dtype != "auto" else ("float16" if device.type == "cuda" else "float32")
     s = Settings(
-        device=device, dtype=getattr(torch, dtype_name), small=args.small, render=args.render or (32 if args.small else 256), batch=args.batch,
-        warmup=1 if args.small else 3, repeats=args.repeats or (2 if args.small else 10),
-        methods=tuple(args.methods.split(",")), representations=tuple(args.representations.split(",")), parts=tuple(args.parts.split(",")),
-        e2e_presets=tuple(args.e2e_presets.split(",")), e2e_steps=args.e2e_steps if args.e2e_steps is not None else (3 if args.small else None),
-        channels_last=device.type == "cuda" and not args.no_channels_last, compile=args.compile,
+        device=device,
+        dtype=getattr(torch, dtype_name),
+        small=args.small,
+        render=args.render or (32 if args.small else 256),
+        batch=args.batch,
+        warmup=1 if args.small else 3,
+        repeats=args.repeats or (2 if args.small else 10),
+        methods=tuple(args.methods.split(",")),
+        representations=tuple(args.representations.split(",")),
+        parts=tuple(args.parts.split(",")),
+        e2e_presets=tuple(args.e2e_presets.split(",")),
+        e2e_steps=args.e2e_steps if args.e2e_steps is not None else (3 if args.small else None),
+        channels_last=device.type == "cuda" and not args.no_channels_last,
+        compile=args.compile,
     )
     r = run(s)
     print(f"\n{r.device_name}\n{table(r)}")

@@ -25,8 +25,11 @@ def serve(prior: str = "builtin"):
     """A `propdreamer serve` process as an artist starts it; yields (endpoint, process)."""
     endpoint = f"tcp://127.0.0.1:{_free_port()}"
     with tempfile.TemporaryDirectory() as spool:
-        server = subprocess.Popen([sys.executable, "-m", "propdreamer.server.cli", "serve", "--bind", endpoint, "--device", "cpu", "--prior", prior, "--spool", spool],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        server = subprocess.Popen(
+            [sys.executable, "-m", "propdreamer.server.cli", "serve", "--bind", endpoint, "--device", "cpu", "--prior", prior, "--spool", spool],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             yield endpoint, server
         finally:

@@ -36,7 +36,7 @@ from pathlib import Path
 from propdreamer.server.client import Client
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from server_memory import _free_port, rss_mib  # noqa: E402
+from server_memory import _free_port, rss_mib
 
 HERE = Path(__file__).resolve().parent
 ENV = {**os.environ, "PYTHONPATH": str(HERE) + os.pathsep + os.environ.get("PYTHONPATH", "")}  # workers and actors import stand_in
@@ -63,9 +63,14 @@ class RayHead:
     def __init__(self, *args: str) -> None:
         self.args = args
 
-    def __enter__(self) -> "RayHead":
-        subprocess.run([RAY, "start", "--head", "--port", str(_free_port()), "--include-dashboard=false", "--disable-usage-stats", *self.args],
-                       env=ENV, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    def __enter__(self) -> RayHead:
+        subprocess.run(
+            [RAY, "start", "--head", "--port", str(_free_port()), "--include-dashboard=false", "--disable-usage-stats", *self.args],
+            env=ENV,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         return self
 
     def __exit__(self, *exc) -> None:
@@ -147,8 +152,21 @@ def studio(slots: int, jobs: int, clients: int, scale: float, seed: int, order: 
         lengths.append(scale * PRESET_S[presets[-1]] * rng.uniform(0.8, 1.2))
     spool = tempfile.mkdtemp()
     with RayHead("--num-cpus", "2", "--num-gpus", "1"):
-        server, endpoint = serve(spool, "--pipeline", "stand_in:run", "--prior", "stand-in", "--ray", "auto", "--ray-workers", str(slots),
-                                 "--ray-gpus-per-worker", f"{1.0 / slots:.6f}", "--queue-order", order)
+        server, endpoint = serve(
+            spool,
+            "--pipeline",
+            "stand_in:run",
+            "--prior",
+            "stand-in",
+            "--ray",
+            "auto",
+            "--ray-workers",
+            str(slots),
+            "--ray-gpus-per-worker",
+            f"{1.0 / slots:.6f}",
+            "--queue-order",
+            order,
+        )
         try:
             probe = Client(endpoint, timeout_s=60)
             t_up = time.time()
@@ -191,12 +209,16 @@ def studio(slots: int, jobs: int, clients: int, scale: float, seed: int, order: 
             makespan = max(ends) - t0
             ideal = sum(lengths) / slots
             latencies.sort()
-            print(f"queue order {order}, progress every {every} s: {jobs} jobs from {clients} clients on {slots} slots: makespan {makespan:.1f} s, ideal {ideal:.1f} s "
-                  f"({100 * (makespan / ideal - 1):+.1f}%); longest job {max(lengths):.1f} s")
+            print(
+                f"queue order {order}, progress every {every} s: {jobs} jobs from {clients} clients on {slots} slots: makespan {makespan:.1f} s, ideal {ideal:.1f} s "
+                f"({100 * (makespan / ideal - 1):+.1f}%); longest job {max(lengths):.1f} s"
+            )
             order_of = {"fifo": list(range(jobs)), "longest-first": sorted(range(jobs), key=lambda i: presets[i] != "standard")}[order]
             print(f"the same jobs in this order with no overhead (submission order for fifo): {list_schedule([lengths[i] for i in order_of], slots):.1f} s")
-            print(f"event latency (pipeline -> client), {len(latencies)} progress events: median {1000 * latencies[len(latencies) // 2]:.0f} ms, "
-                  f"p99 {1000 * latencies[int(0.99 * (len(latencies) - 1))]:.0f} ms, max {1000 * latencies[-1]:.0f} ms")
+            print(
+                f"event latency (pipeline -> client), {len(latencies)} progress events: median {1000 * latencies[len(latencies) // 2]:.0f} ms, "
+                f"p99 {1000 * latencies[int(0.99 * (len(latencies) - 1))]:.0f} ms, max {1000 * latencies[-1]:.0f} ms"
+            )
             print(f"server RSS {rss_mib(server.pid):.0f} MiB, peak {rss_mib(server.pid, 'VmHWM'):.0f} MiB")
             probe.close()
         finally:
@@ -213,8 +235,12 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--scale", type=float, default=0.01, help="job length scale: 0.01 turns a 120 s draft job into 1.2 s")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--event-interval", type=float, default=1.0, help="seconds between a stand-in job's progress events (a real job reports about once a "
-                                                                      "second: every 10-25 steps of 0.05-0.2 s on a GPU; not scaled with the job lengths)")
+    ap.add_argument(
+        "--event-interval",
+        type=float,
+        default=1.0,
+        help="seconds between a stand-in job's progress events (a real job reports about once a second: every 10-25 steps of 0.05-0.2 s on a GPU; not scaled with the job lengths)",
+    )
     ap.add_argument("--queue-order", default="both", choices=["both", "fifo", "longest-first"], help="the server's --queue-order (both: one run each)")
     args = ap.parse_args()
     if args.part == "overhead":
@@ -222,7 +248,7 @@ def main() -> int:
     elif args.part == "throughput":
         throughput(args.jobs or 4)
     else:
-        for order in (["fifo", "longest-first"] if args.queue_order == "both" else [args.queue_order]):
+        for order in ["fifo", "longest-first"] if args.queue_order == "both" else [args.queue_order]:
             studio(args.slots, args.jobs or 200, args.clients, args.scale, args.seed, order, args.event_interval)
     return 0
 

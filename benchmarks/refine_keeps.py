@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 
 import bpy  # first: it puts Blender's own modules (addon_utils) on the path
-import numpy as np  # noqa: E402
-from in_blender import fresh_scene, serve  # noqa: E402
+import numpy as np
+from in_blender import fresh_scene, serve
 
 # name: (primitive, object scale, rotation in degrees, parented, prompt)
 CASES = {
@@ -44,8 +44,12 @@ SHAPE_CASES = "box,cube,cylinder,disc,sphere,ellipsoid"  # the issue's target: I
 
 def add_case(name: str) -> bpy.types.Object:
     primitive, scale, rotation, parented, _ = CASES[name]
-    {"cube": bpy.ops.mesh.primitive_cube_add, "cylinder": bpy.ops.mesh.primitive_cylinder_add, "sphere": bpy.ops.mesh.primitive_uv_sphere_add,
-     "monkey": bpy.ops.mesh.primitive_monkey_add}[primitive]()
+    {
+        "cube": bpy.ops.mesh.primitive_cube_add,
+        "cylinder": bpy.ops.mesh.primitive_cylinder_add,
+        "sphere": bpy.ops.mesh.primitive_uv_sphere_add,
+        "monkey": bpy.ops.mesh.primitive_monkey_add,
+    }[primitive]()
     obj = bpy.context.active_object
     obj.scale, obj.rotation_euler = scale, tuple(math.radians(a) for a in rotation)
     if parented:
@@ -91,9 +95,14 @@ def compare(source: tuple[np.ndarray, np.ndarray], result: tuple[np.ndarray, np.
     inside = [(winding_number(*_coarse(v, f), points) > 0.5).numpy() for v, f in (source, result)]
     a = trimesh.Trimesh(*source, process=True)
     b = trimesh.Trimesh(*result, process=True)
-    return {"iou": round(float((inside[0] & inside[1]).sum() / max((inside[0] | inside[1]).sum(), 1)), 3),
-            "volume_ratio": round(float(b.volume / a.volume), 3), "area_ratio": round(float(b.area / a.area), 3),
-            "components": len(b.split(only_watertight=False)), "closed": bool(b.is_watertight), "faces": len(b.faces)}
+    return {
+        "iou": round(float((inside[0] & inside[1]).sum() / max((inside[0] | inside[1]).sum(), 1)), 3),
+        "volume_ratio": round(float(b.volume / a.volume), 3),
+        "area_ratio": round(float(b.area / a.area), 3),
+        "components": len(b.split(only_watertight=False)),
+        "closed": bool(b.is_watertight),
+        "faces": len(b.faces),
+    }
 
 
 def main() -> int:
@@ -122,12 +131,16 @@ def main() -> int:
             print(row, flush=True)
     print(f"\n{'case':>10} {'IoU':>6} {'volume':>7} {'area':>6} {'parts':>5} {'closed':>6} {'faces':>6} {'wall s':>7}")
     for r in rows:
-        print(f"{r['case']:>10} {r.get('iou', '-'):>6} {r.get('volume_ratio', '-'):>7} {r.get('area_ratio', '-'):>6} {r.get('components', '-'):>5} "
-              f"{str(r.get('closed', '-')):>6} {r.get('faces', '-'):>6} {r['wall_s']:>7}")
+        print(
+            f"{r['case']:>10} {r.get('iou', '-'):>6} {r.get('volume_ratio', '-'):>7} {r.get('area_ratio', '-'):>6} {r.get('components', '-'):>5} "
+            f"{str(r.get('closed', '-')):>6} {r.get('faces', '-'):>6} {r['wall_s']:>7}"
+        )
     ok = [r for r in rows if "iou" in r and r["case"] in SHAPE_CASES.split(",")]
     if ok:
-        print(f"mean IoU {np.mean([r['iou'] for r in ok]):.3f}; within target (IoU >= 0.8, volume and area within 10%, one part): "
-              f"{sum(r['iou'] >= 0.8 and abs(r['volume_ratio'] - 1) <= 0.1 and abs(r['area_ratio'] - 1) <= 0.1 and r['components'] == 1 for r in ok)}/{len(ok)}")
+        print(
+            f"mean IoU {np.mean([r['iou'] for r in ok]):.3f}; within target (IoU >= 0.8, volume and area within 10%, one part): "
+            f"{sum(r['iou'] >= 0.8 and abs(r['volume_ratio'] - 1) <= 0.1 and abs(r['area_ratio'] - 1) <= 0.1 and r['components'] == 1 for r in ok)}/{len(ok)}"
+        )
     if args.csv:
         with open(args.csv, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))

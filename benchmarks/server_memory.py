@@ -52,8 +52,27 @@ def main() -> int:
     endpoint = f"tcp://127.0.0.1:{_free_port()}"
     env = {**os.environ, "PYTHONPATH": str(ROOT / "tests") + os.pathsep + os.environ.get("PYTHONPATH", "")}
     with tempfile.TemporaryDirectory() as spool:
-        server = subprocess.Popen([sys.executable, "-m", "propdreamer.server.cli", "serve", "--bind", endpoint, "--device", "cpu", "--prior", "builtin",
-                                   "--spool", spool, "--pipeline", "fake_pipeline:run"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "propdreamer.server.cli",
+                "serve",
+                "--bind",
+                endpoint,
+                "--device",
+                "cpu",
+                "--prior",
+                "builtin",
+                "--spool",
+                spool,
+                "--pipeline",
+                "fake_pipeline:run",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             probe = Client(endpoint, timeout_s=30)
             probe.request("hello")

@@ -40,8 +40,10 @@ TURNS = tuple(range(0, 90, 10))
 
 def best(vertices: torch.Tensor, faces: torch.Tensor, shape: str, truths: dict) -> tuple[float, float]:
     """(normal error, Chamfer) at the true shape's turn with the lowest normal error."""
-    errors = [surface_error(vertices.detach().cpu().float(), faces.cpu(), SDFS[shape], turn, samples=10_000, truth=truths[(shape, turn)])
-              for turn in (TURNS if shape in ("cube", "pyramid") else (0,))]
+    errors = [
+        surface_error(vertices.detach().cpu().float(), faces.cpu(), SDFS[shape], turn, samples=10_000, truth=truths[(shape, turn)])
+        for turn in (TURNS if shape in ("cube", "pyramid") else (0,))
+    ]
     top = min(errors, key=lambda e: e.normal_deg)
     return round(top.normal_deg, 1), round(top.chamfer, 4)
 
@@ -87,8 +89,16 @@ def main() -> int:
 
         def record(prompt, start, step, v, fc, seconds):
             normal, chamfer = best(v, fc, prompt.split()[-1], truths)
-            row = {"prompt": prompt, "start": start, "step": step, "normal_deg": normal, "chamfer": chamfer,
-                   "creases": round(crease_fraction(v.detach().cpu().numpy(), fc.cpu().numpy()), 3), "faces": len(fc), "seconds": round(seconds, 1)}
+            row = {
+                "prompt": prompt,
+                "start": start,
+                "step": step,
+                "normal_deg": normal,
+                "chamfer": chamfer,
+                "creases": round(crease_fraction(v.detach().cpu().numpy(), fc.cpu().numpy()), 3),
+                "faces": len(fc),
+                "seconds": round(seconds, 1),
+            }
             writer.writerow(row), f.flush(), rows.append(row)
             print(",".join(str(row[k]) for k in fields), flush=True)
 
@@ -96,7 +106,7 @@ def main() -> int:
             resolved = resolve(JobRequest(prompt=prompt, preset=args.preset, seed=args.seed), prior)
             t0 = time.time()
             rep = CoarseTrainer(prior, prompt, resolved.config).run().representation
-            field = lambda x: rep.density(x.to(prior.device)).detach().cpu()  # noqa: E731
+            field = lambda x, rep=rep: rep.density(x.to(prior.device)).detach().cpu()
             fine = DMTet.from_field(field, rep.bound, DMTetConfig(resolution=96))
             record(prompt, "-", "stage1", *fine.extract(), time.time() - t0)
             for start in ("clamped", "distance"):
@@ -111,8 +121,10 @@ def main() -> int:
         for step in ("stage1", "init", "geometry", "export"):
             group = [r for r in rows if r["start"] == start and r["step"] == step]
             if group:
-                print(f"  {start:8s} {step:8s} {sum(r['normal_deg'] for r in group) / len(group):5.1f} / {sum(r['chamfer'] for r in group) / len(group):.4f} / "
-                      f"{sum(r['creases'] for r in group) / len(group):.3f}")
+                print(
+                    f"  {start:8s} {step:8s} {sum(r['normal_deg'] for r in group) / len(group):5.1f} / {sum(r['chamfer'] for r in group) / len(group):.4f} / "
+                    f"{sum(r['creases'] for r in group) / len(group):.3f}"
+                )
     return 0
 
 

@@ -46,7 +46,7 @@ from propdreamer.core.resolve import resolve
 from propdreamer.core.stage1.trainer import CoarseTrainer, render_views, turntable_cameras
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from oracle import ORACLE_SHADING, OracleFit  # noqa: E402
+from oracle import ORACLE_SHADING, OracleFit
 
 GRID = 64  # voxels per axis over the field's box
 CANONICAL = 48  # voxels per axis in the normalised frame
@@ -94,8 +94,13 @@ def score(rep, colour: str, shape: str, references: dict[str, list[torch.Tensor]
     surface = surface_voxels(occupancy).reshape(-1)
     albedo = rep.albedo(points[surface].to(next(rep.parameters()).device)).cpu().mean(0) if surface.any() else torch.zeros(3)
     return {
-        "iou": ious[shape], "nearest": nearest, "correct": nearest == shape, "delta_e": delta_e(albedo, torch.tensor(COLOURS[colour])),
-        "albedo": [round(float(a), 3) for a in albedo], "threshold": threshold, "occupied": float(occupancy.float().mean()),
+        "iou": ious[shape],
+        "nearest": nearest,
+        "correct": nearest == shape,
+        "delta_e": delta_e(albedo, torch.tensor(COLOURS[colour])),
+        "albedo": [round(float(a), 3) for a in albedo],
+        "threshold": threshold,
+        "occupied": float(occupancy.float().mean()),
         "ious": {name: round(value, 3) for name, value in ious.items()},
     }
 
@@ -122,9 +127,16 @@ def score_mesh(vertices, faces, texture, uvs, colour: str, shape: str, reference
     turns = TURNS_DEG if len(references[shape]) > 1 else (0,)
     turn = turns[max(range(len(turns)), key=lambda i: iou(canonical, references[shape][i]))]  # the turn the volume score found best
     surface = surface_error(torch.as_tensor(vertices, dtype=torch.float32), torch.as_tensor(faces, dtype=torch.long), SDFS[shape], turn)  # the full mesh
-    return {"final_iou": round(ious[shape], 3), "final_nearest": nearest, "final_correct": nearest == shape,
-            "texture_delta_e": round(delta_e(mean, torch.tensor(COLOURS[colour])), 1),
-            "normal_deg": round(surface.normal_deg, 1), "chamfer": round(surface.chamfer, 4), "creases": round(crease_fraction(vertices, faces), 3), "faces": len(faces)}
+    return {
+        "final_iou": round(ious[shape], 3),
+        "final_nearest": nearest,
+        "final_correct": nearest == shape,
+        "texture_delta_e": round(delta_e(mean, torch.tensor(COLOURS[colour])), 1),
+        "normal_deg": round(surface.normal_deg, 1),
+        "chamfer": round(surface.chamfer, 4),
+        "creases": round(crease_fraction(vertices, faces), 3),
+        "faces": len(faces),
+    }
 
 
 def by_method(rows: list[dict]) -> list[tuple[tuple[str, str], list[dict]]]:
@@ -140,8 +152,22 @@ def run_via_server(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     references = reference_shapes(1.0)  # scores normalise both shapes, so the box only sets the sampling
-    fields = ["method", "representation", "prompt", "seconds", "final_iou", "final_nearest", "final_correct", "texture_delta_e", "normal_deg", "chamfer", "creases",
-              "faces", "settings", "warnings"]
+    fields = [
+        "method",
+        "representation",
+        "prompt",
+        "seconds",
+        "final_iou",
+        "final_nearest",
+        "final_correct",
+        "texture_delta_e",
+        "normal_deg",
+        "chamfer",
+        "creases",
+        "faces",
+        "settings",
+        "warnings",
+    ]
     rows = []
     with ArtistPath(prior=args.prior, spool=out / "spool", log=out / "server.log") as path, open(out / "synthetic3d_server.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
@@ -155,17 +181,25 @@ def run_via_server(args) -> int:
                     (out / "glb").mkdir(exist_ok=True)
                     (out / "glb" / f"{method}_{representation}_{colour}_{shape}.glb").write_bytes(glb)
                     vertices, faces, uvs, texture = read_glb(glb)
-                    row = {"method": method, "representation": representation, "prompt": prompt, "seconds": round(seconds, 1),
-                           **score_mesh(vertices, faces, texture, uvs, colour, shape, references), "settings": job.summary, "warnings": "; ".join(job.warnings)}
+                    row = {
+                        "method": method,
+                        "representation": representation,
+                        "prompt": prompt,
+                        "seconds": round(seconds, 1),
+                        **score_mesh(vertices, faces, texture, uvs, colour, shape, references),
+                        "settings": job.summary,
+                        "warnings": "; ".join(job.warnings),
+                    }
                     writer.writerow(row), f.flush(), rows.append(row)
                     print(",".join(str(row[k]) for k in fields), flush=True)
-    print("\nthrough the server (returned GLB): prompts, shape nearest, mean IoU, mean texture delta-E, mean normal error (deg), mean Chamfer, "
-          "mean creases, mean / max seconds")
+    print("\nthrough the server (returned GLB): prompts, shape nearest, mean IoU, mean texture delta-E, mean normal error (deg), mean Chamfer, mean creases, mean / max seconds")
     for key, group in by_method(rows):
         n = len(group)
-        print(f"{key[0]} x {key[1]}: {n}, {sum(r['final_correct'] for r in group)}/{n}, {sum(r['final_iou'] for r in group) / n:.3f}, "
-              f"{sum(r['texture_delta_e'] for r in group) / n:.1f}, {sum(r['normal_deg'] for r in group) / n:.1f}, {sum(r['chamfer'] for r in group) / n:.4f}, "
-              f"{sum(r['creases'] for r in group) / n:.3f}, {sum(r['seconds'] for r in group) / n:.1f} / {max(r['seconds'] for r in group):.1f}")
+        print(
+            f"{key[0]} x {key[1]}: {n}, {sum(r['final_correct'] for r in group)}/{n}, {sum(r['final_iou'] for r in group) / n:.3f}, "
+            f"{sum(r['texture_delta_e'] for r in group) / n:.1f}, {sum(r['normal_deg'] for r in group) / n:.1f}, {sum(r['chamfer'] for r in group) / n:.4f}, "
+            f"{sum(r['creases'] for r in group) / n:.3f}, {sum(r['seconds'] for r in group) / n:.1f} / {max(r['seconds'] for r in group):.1f}"
+        )
     return 0
 
 
@@ -181,23 +215,27 @@ def rescore(folder: Path, threads: int) -> int:
     for path in sorted((folder / "glb").glob("*.glb"), key=lambda p: p.stat().st_mtime):  # the order they were made
         method, representation, colour, shape = path.stem.split("_")
         vertices, faces, uvs, texture = read_glb(path.read_bytes())
-        row = {"method": method, "representation": representation, "prompt": caption(colour, shape),
-               **score_mesh(vertices, faces, texture, uvs, colour, shape, references)}
+        row = {"method": method, "representation": representation, "prompt": caption(colour, shape), **score_mesh(vertices, faces, texture, uvs, colour, shape, references)}
         rows.append(row)
         print(",".join(str(row[k]) for k in fields), flush=True)
     for key, group in by_method(rows):
         n = len(group)
-        print(f"{key[0]} x {key[1]}: {n} GLBs, nearest {sum(r['final_correct'] for r in group)}/{n}, mean IoU {sum(r['final_iou'] for r in group) / n:.3f}, "
-              f"mean normal error {sum(r['normal_deg'] for r in group) / n:.1f} deg, mean Chamfer {sum(r['chamfer'] for r in group) / n:.4f}, "
-              f"mean creases {sum(r['creases'] for r in group) / n:.3f}, "
-              f"mean faces {sum(r['faces'] for r in group) / n:.0f}")
+        print(
+            f"{key[0]} x {key[1]}: {n} GLBs, nearest {sum(r['final_correct'] for r in group)}/{n}, mean IoU {sum(r['final_iou'] for r in group) / n:.3f}, "
+            f"mean normal error {sum(r['normal_deg'] for r in group) / n:.1f} deg, mean Chamfer {sum(r['chamfer'] for r in group) / n:.4f}, "
+            f"mean creases {sum(r['creases'] for r in group) / n:.3f}, "
+            f"mean faces {sum(r['faces'] for r in group) / n:.0f}"
+        )
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--methods", default=None, help="comma-separated: auto (the prior's default), sds,nfsd,vsd,ssd,vdm, or oracle (the ceiling: a fit to the true shape, "
-                    "oracle.py); default sds, auto with --via-server")
+    ap.add_argument(
+        "--methods",
+        default=None,
+        help="comma-separated: auto (the prior's default), sds,nfsd,vsd,ssd,vdm, or oracle (the ceiling: a fit to the true shape, oracle.py); default sds, auto with --via-server",
+    )
     ap.add_argument("--representations", default="nerf", help="comma-separated: nerf,gaussians")
     ap.add_argument("--prompts", type=int, default=14, help="how many prompts (cycling through the 7 shapes)")
     ap.add_argument("--preset", default="draft")
@@ -208,8 +246,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="out/synthetic3d")
     ap.add_argument("--final", action="store_true", help="also run stage two and score the exported mesh")
     ap.add_argument("--via-server", action="store_true", help="the artist's path: each prompt through `propdreamer serve` as the add-on sends it; scores the returned GLB")
-    ap.add_argument("--rescore", default=None, metavar="DIR", help="score the GLBs an earlier --via-server run kept (DIR/glb/METHOD_REPRESENTATION_COLOUR_SHAPE.glb) "
-                                                                   "without running anything: a new measure on results already made")
+    ap.add_argument(
+        "--rescore",
+        default=None,
+        metavar="DIR",
+        help="score the GLBs an earlier --via-server run kept (DIR/glb/METHOD_REPRESENTATION_COLOUR_SHAPE.glb) without running anything: a new measure on results already made",
+    )
     args = ap.parse_args(argv)
     if args.rescore:
         return rescore(Path(args.rescore), args.threads)
@@ -240,8 +282,9 @@ def main(argv: list[str] | None = None) -> int:
                 for colour, shape in prompts(args.prompts):
                     prompt = caption(colour, shape)
                     oracle = method == "oracle"
-                    request = JobRequest(prompt, method=None if oracle or method == "auto" else method, representation=representation, preset=args.preset,
-                                         steps=args.steps, seed=args.seed)
+                    request = JobRequest(
+                        prompt, method=None if oracle or method == "auto" else method, representation=representation, preset=args.preset, steps=args.steps, seed=args.seed
+                    )
                     config = resolve(request, prior).config  # what the server's worker resolves for the same request
                     config = replace(config, shading=ORACLE_SHADING) if oracle else config
                     t0 = time.time()
@@ -251,8 +294,7 @@ def main(argv: list[str] | None = None) -> int:
                     result = trainer.run()
                     seconds = time.time() - t0
                     references = references or reference_shapes(trainer.rep.bound)
-                    row = {"method": method, "representation": representation, "prompt": prompt, "seconds": round(seconds, 1),
-                           **score(trainer.rep, colour, shape, references)}
+                    row = {"method": method, "representation": representation, "prompt": prompt, "seconds": round(seconds, 1), **score(trainer.rep, colour, shape, references)}
                     row["iou"], row["delta_e"] = round(row["iou"], 3), round(row["delta_e"], 1)
                     if args.final:
                         from propdreamer.core.pipeline import from_coarse
@@ -269,12 +311,16 @@ def main(argv: list[str] | None = None) -> int:
     print("\nmethod x representation: prompts, shape nearest, mean IoU, mean delta-E, mean seconds")
     for key, group in by_method(rows):
         n = len(group)
-        print(f"{key[0]} x {key[1]}: {n}, {sum(r['correct'] for r in group)}/{n} = {sum(r['correct'] for r in group) / n:.0%}, "
-              f"{sum(r['iou'] for r in group) / n:.3f}, {sum(r['delta_e'] for r in group) / n:.1f}, {sum(r['seconds'] for r in group) / n:.1f}")
+        print(
+            f"{key[0]} x {key[1]}: {n}, {sum(r['correct'] for r in group)}/{n} = {sum(r['correct'] for r in group) / n:.0%}, "
+            f"{sum(r['iou'] for r in group) / n:.3f}, {sum(r['delta_e'] for r in group) / n:.1f}, {sum(r['seconds'] for r in group) / n:.1f}"
+        )
         if args.final:
-            print(f"  final mesh: shape nearest {sum(r['final_correct'] for r in group)}/{n}, mean IoU {sum(r['final_iou'] for r in group) / n:.3f} "
-                  f"(stage one {sum(r['iou'] for r in group) / n:.3f}), texture delta-E {sum(r['texture_delta_e'] for r in group) / n:.1f}, "
-                  f"stage two {sum(r['final_seconds'] for r in group) / n:.1f} s")
+            print(
+                f"  final mesh: shape nearest {sum(r['final_correct'] for r in group)}/{n}, mean IoU {sum(r['final_iou'] for r in group) / n:.3f} "
+                f"(stage one {sum(r['iou'] for r in group) / n:.3f}), texture delta-E {sum(r['texture_delta_e'] for r in group) / n:.1f}, "
+                f"stage two {sum(r['final_seconds'] for r in group) / n:.1f} s"
+            )
     return 0
 
 

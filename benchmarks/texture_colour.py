@@ -15,8 +15,8 @@ import sys
 import time
 
 import bpy  # first: it puts Blender's own modules (addon_utils) on the path
-import numpy as np  # noqa: E402
-from in_blender import fresh_scene, serve, uv_stats  # noqa: E402
+import numpy as np
+from in_blender import fresh_scene, serve, uv_stats
 
 
 def main() -> int:
@@ -56,8 +56,17 @@ def main() -> int:
             sample = texels[(centre[:, 1].clip(0, 0.999) * h).astype(int), (centre[:, 0].clip(0, 0.999) * w).astype(int)]
             mean = (sample * area[:, None]).sum(0) / area.sum()
             st = uv_stats(obj, uvs)
-            rows.append({"prompt": s.prompt, "status": sorted(status)[0], "delta_e": round(delta_e(torch.tensor(mean), torch.tensor(COLOURS[colour])), 1),
-                         "mean_rgb": [round(float(c), 3) for c in mean], "torn": st.torn, "flipped": st.flipped, "wall_s": round(wall, 1)})
+            rows.append(
+                {
+                    "prompt": s.prompt,
+                    "status": sorted(status)[0],
+                    "delta_e": round(delta_e(torch.tensor(mean), torch.tensor(COLOURS[colour])), 1),
+                    "mean_rgb": [round(float(c), 3) for c in mean],
+                    "torn": st.torn,
+                    "flipped": st.flipped,
+                    "wall_s": round(wall, 1),
+                }
+            )
             print(rows[-1], flush=True)
     print(f"\n{'prompt':>16} {'delta-E':>8} {'mean RGB':>22} {'torn':>5} {'flipped':>7} {'wall s':>7}")
     for r in rows:

@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 
 import bpy  # first: it puts Blender's own modules (addon_utils) on the path
-import numpy as np  # noqa: E402
-from in_blender import fresh_scene, serve, uv_stats  # noqa: E402
+import numpy as np
+from in_blender import fresh_scene, serve, uv_stats
 
 
 def peak_mib(pid: int) -> float:
@@ -126,16 +126,29 @@ def main() -> int:
                     error = error or str(err)
                 job = next(iter(operators._TRACKER.jobs.values()), None) if operators._TRACKER else None
                 error = error or (job.message if job else "") or "refused"
-        row = {"triangles": triangles, "polygons": len(mesh.polygons), "upload_mib": round(len(upload.glb) / 2**20, 1), "status": "textured" if not error else "refused",
-               "wall_s": round(wall, 1), "addon_s": round(addon_s, 2), "server_peak_mib": round(server_peak), "worker_peak_mib": round(worker_peak),
-               "torn": torn, "flipped": flipped, "error": error[:200]}
+        row = {
+            "triangles": triangles,
+            "polygons": len(mesh.polygons),
+            "upload_mib": round(len(upload.glb) / 2**20, 1),
+            "status": "textured" if not error else "refused",
+            "wall_s": round(wall, 1),
+            "addon_s": round(addon_s, 2),
+            "server_peak_mib": round(server_peak),
+            "worker_peak_mib": round(worker_peak),
+            "torn": torn,
+            "flipped": flipped,
+            "error": error[:200],
+        }
         rows.append(row)
         print(row, flush=True)
     base = next((r for r in rows if r["triangles"] < 20_000 and r["status"] == "textured" and r["triangles"] > 5_000), None)
     print(f"\n{'triangles':>10} {'upload MiB':>10} {'status':>9} {'wall s':>7} {'x 10k':>6} {'add-on s':>8} {'server MiB':>10} {'worker MiB':>10} {'torn':>5} {'flipped':>7}")
     for r in rows:
         ratio = f"{r['wall_s'] / base['wall_s']:.2f}" if base and r["status"] == "textured" else "-"
-        print(f"{r['triangles']:>10,} {r['upload_mib']:>10} {r['status']:>9} {r['wall_s']:>7} {ratio:>6} {r['addon_s']:>8} {r['server_peak_mib']:>10} {r['worker_peak_mib']:>10} {r['torn']:>5} {r['flipped']:>7}")
+        print(
+            f"{r['triangles']:>10,} {r['upload_mib']:>10} {r['status']:>9} {r['wall_s']:>7} {ratio:>6} {r['addon_s']:>8} "
+            f"{r['server_peak_mib']:>10} {r['worker_peak_mib']:>10} {r['torn']:>5} {r['flipped']:>7}"
+        )
         if r["error"]:
             print(f"{'':>10} refusal: {r['error']}")
     if args.csv:

@@ -43,7 +43,7 @@ class ArtistPath:
         self.process: subprocess.Popen | None = None
         self.tracker: JobTracker | None = None
 
-    def __enter__(self) -> "ArtistPath":
+    def __enter__(self) -> ArtistPath:
         env = dict(os.environ)
         if self.threads:
             env["OMP_NUM_THREADS"] = str(self.threads)
@@ -67,8 +67,9 @@ class ArtistPath:
             self.process.wait(30)
         self._tmp.cleanup()
 
-    def generate(self, prompt: str, seed: int = 0, method: str = "auto", representation: str = "nerf", preset: str = "draft",
-                 timeout_s: float = 3600.0) -> tuple[bytes, float, JobState]:
+    def generate(
+        self, prompt: str, seed: int = 0, method: str = "auto", representation: str = "nerf", preset: str = "draft", timeout_s: float = 3600.0
+    ) -> tuple[bytes, float, JobState]:
         """Press Generate with the panel's defaults but these fields; the GLB, the seconds from submit to
         done, and the job (its `settings` are what the server resolved)."""
         request = job_request("generate", PanelSettings(prompt=prompt, method=method, representation=representation, preset=preset, seed=seed))

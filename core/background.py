@@ -41,6 +41,7 @@ class Background(nn.Module):
         if self.config.kind == "random":
             colour = to_device(torch.rand(B, 3, 1, 1, generator=generator, dtype=dirs.dtype), dirs.device)
             return colour.expand(B, 3, *dirs.shape[1:3])
+        assert self.mlp is not None  # kind "mlp"
         return torch.sigmoid(self.mlp(dirs)).permute(0, 3, 1, 2)
 
     def composite(self, premult: Tensor, alpha: Tensor, dirs: Tensor, generator: torch.Generator | None = None) -> Tensor:

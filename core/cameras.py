@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from .device import to_device
-from .request import OrbitRange  # noqa: F401  (defined with the job request, torch-free; sampled here)
+from .request import OrbitRange  # defined with the job request, torch-free; sampled here
 
 
 @dataclass
@@ -41,12 +41,12 @@ class Cameras:
     def _fields(self) -> tuple[Tensor, ...]:
         return (self.c2w, self.fov_deg, self.elevation_deg, self.azimuth_deg, self.distance)
 
-    def to(self, target: torch.device | str | torch.dtype) -> "Cameras":
+    def to(self, target: torch.device | str | torch.dtype) -> Cameras:
         if isinstance(target, torch.dtype):
             return Cameras(*(f.to(target) for f in self._fields()))
         return Cameras(*(to_device(f, target) for f in self._fields()))  # no host sync per field on CUDA
 
-    def __getitem__(self, index: Tensor | slice) -> "Cameras":
+    def __getitem__(self, index: Tensor | slice) -> Cameras:
         return Cameras(*(f[index] for f in self._fields()))
 
 
@@ -110,7 +110,7 @@ def sample_orbit(n: int, orbit: OrbitRange, generator: torch.Generator | None = 
 
 def camera_rays(cameras: Cameras, resolution: int) -> tuple[Tensor, Tensor]:
     """World-space rays through pixel centres: origins [B, H, W, 3] and unit directions [B, H, W, 3]."""
-    B, H, W = len(cameras), resolution, resolution
+    H = W = resolution
     device, dtype = cameras.c2w.device, cameras.c2w.dtype
     focal = cameras.focal_px(resolution).to(dtype)  # [B]
     j = torch.arange(W, device=device, dtype=dtype) + 0.5

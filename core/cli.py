@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from .builtin_prior import BUILTIN
 from .request import METHODS
@@ -58,9 +58,19 @@ def job_request(args: argparse.Namespace):
     if mesh and not Path(mesh).is_file():
         raise FileNotFoundError(f"input mesh {mesh} does not exist; export the object as glTF binary (.glb)")
     kind = "texture" if args.texture else "refine" if args.refine else "generate"
-    request = JobRequest(kind=kind, prompt=args.prompt, negative_prompt=args.negative_prompt, method=args.method, representation=args.representation,
-                         preset=args.preset, seed=args.seed, steps=args.steps, guidance_scale=args.guidance_scale,
-                         uvs=args.uvs if args.texture else "auto", init=args.init)
+    request = JobRequest(
+        kind=kind,
+        prompt=args.prompt,
+        negative_prompt=args.negative_prompt,
+        method=args.method,
+        representation=args.representation,
+        preset=args.preset,
+        seed=args.seed,
+        steps=args.steps,
+        guidance_scale=args.guidance_scale,
+        uvs=args.uvs if args.texture else "auto",
+        init=args.init,
+    )
     return request, (Path(mesh) if mesh else None)
 
 
@@ -113,8 +123,10 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
     paths = write_turntable(result, out)
     checkpoint = trainer.save(out / "coarse.pt")
-    print(f"stage one ({config.representation}, {config.resolved_method}, {config.preset}) of '{request.prompt}' took {result.seconds:.1f} s; "
-          f"wrote {len(paths)} previews ({paths[-2]}) and {checkpoint}")
+    print(
+        f"stage one ({config.representation}, {config.resolved_method}, {config.preset}) of '{request.prompt}' took {result.seconds:.1f} s; "
+        f"wrote {len(paths)} previews ({paths[-2]}) and {checkpoint}"
+    )
     return 0
 
 
@@ -131,10 +143,14 @@ def add_request_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--guidance-scale", type=float, default=None, help="CFG scale (default: the method's on this prior)")
     p.add_argument("--texture", metavar="MESH", help="texture this GLB mesh (its geometry is kept)")
     p.add_argument("--refine", metavar="MESH", help="refine this GLB mesh (it seeds the optimisation)")
-    p.add_argument("--uvs", default="auto", choices=UV_SOURCES, help="--texture: bake into the mesh's own UV map (keep), a new unwrap (new), "
-                                                                      "or the mesh's when it has one (auto)")
-    p.add_argument("--init", default="auto", choices=INITS, help="where a new prop starts: a ball, Shap-E's shape of the prompt (shap-e; needs Stable "
-                                                                  "Diffusion and the Shap-E weights), or auto (Shap-E for VDM on Gaussians when available)")
+    p.add_argument("--uvs", default="auto", choices=UV_SOURCES, help="--texture: bake into the mesh's own UV map (keep), a new unwrap (new), or the mesh's when it has one (auto)")
+    p.add_argument(
+        "--init",
+        default="auto",
+        choices=INITS,
+        help="where a new prop starts: a ball, Shap-E's shape of the prompt (shap-e; needs Stable "
+        "Diffusion and the Shap-E weights), or auto (Shap-E for VDM on Gaussians when available)",
+    )
 
 
 def _cmd_prior_train(args: argparse.Namespace) -> int:
@@ -150,8 +166,7 @@ def _cmd_prior_train(args: argparse.Namespace) -> int:
     data = DatasetConfig(views_per_label=args.views_per_label, seed=args.data_seed, view_rule=rule, orbit=orbit)
     attention = _attention_levels(args.attention_levels, len(ModelConfig.block_out_channels)) if args.attention_levels else ModelConfig.attention
     model = ModelConfig(camera_features=CAMERA_FEATURES if args.cameras else 0, attention=attention)
-    train(TrainConfig(steps=args.steps, seed=args.seed, lr=args.lr, init=args.init, ema_decay=args.ema,
-                      loss_weighting=args.loss_weighting, data=data, model=model), Path(args.out))
+    train(TrainConfig(steps=args.steps, seed=args.seed, lr=args.lr, init=args.init, ema_decay=args.ema, loss_weighting=args.loss_weighting, data=data, model=model), Path(args.out))
     return 0
 
 
@@ -246,13 +261,16 @@ def build_parser(extra: Callable[[argparse._SubParsersAction], None] | None = No
     p.add_argument("--views-per-label", type=int, default=200, help="training renders per colour x shape")
     p.add_argument("--data-seed", type=int, default=0, help="seed of the training renders (the held-out evaluation uses 1 and 4)")
     p.add_argument("--cameras", action="store_true", help="condition the prior on each render's camera (elevation, azimuth, distance); --init may name a prior without")
-    p.add_argument("--elevation-words", action="store_true",
-                   help='captions name the camera\'s elevation band (", side view, low angle"); stage one then prompts with them')
-    p.add_argument("--loss-weighting", choices=("eps", "truncated_snr"), default="eps",
-                   help="truncated_snr weights high-noise steps up, where views and cameras matter (see TrainConfig)")
+    p.add_argument("--elevation-words", action="store_true", help='captions name the camera\'s elevation band (", side view, low angle"); stage one then prompts with them')
+    p.add_argument(
+        "--loss-weighting", choices=("eps", "truncated_snr"), default="eps", help="truncated_snr weights high-noise steps up, where views and cameras matter (see TrainConfig)"
+    )
     p.add_argument("--elevation", default=None, help="camera elevations of the training renders, LOW,HIGH in degrees (default -10,80)")
-    p.add_argument("--attention-levels", default=None,
-                   help="UNet levels with cross-attention, 0 = 32 px ... 3 = 4 px (default 1,2,3); with --init, levels may be added (they start as the identity)")
+    p.add_argument(
+        "--attention-levels",
+        default=None,
+        help="UNet levels with cross-attention, 0 = 32 px ... 3 = 4 px (default 1,2,3); with --init, levels may be added (they start as the identity)",
+    )
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     p.set_defaults(func=_cmd_prior_train)
 

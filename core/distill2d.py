@@ -10,9 +10,9 @@ pipeline (guidance -> image gradient -> parameters) is exactly what the 3D stage
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import Tensor

@@ -31,6 +31,6 @@ def save_png(image: Tensor, path: Path, scale: int = 1) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     picture = Image.fromarray(to_uint8(image[None])[0])
     if scale > 1:
-        picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
+        picture = picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.NEAREST)
     picture.save(path)
     return path

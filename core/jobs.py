@@ -11,9 +11,12 @@ bytes the client receives. Loaded in the server's worker process as
 from __future__ import annotations
 
 import io
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .priors.base import DiffusionPrior
 
 _PRIORS: dict[tuple[str, str], Any] = {}
 
@@ -53,7 +56,8 @@ def read_mesh(glb: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     if not meshes:
         raise ValueError("the input GLB holds no triangles; select a mesh object with faces")
     uv = [getattr(m.visual, "uv", None) for m in meshes]
-    uvs = np.concatenate(uv).astype(np.float32) if all(u is not None and len(u) == len(m.vertices) for u, m in zip(uv, meshes)) else None
+    every = all(u is not None and len(u) == len(m.vertices) for u, m in zip(uv, meshes))
+    uvs = np.concatenate([u for u in uv if u is not None]).astype(np.float32) if every else None
     mesh = trimesh.util.concatenate(meshes) if len(meshes) > 1 else meshes[0]
     v = np.asarray(mesh.vertices, dtype=np.float32)
     return np.stack([v[:, 0], -v[:, 2], v[:, 1]], axis=-1), np.asarray(mesh.faces, dtype=np.int64), uvs
@@ -73,12 +77,13 @@ def textured_glb(vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray, textu
 def texture_uvs(request, uvs: np.ndarray | None) -> np.ndarray | None:
     """The UV map a texture job bakes into (request.uvs: auto / keep / new), or None for a new unwrap."""
     if request.uvs == "keep" and uvs is None:
-        raise ValueError("the request asks to bake into the mesh's UV map (uvs='keep') but the uploaded mesh has none: "
-                         "export it with its UVs (TEXCOORD_0), or ask for a new unwrap (uvs='new')")
+        raise ValueError(
+            "the request asks to bake into the mesh's UV map (uvs='keep') but the uploaded mesh has none: export it with its UVs (TEXCOORD_0), or ask for a new unwrap (uvs='new')"
+        )
     return None if request.uvs == "new" else uvs
 
 
-def run_request(prior, resolved, input_mesh: bytes | None, callbacks) -> bytes:
+def run_request(prior: DiffusionPrior, resolved, input_mesh: bytes | None, callbacks) -> bytes:
     """Run a resolved request (core/resolve.py) to the bytes the client receives: the server's worker
     and `propdreamer generate` both come here."""
     from .pipeline import generate, refine_mesh, texture_mesh
@@ -93,19 +98,18 @@ def run_request(prior, resolved, input_mesh: bytes | None, callbacks) -> bytes:
             result = refine_mesh(prior, request.prompt, vertices, faces, config, callbacks)
             glb = result.glb
         else:
-            result = texture_mesh(prior, request.prompt, vertices, faces, config, callbacks, uvs=texture_uvs(request, uvs))
-            glb = textured_glb(result.vertices, result.faces, result.uvs, result.texture_png)
+            textured = texture_mesh(prior, request.prompt, vertices, faces, config, callbacks, uvs=texture_uvs(request, uvs))
+            glb = textured_glb(textured.vertices, textured.faces, textured.uvs, textured.texture_png)
+            return with_provenance(glb, resolved, prior, textured.seconds)
     return with_provenance(glb, resolved, prior, result.seconds)
 
 
-def with_provenance(glb: bytes, resolved, prior, seconds: dict[str, float]) -> bytes:
+def with_provenance(glb: bytes, resolved, prior: DiffusionPrior, seconds: dict[str, float]) -> bytes:
     """The result with its manifest (core/provenance.py): the request, what ran, the prior and its
     weights' digest, the stages' times."""
     from . import provenance
 
-    folder = getattr(prior, "folder", None)  # a prior built in code (tests' random priors) has no folder of weights
-    record = provenance.manifest(resolved.request.to_body(), resolved.settings, str(getattr(prior, "source", "") or resolved.settings.get("prior", "")),
-                                 folder, seconds)
+    record = provenance.manifest(resolved.request.to_body(), resolved.settings, prior.source or str(resolved.settings.get("prior", "")), prior.folder, seconds)
     return provenance.attach(glb, record)
 
 
@@ -115,13 +119,14 @@ def run_job(body: dict, input_mesh: bytes | None, job) -> bytes:
     from .images import to_uint8
     from .request import JobRequest
     from .resolve import resolve
-    from .stage1.trainer import Callbacks, Progress
-
     from .shape_init import ShapEConfig
+    from .stage1.trainer import Callbacks, Progress
 
     settings = getattr(job, "settings", {}) or {}
     prior = _prior(settings)
-    resolved = resolve(JobRequest.from_body(body), prior, ShapEConfig(source=settings["shap_e"]) if settings.get("shap_e") else None)  # a prompt the prior cannot read fails here, before any step
+    resolved = resolve(
+        JobRequest.from_body(body), prior, ShapEConfig(source=settings["shap_e"]) if settings.get("shap_e") else None
+    )  # a prompt the prior cannot read fails here, before any step
     job.event("resolved", {"settings": resolved.settings, "warnings": list(resolved.warnings)})
 
     def progress(p: Progress) -> None:

@@ -14,6 +14,7 @@ import io
 import logging
 import time
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -22,11 +23,15 @@ from torch import Tensor
 from .mesh.colour_field import ColourField
 from .mesh.dmtet import DMTet, DMTetConfig
 from .mesh.export import bake, export_mesh, to_glb
-from .mesh.uv import into_unit_tile, unwrap, weld
 from .mesh.model import MeshModel
+from .mesh.uv import into_unit_tile, unwrap, weld
 from .shading import ShadingConfig
-from .stage1.trainer import LATENT_PRIOR_TIMESTEPS, Callbacks, CoarseConfig, CoarseTrainer, RegulariserWeights, render_views, turntable_cameras
+from .stage1.defaults import LATENT_PRIOR_TIMESTEPS
+from .stage1.trainer import Callbacks, CoarseConfig, CoarseTrainer, RegulariserWeights, render_views, turntable_cameras
 from .stage2.presets import RefinePreset, get_refine_preset
+
+if TYPE_CHECKING:
+    from .priors.base import DiffusionPrior
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +67,7 @@ def _surface_points(vertices: Tensor, faces: Tensor, count: int = 20000) -> Tens
     return points_on_mesh(vertices.detach().cpu().numpy(), faces.cpu().numpy(), count)
 
 
-def _refine_and_export(prior, prompt: str, config: CoarseConfig, refine: RefinePreset, model: MeshModel, callbacks: Callbacks, seconds: dict) -> MeshResult:
+def _refine_and_export(prior: DiffusionPrior, prompt: str, config: CoarseConfig, refine: RefinePreset, model: MeshModel, callbacks: Callbacks, seconds: dict) -> MeshResult:
     # Stage two refines a surface: annealed timesteps and the library's regulariser weights, whatever
     # stage one used (its pixel-prior settings are about carving a volume).
     config = replace(config, timesteps=config.timesteps or LATENT_PRIOR_TIMESTEPS, regularisers=config.regularisers or RegulariserWeights())
@@ -78,7 +83,7 @@ def _refine_and_export(prior, prompt: str, config: CoarseConfig, refine: RefineP
     t0 = time.time()
     with torch.no_grad():
         v, f = model.mesh()
-    colour = lambda x: model.colour(x.to(v.device)).cpu()  # noqa: E731
+    colour = lambda x: model.colour(x.to(v.device)).cpu()
     unwrapped = export_mesh(v.detach().cpu().numpy(), f.cpu().numpy(), colour, refine.export)
     glb = to_glb(unwrapped, refine.export)
     seconds["export"] = time.time() - t0
@@ -86,7 +91,7 @@ def _refine_and_export(prior, prompt: str, config: CoarseConfig, refine: RefineP
     return MeshResult(glb, preview, seconds, unwrapped.vertices, unwrapped.faces, unwrapped.uvs, unwrapped.texture)
 
 
-def starting_point(prior, prompt: str, config: CoarseConfig) -> dict:
+def starting_point(prior: DiffusionPrior, prompt: str, config: CoarseConfig) -> dict:
     """What stage one starts from, as CoarseTrainer arguments: nothing (the ball), or Shap-E's shape of the
     prompt (config.init "shap-e"): coloured points on it for Gaussians (DreamMapping: about 50k, never
     above the preset's cap), or a NeRF whose density was fitted to it."""
@@ -111,7 +116,7 @@ def starting_point(prior, prompt: str, config: CoarseConfig) -> dict:
     return {"representation": nerf}
 
 
-def generate(prior, prompt: str, config: CoarseConfig = CoarseConfig(), callbacks: Callbacks = Callbacks(), refine: RefinePreset | None = None) -> MeshResult:
+def generate(prior: DiffusionPrior, prompt: str, config: CoarseConfig = CoarseConfig(), callbacks: Callbacks = Callbacks(), refine: RefinePreset | None = None) -> MeshResult:
     """`refine` overrides the stage-two preset named by `config.preset` (tests use tiny ones)."""
     refine = refine or get_refine_preset(config.preset)
     seconds: dict[str, float] = {}
@@ -125,12 +130,12 @@ def generate(prior, prompt: str, config: CoarseConfig = CoarseConfig(), callback
     return _from_coarse(prior, prompt, config, refine, coarse.representation, callbacks, seconds)
 
 
-def from_coarse(prior, prompt: str, config: CoarseConfig, refine: RefinePreset, rep, callbacks: Callbacks = Callbacks(), seconds: dict | None = None) -> MeshResult:
+def from_coarse(prior: DiffusionPrior, prompt: str, config: CoarseConfig, refine: RefinePreset, rep, callbacks: Callbacks = Callbacks(), seconds: dict | None = None) -> MeshResult:
     """Stage two from a finished stage-one representation (what `generate` does after stage one)."""
     return _from_coarse(prior, prompt, config, refine, rep, callbacks, {} if seconds is None else seconds)
 
 
-def _from_coarse(prior, prompt, config, refine, rep, callbacks, seconds) -> MeshResult:
+def _from_coarse(prior: DiffusionPrior, prompt, config, refine, rep, callbacks, seconds) -> MeshResult:
     device = prior.device
     dmtet = DMTet.from_field(lambda x: rep.density(x.to(device)).cpu(), rep.bound, DMTetConfig(resolution=refine.dmtet_resolution))
     colour = ColourField()
@@ -148,7 +153,9 @@ def _unit_frame(vertices: Tensor) -> tuple[Tensor, Tensor, float]:
     return (vertices - centre) / scale, centre, scale
 
 
-def refine_mesh(prior, prompt: str, vertices: np.ndarray, faces: np.ndarray, config: CoarseConfig = CoarseConfig(), callbacks: Callbacks = Callbacks(), refine: RefinePreset | None = None) -> MeshResult:
+def refine_mesh(
+    prior, prompt: str, vertices: np.ndarray, faces: np.ndarray, config: CoarseConfig = CoarseConfig(), callbacks: Callbacks = Callbacks(), refine: RefinePreset | None = None
+) -> MeshResult:
     """The input seeds the optimisation; the result stays recognisably the same object."""
     refine = refine or get_refine_preset(config.preset)
     v, _, _ = _unit_frame(torch.as_tensor(vertices, dtype=torch.float32))
@@ -178,8 +185,16 @@ def texture_proxy(vertices: np.ndarray, faces: np.ndarray, max_faces: int) -> tu
     return np.asarray(v, dtype=np.float32), np.asarray(f, dtype=np.int64)
 
 
-def texture_mesh(prior, prompt: str, vertices: np.ndarray, faces: np.ndarray, config: CoarseConfig = CoarseConfig(), callbacks: Callbacks = Callbacks(),
-                 refine: RefinePreset | None = None, uvs: np.ndarray | None = None) -> TextureResult:
+def texture_mesh(
+    prior,
+    prompt: str,
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    config: CoarseConfig = CoarseConfig(),
+    callbacks: Callbacks = Callbacks(),
+    refine: RefinePreset | None = None,
+    uvs: np.ndarray | None = None,
+) -> TextureResult:
     """Texture an artist's mesh without touching its geometry. `uvs` [V, 2]: bake into this UV map (the
     artist's, or one Blender's unwrapper made); None: unwrap anew. Returns the image and the UV map."""
     refine = refine or get_refine_preset(config.preset)
@@ -207,8 +222,14 @@ def texture_mesh(prior, prompt: str, vertices: np.ndarray, faces: np.ndarray, co
         t0 = time.time()
     corner_uvs = into_unit_tile(uvs[faces])  # [F, 3, 2]
     corners = torch.from_numpy((vertices[faces].reshape(-1, 3) - centre.numpy()) / scale)  # [3F, 3]
-    image = bake(corners, torch.arange(corners.shape[0]).reshape(-1, 3), torch.from_numpy(corner_uvs.reshape(-1, 2)),
-                 lambda x: model.colour(x.to(prior.device)).cpu(), refine.export.texture_size, refine.export.padding)
+    image = bake(
+        corners,
+        torch.arange(corners.shape[0]).reshape(-1, 3),
+        torch.from_numpy(corner_uvs.reshape(-1, 2)),
+        lambda x: model.colour(x.to(prior.device)).cpu(),
+        refine.export.texture_size,
+        refine.export.padding,
+    )
     from PIL import Image
 
     buffer = io.BytesIO()

@@ -69,8 +69,7 @@ def _file_digest(path: str, size: int, mtime_ns: int) -> str:
     return digest.hexdigest()
 
 
-def manifest(request_body: dict[str, Any], settings: dict[str, Any], prior_id: str, prior_folder: str | Path | None,
-             seconds: dict[str, float]) -> dict[str, Any]:
+def manifest(request_body: dict[str, Any], settings: dict[str, Any], prior_id: str, prior_folder: str | Path | None, seconds: dict[str, float]) -> dict[str, Any]:
     """The manifest of one result (see the module's docstring)."""
     return {
         "generator": f"PropDreamer {version()}",
@@ -78,7 +77,7 @@ def manifest(request_body: dict[str, Any], settings: dict[str, Any], prior_id: s
         "settings": settings,
         "prior": {"id": prior_id, "weights_sha256": weights_digest(prior_folder) if prior_folder else None},
         "seconds": {k: round(float(v), 3) for k, v in seconds.items()},
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
 
 
@@ -90,7 +89,7 @@ def _split(glb: bytes) -> tuple[dict[str, Any], bytes]:
     json_length, chunk_type = struct.unpack_from("<II", glb, 12)
     if magic != _GLB_MAGIC or chunk_type != _JSON_CHUNK or length != len(glb):
         raise ValueError("not a GLB: bad header or first chunk")
-    return json.loads(glb[20:20 + json_length]), glb[20 + json_length:]
+    return json.loads(glb[20 : 20 + json_length]), glb[20 + json_length :]
 
 
 def _join(document: dict[str, Any], rest: bytes) -> bytes:

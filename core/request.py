@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 # -- the registry of choices: (value, label, description) -----------------------------------------
 KIND_CHOICES = (
@@ -69,7 +69,11 @@ def values(choices: tuple[tuple[str, str, str], ...]) -> tuple[str, ...]:
 
 
 KINDS, METHODS, REPRESENTATIONS, PRESETS, CAMERA_MODES, UV_SOURCES, INITS = map(
-    values, (KIND_CHOICES, METHOD_CHOICES, REPRESENTATION_CHOICES, PRESET_CHOICES, CAMERA_MODE_CHOICES, UV_CHOICES, INIT_CHOICES))
+    values, (KIND_CHOICES, METHOD_CHOICES, REPRESENTATION_CHOICES, PRESET_CHOICES, CAMERA_MODE_CHOICES, UV_CHOICES, INIT_CHOICES)
+)
+
+RepresentationName = Literal["nerf", "gaussians"]  # REPRESENTATIONS, as a type (tests/test_request.py keeps them equal)
+StartName = Literal["ball", "shap-e"]  # where stage one starts once `init` auto is resolved
 
 MAX_PROMPT_CHARS = 1000
 MAX_EXPLICIT_CAMERAS = 64
@@ -176,7 +180,7 @@ class CameraSetup:
     FIELDS = frozenset({"elevation_deg", "azimuth_deg", "distance", "fov_deg", "matrices", "fovs_deg"})
 
     @classmethod
-    def from_body(cls, body: Any) -> "CameraSetup":
+    def from_body(cls, body: Any) -> CameraSetup:
         if not isinstance(body, dict):
             raise RequestError("cameras", "must be a map (or leave it unset for the prior's default cameras)")
         _refuse_unknown(body, set(cls.FIELDS), "cameras")
@@ -191,8 +195,10 @@ class CameraSetup:
             if any(abs(m[4 * r + 3]) > MAX_CAMERA_DISTANCE for r in range(3)) or any(abs(v) > 1e3 for v in m) or list(m[12:]) != [0, 0, 0, 1]:
                 raise RequestError(f"cameras.matrices[{i}]", f"must be a rigid camera-to-world matrix (last row 0 0 0 1) within {MAX_CAMERA_DISTANCE:g} m of the object")
             if not 1e-6 <= abs(_det3(m)) <= 1e6:
-                raise RequestError(f"cameras.matrices[{i}]", "must be invertible with a sane scale (the determinant of its 3x3 part is "
-                                                             f"{_det3(m):.3g}); use the camera's world matrix without zero or extreme scale")
+                raise RequestError(
+                    f"cameras.matrices[{i}]",
+                    f"must be invertible with a sane scale (the determinant of its 3x3 part is {_det3(m):.3g}); use the camera's world matrix without zero or extreme scale",
+                )
         for i, f in enumerate(fovs):
             if not _is_number(f) or not 1 <= f <= 170:
                 raise RequestError(f"cameras.fovs_deg[{i}]", f"must be a number in [1, 170] degrees, got {f!r}")
@@ -220,7 +226,7 @@ class JobRequest:
     kind: str = "generate"
     negative_prompt: str = ""  # the unconditional branch of CFG (NFSD: its negative-prompt term)
     method: str | None = None  # None: SDS on a NeRF, VDM + DCA on Gaussians
-    representation: str = "nerf"
+    representation: RepresentationName = "nerf"
     preset: str = "draft"
     seed: int = 0
     steps: int | None = None  # stage one's steps; None: the preset's
@@ -231,8 +237,7 @@ class JobRequest:
     init: str = "auto"  # generate jobs: where stage one starts (INIT_CHOICES)
     retry: bool = False  # run the job once more if its worker dies under it (never on its own: a job may have run for an hour)
 
-    FIELDS = frozenset({"kind", "prompt", "negative_prompt", "method", "representation", "preset", "seed", "steps", "guidance_scale", "t_range", "cameras", "uvs",
-                        "init", "retry"})
+    FIELDS = frozenset({"kind", "prompt", "negative_prompt", "method", "representation", "preset", "seed", "steps", "guidance_scale", "t_range", "cameras", "uvs", "init", "retry"})
 
     def __post_init__(self) -> None:
         self.from_body(self.to_body(), 1 if self.kind in ("refine", "texture") else 0)  # one validation, whoever builds it
@@ -242,7 +247,7 @@ class JobRequest:
         return self.kind in ("refine", "texture")
 
     @classmethod
-    def from_body(cls, body: Any, n_buffers: int | None = None) -> "JobRequest":
+    def from_body(cls, body: Any, n_buffers: int | None = None) -> JobRequest:
         """Validate a message body (msgpack-decoded). `n_buffers`: the mesh frames that came with it (checked when given)."""
         if not isinstance(body, dict):
             raise RequestError("submit", "the body must be a map")
@@ -257,11 +262,20 @@ class JobRequest:
         cameras = None if body.get("cameras") is None else CameraSetup.from_body(body["cameras"])
         request = object.__new__(cls)  # validated here; __post_init__ would validate again
         values_ = dict(
-            kind=kind, prompt=prompt, negative_prompt=_text(body, "negative_prompt", ""),
-            method=_choice(body, "method", METHODS, None, none_ok=True), representation=_choice(body, "representation", REPRESENTATIONS, "nerf"),
-            preset=_choice(body, "preset", PRESETS, "draft"), seed=int(seed or 0), steps=None if steps is None else int(steps),
-            guidance_scale=_number(body, "guidance_scale", 0.0, 1000.0), t_range=t_range, cameras=cameras,
-            uvs=_choice(body, "uvs", UV_SOURCES, "auto"), init=_choice(body, "init", INITS, "auto"), retry=body.get("retry", False),
+            kind=kind,
+            prompt=prompt,
+            negative_prompt=_text(body, "negative_prompt", ""),
+            method=_choice(body, "method", METHODS, None, none_ok=True),
+            representation=_choice(body, "representation", REPRESENTATIONS, "nerf"),
+            preset=_choice(body, "preset", PRESETS, "draft"),
+            seed=int(seed or 0),
+            steps=None if steps is None else int(steps),
+            guidance_scale=_number(body, "guidance_scale", 0.0, 1000.0),
+            t_range=t_range,
+            cameras=cameras,
+            uvs=_choice(body, "uvs", UV_SOURCES, "auto"),
+            init=_choice(body, "init", INITS, "auto"),
+            retry=body.get("retry", False),
         )
         if not isinstance(values_["retry"], bool):
             raise RequestError("retry", f"must be true or false, got {values_['retry']!r}")
@@ -316,9 +330,12 @@ def prompt_warnings(prompt: str, unknown: list[str], prior: str) -> list[str]:
         return []
     known = [w for w in prompt_words(prompt) if w not in unknown_set]
     if not [w for w in known if w not in FUNCTION_WORDS]:
-        raise RequestError("prompt", f"the prior '{prior}' knows none of the words {sorted(unknown_set)} of '{prompt}', so the job would "
-                                     "make nothing in particular; use words it knows (the builtin prior: a colour and a shape, "
-                                     "e.g. 'a red cube'), or run the server with Stable Diffusion (--prior)")
+        raise RequestError(
+            "prompt",
+            f"the prior '{prior}' knows none of the words {sorted(unknown_set)} of '{prompt}', so the job would "
+            "make nothing in particular; use words it knows (the builtin prior: a colour and a shape, "
+            "e.g. 'a red cube'), or run the server with Stable Diffusion (--prior)",
+        )
     return [f"the prior '{prior}' does not know the word(s) {sorted(unknown_set)}; they are ignored"]
 
 
@@ -329,8 +346,11 @@ def settings_summary(settings: dict[str, Any]) -> str:
     cams = settings["cameras"]
     where = f"{cams['explicit']} explicit camera(s)" if "explicit" in cams else f"elevation {cams['elevation_deg'][0]:g}..{cams['elevation_deg'][1]:g}"
     t = settings["timesteps"]
-    what = (f"texture, {settings['preset']} {settings['texture_steps']} steps" if "texture_steps" in settings
-            else f"{settings['method']} on {settings['representation']}, {settings['preset']} {settings['steps']} steps")
+    what = (
+        f"texture, {settings['preset']} {settings['texture_steps']} steps"
+        if "texture_steps" in settings
+        else f"{settings['method']} on {settings['representation']}, {settings['preset']} {settings['steps']} steps"
+    )
     if settings.get("init") == "shap-e":
         what += ", from Shap-E"
     return f"{what}, CFG {settings['guidance_scale']:g}, t {t['t_min']:g}-{t['t_max']:g}, {where}"

@@ -10,15 +10,18 @@ actually ran.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .guidance import METHODS as METHOD_CONFIGS
 from .builtin_prior import BUILTIN
-from .request import AUTO_METHOD, JobRequest, prompt_warnings
+from .guidance import METHODS as METHOD_CONFIGS
+from .request import AUTO_METHOD, CameraSetup, JobRequest, StartName, prompt_warnings
 from .shape_init import ShapEConfig, shap_e_available
 from .stage1.defaults import LATENT_PRIOR_TIMESTEPS, default_guidance_options, default_guidance_scale, default_orbit, default_timesteps
 from .stage1.presets import get_preset
 from .stage1.trainer import CoarseConfig
+
+if TYPE_CHECKING:
+    from .priors.base import DiffusionPrior
 
 
 @dataclass(frozen=True)
@@ -34,7 +37,7 @@ def _schedule(s) -> dict[str, Any]:
     return {"kind": s.kind, "t_min": s.t_min, "t_max": s.t_max, **annealed}
 
 
-def _init(request: JobRequest, method: str, prior_name: str, shap_e: ShapEConfig, warnings: list[str]) -> str:
+def _init(request: JobRequest, method: str, prior_name: str, shap_e: ShapEConfig, warnings: list[str]) -> StartName:
     """Where stage one starts: "shap-e" or "ball" (refine and texture jobs start from their mesh)."""
     if request.kind != "generate" or request.init == "ball":
         return "ball"
@@ -48,11 +51,11 @@ def _init(request: JobRequest, method: str, prior_name: str, shap_e: ShapEConfig
     return "shap-e" if method == "vdm" and request.representation == "gaussians" and shap_e_available(shap_e.source) else "ball"
 
 
-def resolve(request: JobRequest, prior, shap_e: ShapEConfig | None = None) -> ResolvedJob:
+def resolve(request: JobRequest, prior: DiffusionPrior, shap_e: ShapEConfig | None = None) -> ResolvedJob:
     """Raises RequestError when the prompt has no word the prior can read. `shap_e`: the Shap-E model the
     server or the command line was given (the default: openai/shap-e)."""
     shap_e = shap_e or ShapEConfig()
-    name = getattr(prior, "source", "prior")
+    name = prior.source
     warnings = prompt_warnings(request.prompt, prior.unknown_words(request.prompt), name)
     method = request.method or AUTO_METHOD[request.representation]
     init = _init(request, method, name, shap_e, warnings)
@@ -67,35 +70,57 @@ def resolve(request: JobRequest, prior, shap_e: ShapEConfig | None = None) -> Re
     options = dict(default_guidance_options(method, prior))
     if request.negative_prompt:
         options["negative_prompt"] = request.negative_prompt
-    cameras = request.cameras
-    explicit = cameras is not None and bool(cameras.matrices)
-    if cameras is None:
-        orbit = default_orbit(prior)
-    elif not explicit:
-        orbit = cameras.orbit
-    else:
-        orbit = None
+    cameras = request.cameras or CameraSetup(orbit=default_orbit(prior))  # none given: where the prior was trained to look from
+    explicit = bool(cameras.matrices)
+    orbit = None if explicit else cameras.orbit
     config = CoarseConfig(
-        representation=request.representation, method=method, preset=request.preset, steps=steps, seed=request.seed, guidance_scale=float(scale),
-        timesteps=timesteps, orbit=orbit, guidance_options=options,
-        explicit_c2w=cameras.matrices if explicit else (), explicit_fov_deg=cameras.fovs_deg if explicit else (),
-        init=init, shap_e=shap_e,
+        representation=request.representation,
+        method=method,
+        preset=request.preset,
+        steps=steps,
+        seed=request.seed,
+        guidance_scale=float(scale),
+        timesteps=timesteps,
+        orbit=orbit,
+        guidance_options=options,
+        explicit_c2w=cameras.matrices if explicit else (),
+        explicit_fov_deg=cameras.fovs_deg if explicit else (),
+        init=init,
+        shap_e=shap_e,
     )
-    defaults = [f for f, unset in (("method", request.method is None), ("guidance_scale", request.guidance_scale is None),
-                                   ("steps", request.steps is None), ("t_range", request.t_range is None), ("cameras", request.cameras is None),
-                                   ("init", request.kind == "generate" and request.init == "auto")) if unset]
+    defaults = [
+        f
+        for f, unset in (
+            ("method", request.method is None),
+            ("guidance_scale", request.guidance_scale is None),
+            ("steps", request.steps is None),
+            ("t_range", request.t_range is None),
+            ("cameras", request.cameras is None),
+            ("init", request.kind == "generate" and request.init == "auto"),
+        )
+        if unset
+    ]
     stage_one = timesteps or default_timesteps(prior, method)
     negative = request.negative_prompt or (paper.negative_prompt if method == "nfsd" else "")
     settings = {
-        "kind": request.kind, "prompt": request.prompt, "negative_prompt": negative, "method": method, "representation": request.representation,
-        "preset": request.preset, "seed": request.seed, "steps": steps, "guidance_scale": float(scale),
-        "timesteps": _schedule(stage_one), "refine_timesteps": _schedule(timesteps or LATENT_PRIOR_TIMESTEPS),
-        "cameras": {"explicit": len(cameras.matrices)} if explicit else {k: list(v) for k, v in asdict(orbit).items()},
-        "prior": name, "defaults": defaults, "init": "mesh" if request.needs_mesh else init,
+        "kind": request.kind,
+        "prompt": request.prompt,
+        "negative_prompt": negative,
+        "method": method,
+        "representation": request.representation,
+        "preset": request.preset,
+        "seed": request.seed,
+        "steps": steps,
+        "guidance_scale": float(scale),
+        "timesteps": _schedule(stage_one),
+        "refine_timesteps": _schedule(timesteps or LATENT_PRIOR_TIMESTEPS),
+        "cameras": {"explicit": len(cameras.matrices)} if explicit else {k: list(v) for k, v in asdict(cameras.orbit).items()},
+        "prior": name,
+        "defaults": defaults,
+        "init": "mesh" if request.needs_mesh else init,
     }
     if request.kind == "texture":  # stage one does not run: the texture stage's steps are what the artist waits for
         from .stage2.presets import get_refine_preset
 
         settings["texture_steps"] = get_refine_preset(request.preset).texture.steps
     return ResolvedJob(request, config, settings, tuple(warnings))
-

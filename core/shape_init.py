@@ -27,7 +27,9 @@ from .priors.loading import DEFAULT_SHAP_E_ID, ModelKind, PriorNotFoundError, re
 log = logging.getLogger(__name__)
 
 SHAP_E = ModelKind(
-    "the Shap-E model (the starting shape of --init shap-e)", ("prior", "text_encoder", "tokenizer", "scheduler", "shap_e_renderer"), (),
+    "the Shap-E model (the starting shape of --init shap-e)",
+    ("prior", "text_encoder", "tokenizer", "scheduler", "shap_e_renderer"),
+    (),
     "model_index.json, prior/, text_encoder/, tokenizer/, scheduler/ and shap_e_renderer/",
     "start from a ball instead: --init ball (the panel: Start from > Ball)",
 )
@@ -118,8 +120,9 @@ def from_shap_e_frame(vertices: np.ndarray) -> np.ndarray:
 @torch.no_grad()
 def shap_e_shape(pipe, prompt: str, seed: int = 0, config: ShapEConfig = ShapEConfig()) -> StartingShape:
     """Shap-E's mesh of `prompt`. Raises EmptyShapeError when its decoder finds no surface."""
-    latents = pipe(prompt, num_inference_steps=config.steps, guidance_scale=config.guidance_scale,
-                   generator=torch.Generator().manual_seed(seed), output_type="latent").images  # [1, n_embeddings, d_latent]
+    latents = pipe(
+        prompt, num_inference_steps=config.steps, guidance_scale=config.guidance_scale, generator=torch.Generator().manual_seed(seed), output_type="latent"
+    ).images  # [1, n_embeddings, d_latent]
     try:
         mesh = pipe.shap_e_renderer.decode_to_mesh(latents[:1], pipe._execution_device, grid_size=config.grid_size)
     except (RuntimeError, ValueError, IndexError) as err:  # diffusers' decoder fails on an empty surface (torch.cat of nothing)

@@ -21,7 +21,10 @@ ROOT = Path(__file__).resolve().parents[1]
 ADDON = ROOT / "blender_addon" / "propdreamer_blender"
 VENDORED = ("server/wire.py", "server/client.py", "core/request.py")  # bpy-free, torch-free: the protocol and the job request
 PLATFORMS = {  # Blender 5.0 bundles Python 3.11
-    "windows-x64": "win_amd64", "linux-x64": "manylinux_2_28_x86_64", "macos-arm64": "macosx_11_0_arm64", "macos-x64": "macosx_10_15_x86_64",
+    "windows-x64": "win_amd64",
+    "linux-x64": "manylinux_2_28_x86_64",
+    "macos-arm64": "macosx_11_0_arm64",
+    "macos-x64": "macosx_10_15_x86_64",
 }
 PACKAGES = ("pyzmq>=25", "msgpack>=1.0")
 
@@ -40,8 +43,23 @@ def build(out: Path, wheels: bool = True) -> Path:
         if wheels:
             wheel_dir = stage / "wheels"
             for platform_tag in PLATFORMS.values():
-                cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--only-binary=:all:", "--no-deps",
-                       "--python-version", "3.11", "--platform", platform_tag, "--dest", str(wheel_dir), *PACKAGES]
+                cmd = [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "download",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    "--only-binary=:all:",
+                    "--no-deps",
+                    "--python-version",
+                    "3.11",
+                    "--platform",
+                    platform_tag,
+                    "--dest",
+                    str(wheel_dir),
+                    *PACKAGES,
+                ]
                 done = subprocess.run(cmd, capture_output=True, text=True)
                 if done.returncode != 0:
                     raise subprocess.CalledProcessError(done.returncode, cmd, done.stdout, done.stderr)

@@ -73,9 +73,30 @@ def run(args: argparse.Namespace) -> dict:
     blender_home = out / "blender_user"  # a scratch Blender profile: the artist's own is never touched
     shutil.rmtree(blender_home, ignore_errors=True)
     env = {**os.environ, "BLENDER_USER_RESOURCES": str(blender_home), "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, str(ROOT / "packaging/demo_blender.py"), "--zip", str(archive), "--server", endpoint, "--out", str(out),
-           "--prompt", args.prompt, "--preset", args.preset, "--method", args.method, "--representation", args.representation,
-           "--seed", str(args.seed), "--samples", str(args.samples), "--resolution", str(args.resolution)]
+    cmd = [
+        sys.executable,
+        str(ROOT / "packaging/demo_blender.py"),
+        "--zip",
+        str(archive),
+        "--server",
+        endpoint,
+        "--out",
+        str(out),
+        "--prompt",
+        args.prompt,
+        "--preset",
+        args.preset,
+        "--method",
+        args.method,
+        "--representation",
+        args.representation,
+        "--seed",
+        str(args.seed),
+        "--samples",
+        str(args.samples),
+        "--resolution",
+        str(args.resolution),
+    ]
     print(f'[3/3] headless Blender: install the extension, Generate "{args.prompt}", render with Cycles', flush=True)
     result = None
     try:
@@ -113,8 +134,7 @@ def main() -> int:
     args.preset = args.preset or ("standard" if args.sd else "draft")
     r = run(args)
     t = r["times"]
-    print(f"\nDone in {r['total_s']:.0f} s (generate {t['generate_s']:.0f} s, render {t['render_s']:.0f} s): "
-          f"'{r['object']}', {r['faces']} faces, textured={r['textured']}.")
+    print(f"\nDone in {r['total_s']:.0f} s (generate {t['generate_s']:.0f} s, render {t['render_s']:.0f} s): '{r['object']}', {r['faces']} faces, textured={r['textured']}.")
     for kind, path in r["files"].items():
         print(f"  {kind:5s} {path}")
     return 0

@@ -15,10 +15,10 @@ import sys
 import time
 from pathlib import Path
 
-from propdreamer.core.request import METHODS, PRESETS, REPRESENTATIONS
-
 import bpy  # first: it puts Blender's own modules (addon_utils, mathutils) on the path
-from mathutils import Vector  # noqa: E402
+from mathutils import Vector
+
+from propdreamer.core.request import METHODS, PRESETS, REPRESENTATIONS
 
 EXTENSION = "bl_ext.user_default.propdreamer"  # the add-on's module once installed into the user repository
 
@@ -136,11 +136,21 @@ def main() -> int:
     bpy.ops.wm.save_as_mainfile(filepath=str(blend))
 
     nodes = obj.active_material.node_tree.nodes if obj.active_material else []
-    print("RESULT " + json.dumps({
-        "object": obj.name, "faces": len(obj.data.polygons), "uv_layers": len(obj.data.uv_layers),
-        "textured": any(n.type == "TEX_IMAGE" and n.image is not None for n in nodes), "dimensions": list(obj.dimensions),
-        "files": {"blend": str(blend), "png": str(png), "glb": str(glb)}, "times": times,
-    }), flush=True)
+    print(
+        "RESULT "
+        + json.dumps(
+            {
+                "object": obj.name,
+                "faces": len(obj.data.polygons),
+                "uv_layers": len(obj.data.uv_layers),
+                "textured": any(n.type == "TEX_IMAGE" and n.image is not None for n in nodes),
+                "dimensions": list(obj.dimensions),
+                "files": {"blend": str(blend), "png": str(png), "glb": str(glb)},
+                "times": times,
+            }
+        ),
+        flush=True,
+    )
     return 0
 
 

@@ -19,6 +19,6 @@ if not exist ".venv\Scripts\python.exe" (
 )
 ".venv\Scripts\python.exe" -m pip install --quiet --disable-pip-version-check torch==2.13.0 --index-url %PROPDREAMER_TORCH_INDEX% --extra-index-url https://pypi.org/simple
 if errorlevel 1 exit /b 1
-".venv\Scripts\python.exe" -m pip install --quiet --disable-pip-version-check -e .
+".venv\Scripts\python.exe" -m pip install --quiet --disable-pip-version-check -c packaging\constraints.txt -e .
 if errorlevel 1 exit /b 1
 ".venv\Scripts\propdreamer.exe" serve %*

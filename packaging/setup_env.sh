@@ -22,8 +22,11 @@ fi
 PY="$VENV/bin/python"
 # torch first, pinned: an unpinned torch pulls several GB of CUDA packages on machines without a
 # GPU; on a Linux machine with an NVIDIA driver the same pin installs the CUDA build.
-"$PY" -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
+# Every other package at the version CI tested: packaging/constraints.txt (bash packaging/lock.sh
+# re-pins it), so a new diffusers or peft release changes nothing here until the lock is updated.
+CONSTRAINTS="$ROOT/packaging/constraints.txt"
+"$PY" -m pip install --quiet --disable-pip-version-check -c "$CONSTRAINTS" "torch==2.13.0"
 SPEC="$ROOT"
 [ -n "$EXTRAS" ] && SPEC="$ROOT[$EXTRAS]"
-"$PY" -m pip install --quiet --disable-pip-version-check -e "$SPEC"
+"$PY" -m pip install --quiet --disable-pip-version-check -c "$CONSTRAINTS" -e "$SPEC"
 export PATH="$VENV/bin:$PATH"

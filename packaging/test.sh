@@ -5,4 +5,6 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 source packaging/setup_env.sh test
 bash packaging/gltf_validator.sh >/dev/null   # the Khronos validator the GLB tests run
+ruff check . && ruff format --check .          # lint and format (pyproject.toml [tool.ruff]); `ruff format .` fixes the format
+bash packaging/typecheck.sh                    # types (pyproject.toml [tool.mypy])
 python -m pytest "$@"

@@ -11,21 +11,23 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import zmq
 
 from ..core.prompt_check import word_vocabulary
 from ..core.request import AUTO_METHOD, CAMERA_MODES, KINDS, METHODS, PRESETS, REPRESENTATIONS, settings_summary
-from .schema import check_input_mesh, parse_request
-from .spool import FINAL, Spool
 from .artist_keys import ArtistKeys
-from .wire import PROTOCOL_VERSION, Message, ProtocolError, ReplayGuard, WireLimits, claimed_client, decode, encode
 from .pool import LocalPool, Pool, local_devices
 from .queue_order import check_order, expected_work, insert_at
+from .schema import check_input_mesh, parse_request
+from .spool import FINAL, Spool
+from .wire import PROTOCOL_VERSION, Message, ProtocolError, ReplayGuard, WireLimits, claimed_client, decode, encode
 from .worker import WorkerConfig
+from .worker_messages import Cancelled, Done, Event, Failed, Preview
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +84,7 @@ class Server:
         self.socket.setsockopt(zmq.MAXMSGSIZE, config.limits.max_frame_bytes)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.bind(config.bind)
-        self.endpoint = self.socket.getsockopt(zmq.LAST_ENDPOINT).decode()
+        self.endpoint = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
         self.routes: OrderedDict[str, bytes] = OrderedDict()  # client id -> ROUTER identity of its latest connection, least recent first
         self.artist_keys = ArtistKeys(config.artist_keys) if config.artist_keys else None
         self.replay = ReplayGuard(path=self.spool.root / "replay.json") if config.key or self.artist_keys else None
@@ -99,6 +101,13 @@ class Server:
             "fetch": self.on_fetch,
             "ack": self.on_ack,
             "unload": self.on_unload,
+        }
+        self.worker_handlers: dict[type, Callable[[Any], None]] = {  # a worker's job messages, by class
+            Event: self._on_event,
+            Preview: self._on_preview,
+            Done: self._on_done,
+            Failed: self._on_failed,
+            Cancelled: self._on_cancelled,
         }
         self._stop = False
         log.info("listening on %s (prior %s, device %s, spool %s)", self.endpoint, config.prior, config.device, self.spool.root)
@@ -269,9 +278,10 @@ class Server:
         the next job), or a cancel it ignored (killed and replaced)."""
         for message in w.poll():
             try:
-                self._from_worker(message)
+                self.worker_handlers[type(message)](message)
             except OSError as err:  # a full disk: the job fails with the reason; the server goes on
-                self._fail_unstored(message[1], f"{self.spool.space_note()}; the job's {message[0]} could not be kept ({err.strerror})")
+                what = type(message).__name__.lower()
+                self._fail_unstored(message.job_id, f"{self.spool.space_note()}; the job's {what} could not be kept ({err.strerror})")
         if not w.alive():
             reason = w.exit_reason()
             if w.current is not None and not self._retry(w.current, reason + self._where(w.current)):
@@ -284,21 +294,26 @@ class Server:
             w.kill_and_restart()
             self._set_final(job_id, "cancelled", "stopped by restarting the worker", {"forced": True})
 
-    def _from_worker(self, message: tuple) -> None:
-        kind, job_id = message[0], message[1]
-        if kind == "event":
-            if message[2] == "resolved":  # what runs, in the server's log too
-                log.info("job %s runs %s%s", job_id, settings_summary(message[3]["settings"]), "".join(f"; warning: {w}" for w in message[3].get("warnings", [])))
-            self.emit(job_id, message[2], message[3])
-        elif kind == "preview":
-            self.emit(job_id, "preview", {"format": "png"}, [message[2]])
-        elif kind == "done":
-            digest = self.spool.store_result(job_id, message[2])
-            self._set_final(job_id, "done", "", {"size": len(message[2]), "sha256": digest})
-        elif kind == "failed":
-            self._set_final(job_id, "failed", message[2], {"reason": message[2]})
-        elif kind == "cancelled":
-            self._set_final(job_id, "cancelled", "", {})
+    # -- a worker's job messages (worker_messages.py), by class: self.worker_handlers ------------------
+    def _on_event(self, m: Event) -> None:
+        if m.kind == "resolved":  # what runs, in the server's log too
+            log.info("job %s runs %s%s", m.job_id, settings_summary(m.data["settings"]), "".join(f"; warning: {w}" for w in m.data.get("warnings", [])))
+        self.emit(m.job_id, m.kind, m.data)
+
+    def _on_preview(self, m: Preview) -> None:
+        self.emit(m.job_id, "preview", {"format": "png"}, [m.png])
+
+    def _on_done(self, m: Done) -> None:
+        digest = self.spool.store_result(m.job_id, m.glb)
+        self._set_final(m.job_id, "done", "", {"size": len(m.glb), "sha256": digest})
+
+    def _on_failed(self, m: Failed) -> None:
+        if m.traceback:  # where it failed, for whoever reads the server's log
+            log.warning("job %s failed: %s\n%s", m.job_id, m.reason, m.traceback.rstrip())
+        self._set_final(m.job_id, "failed", m.reason, {"reason": m.reason})
+
+    def _on_cancelled(self, m: Cancelled) -> None:
+        self._set_final(m.job_id, "cancelled", "", {})
 
     def _retry(self, job_id: str, reason: str) -> bool:
         """A job whose worker died runs once more, first in the queue, when its request asked for it
@@ -388,8 +403,9 @@ class Server:
             raise ProtocolError("no_workers", f"{unavailable}; jobs already accepted stay queued and run when workers return")
         waiting = sum(1 for job_id in self.queue if self.spool.get(job_id).client == message.client)
         if waiting >= self.config.max_queued_per_client:
-            raise ProtocolError("queue_full", f"this client already has {waiting} jobs waiting (at most {self.config.max_queued_per_client}); "
-                                              "wait for some to finish, or cancel some")
+            raise ProtocolError(
+                "queue_full", f"this client already has {waiting} jobs waiting (at most {self.config.max_queued_per_client}); wait for some to finish, or cancel some"
+            )
         try:
             job_id = self.spool.accept(message.client, request.to_body(), message.buffers[0] if message.buffers else None)
         except OSError as err:
@@ -423,8 +439,15 @@ class Server:
 
     def on_list(self, message: Message) -> Message:
         jobs = [r for r in self.spool.all() if r.client == message.client or self.config.share_jobs]
-        return Message("list", {"jobs": [{"job": r.id, "state": r.state, "kind": r.request.get("kind", "generate"), "prompt": r.request.get("prompt", ""),
-                                          "created": r.created, **self._ran(r.id)} for r in jobs]})
+        return Message(
+            "list",
+            {
+                "jobs": [
+                    {"job": r.id, "state": r.state, "kind": r.request.get("kind", "generate"), "prompt": r.request.get("prompt", ""), "created": r.created, **self._ran(r.id)}
+                    for r in jobs
+                ]
+            },
+        )
 
     def _ran(self, job_id: str) -> dict[str, Any]:
         """What ran, once a job has started: the settings the worker resolved (its `resolved` event) and

@@ -27,8 +27,9 @@ class ArtistKeys:
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder).expanduser()
         if not self.folder.is_dir():
-            raise FileNotFoundError(f"the artist key folder {self.folder} does not exist; make one key per artist with "
-                                    f"`propdreamer serve --artist-keys {self.folder} --new-artist-key NAME`")
+            raise FileNotFoundError(
+                f"the artist key folder {self.folder} does not exist; make one key per artist with `propdreamer serve --artist-keys {self.folder} --new-artist-key NAME`"
+            )
         self._cache: dict[str, tuple[int, bytes | None]] = {}  # client id -> (the file's mtime_ns, its key)
 
     def get(self, client: str) -> bytes | None:

@@ -6,7 +6,6 @@ import argparse
 import ipaddress
 import os
 import sys
-import time
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -72,8 +71,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         raise ValueError("choose one: --key-file (one key shared by everyone) or --artist-keys DIR (one key per artist)")
     key = _read_key(args.key_file)
     if not _is_loopback(args.bind) and key is None and not args.artist_keys:
-        raise ValueError(f"refusing to listen on {args.bind} without keys: anyone on the network could use the GPU. Add --key-file (make one with --new-key PATH) "
-                         "or --artist-keys DIR (one key per artist), or bind to tcp://127.0.0.1:PORT")
+        raise ValueError(
+            f"refusing to listen on {args.bind} without keys: anyone on the network could use the GPU. Add --key-file (make one with --new-key PATH) "
+            "or --artist-keys DIR (one key per artist), or bind to tcp://127.0.0.1:PORT"
+        )
     logging.getLogger().setLevel(logging.INFO)
     device = args.device
     if device == "auto" or args.prior == "auto":
@@ -85,10 +86,21 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
         args.prior = auto_prior(device == "cuda")
     config = ServerConfig(
-        bind=args.bind, spool=Path(args.spool), key=key, artist_keys=Path(args.artist_keys) if args.artist_keys else None, share_jobs=args.share_jobs, prior=args.prior, device=device, max_input_faces=args.max_input_faces,
+        bind=args.bind,
+        spool=Path(args.spool),
+        key=key,
+        artist_keys=Path(args.artist_keys) if args.artist_keys else None,
+        share_jobs=args.share_jobs,
+        prior=args.prior,
+        device=device,
+        max_input_faces=args.max_input_faces,
         worker=WorkerConfig(pipeline=args.pipeline, settings={"prior": args.prior, "device": device, "shap_e": args.shap_e}),
-        workers=args.workers, devices=args.devices, ray=args.ray, ray_workers=args.ray_workers,
-        ray_resources={"num_gpus": args.ray_gpus_per_worker} if args.ray_gpus_per_worker else None, queue_order=args.queue_order,
+        workers=args.workers,
+        devices=args.devices,
+        ray=args.ray,
+        ray_workers=args.ray_workers,
+        ray_resources={"num_gpus": args.ray_gpus_per_worker} if args.ray_gpus_per_worker else None,
+        queue_order=args.queue_order,
     )
     serve(config)
     return 0
@@ -155,25 +167,49 @@ def _cmd_submit(args: argparse.Namespace) -> int:
 def add_server_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="run the inference server (ZeroMQ + msgpack)")
     p.add_argument("--bind", default=DEFAULT_BIND, help=f"where to listen (default {DEFAULT_BIND}: loopback only)")
-    p.add_argument("--prior", default="auto", help="'auto' (default: Stable Diffusion on CUDA when its weights are cached locally, else the builtin prior), 'builtin', a local diffusers folder or a Hub id")
+    p.add_argument(
+        "--prior",
+        default="auto",
+        help="'auto' (default: Stable Diffusion on CUDA when its weights are cached locally, else the builtin prior), 'builtin', a local diffusers folder or a Hub id",
+    )
     p.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"])
     p.add_argument("--workers", type=int, default=1, help="worker processes on --device, each running one job at a time (e.g. CPU workers)")
     p.add_argument("--devices", default=None, metavar="LIST", help="one worker per device, e.g. cuda:0,cuda:1 (instead of --workers)")
-    p.add_argument("--ray", default=None, metavar="ADDRESS", help="run jobs on a Ray cluster: 'auto' (the cluster this machine belongs to, "
-                                                                  "started with `ray start`) or its address; one actor per GPU (needs propdreamer[cluster])")
+    p.add_argument(
+        "--ray",
+        default=None,
+        metavar="ADDRESS",
+        help="run jobs on a Ray cluster: 'auto' (the cluster this machine belongs to, started with `ray start`) or its address; one actor per GPU (needs propdreamer[cluster])",
+    )
     p.add_argument("--ray-workers", type=int, default=None, help="actors on the Ray cluster (default: one per GPU it has)")
-    p.add_argument("--ray-gpus-per-worker", type=float, default=None, help="the GPU share one actor asks Ray for (default 1; a fraction packs "
-                                                                           "several actors on one GPU, e.g. small draft jobs, or a simulation)")
-    p.add_argument("--queue-order", default="fifo", choices=["fifo", "longest-first"],
-                   help="the order queued jobs start in: fifo (default: each job after those sent before it) or longest-first "
-                        "(a studio's batches on many workers finish sooner; drafts wait behind standard jobs)")
-    p.add_argument("--shap-e", default=None, metavar="SPEC", help="the Shap-E model (default openai/shap-e) for jobs that start from its shape (init shap-e, "
-                                                                           "or auto for VDM on Gaussians): a Hub id or a local diffusers folder")
+    p.add_argument(
+        "--ray-gpus-per-worker",
+        type=float,
+        default=None,
+        help="the GPU share one actor asks Ray for (default 1; a fraction packs several actors on one GPU, e.g. small draft jobs, or a simulation)",
+    )
+    p.add_argument(
+        "--queue-order",
+        default="fifo",
+        choices=["fifo", "longest-first"],
+        help="the order queued jobs start in: fifo (default: each job after those sent before it) or longest-first "
+        "(a studio's batches on many workers finish sooner; drafts wait behind standard jobs)",
+    )
+    p.add_argument(
+        "--shap-e",
+        default=None,
+        metavar="SPEC",
+        help="the Shap-E model (default openai/shap-e) for jobs that start from its shape (init shap-e, or auto for VDM on Gaussians): a Hub id or a local diffusers folder",
+    )
     p.add_argument("--spool", default="~/.cache/propdreamer/spool", help="folder where jobs and results are kept")
     p.add_argument("--key-file", default=None, help="shared key (0600) for signed messages; required off loopback")
     p.add_argument("--new-key", default=None, metavar="PATH", help="write a new random key file and exit")
-    p.add_argument("--artist-keys", default=None, metavar="DIR", help="one key per artist: DIR/<client id>.key; a client id is usable only with its "
-                                                                       "own key (instead of --key-file; files added or removed take effect at once)")
+    p.add_argument(
+        "--artist-keys",
+        default=None,
+        metavar="DIR",
+        help="one key per artist: DIR/<client id>.key; a client id is usable only with its own key (instead of --key-file; files added or removed take effect at once)",
+    )
     p.add_argument("--new-artist-key", default=None, metavar="NAME", help="write DIR/NAME.key for the artist NAME (with --artist-keys DIR) and exit")
     p.add_argument("--share-jobs", action="store_true", help="let every client see, cancel and fetch every job")
     p.add_argument("--pipeline", default=DEFAULT_PIPELINE, help="the job function, 'module:function'")

@@ -25,7 +25,7 @@ class Client:
     def __init__(self, endpoint: str, client_id: str | None = None, key: bytes | None = None, timeout_s: float = 10.0) -> None:
         self.endpoint, self.key, self.timeout_s = endpoint, key, timeout_s
         self.client_id = client_id or uuid.uuid4().hex
-        self.context = zmq.Context.instance()
+        self.context: zmq.Context = zmq.Context.instance()
         self.socket = self.context.socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.IDENTITY, uuid.uuid4().bytes)

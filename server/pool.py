@@ -7,7 +7,7 @@ A pool is a list of worker slots, each running one job at a time. Two kinds:
 - `RayPool` (`ray_pool.py`): long-lived Ray actors, one per GPU of a Ray cluster (`--ray auto` or
   `--ray ADDRESS`), which Ray schedules across machines.
 
-Every slot offers what the server needs, the same on both: `submit`, `poll` (its messages: events,
+Every slot offers what the server needs, the same on both: `submit`, `poll` (its job messages, worker_messages.py: events,
 previews, the final done / failed / cancelled), `cancel`, `overdue_cancel`, `alive` / `exit_reason`,
 `kill_and_restart`, `info()` for `welcome`, and the `current` job. The spool stays the one record of
 jobs and results: a slot's result reaches the spool before the job is reported done.
@@ -20,6 +20,7 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from .worker import Supervisor, WorkerConfig
+from .worker_messages import JobMessage
 
 
 class Slot(Protocol):
@@ -32,7 +33,7 @@ class Slot(Protocol):
     restarts: int
 
     def submit(self, job_id: str, request: dict[str, Any], input_mesh: bytes | None) -> None: ...
-    def poll(self) -> list[tuple]: ...
+    def poll(self) -> list[JobMessage]: ...
     def cancel(self) -> None: ...
     def overdue_cancel(self) -> bool: ...
     def alive(self) -> bool: ...
@@ -77,8 +78,12 @@ class LocalPool(Pool):
         if not devices:
             raise ValueError("a local pool needs at least one device, e.g. ['cpu'] or ['cuda:0', 'cuda:1']")
         threads = cpu_threads(devices, os.cpu_count() or 1)
-        super().__init__([Supervisor(replace(worker, settings={**worker.settings, "device": d, **({"threads": threads} if d == "cpu" else {})}),
-                                     name=f"local-{i}") for i, d in enumerate(devices)])
+        super().__init__(
+            [
+                Supervisor(replace(worker, settings={**worker.settings, "device": d, **({"threads": threads} if d == "cpu" else {})}), name=f"local-{i}")
+                for i, d in enumerate(devices)
+            ]
+        )
 
 
 def cpu_threads(devices: list[str], cores: int) -> int:

@@ -23,6 +23,7 @@ from typing import Any
 
 from .pool import Pool
 from .worker import JobHandle, WorkerConfig, _capabilities, _free_gpu_memory, _resolve, run_one
+from .worker_messages import FromWorker, GpuMemory, JobMessage, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ class _EventBuffer:
         self.items: collections.deque = collections.deque()
         self.arrived = threading.Condition()
 
-    def send(self, message: tuple) -> None:
+    def send(self, message: FromWorker) -> None:
         with self.arrived:
             self.items.append(message)
             self.arrived.notify_all()
@@ -67,17 +68,22 @@ class RayWorker:
         import ray
 
         gpus = ray.get_gpu_ids()
-        return {"node": ray.util.get_node_ip_address(), "pid": os.getpid(), "gpus": [str(g) for g in gpus],
-                "free_gpu_memory": _free_gpu_memory(), "capabilities": self.capabilities}
+        return {
+            "node": ray.util.get_node_ip_address(),
+            "pid": os.getpid(),
+            "gpus": [str(g) for g in gpus],
+            "free_gpu_memory": _free_gpu_memory(),
+            "capabilities": self.capabilities,
+        }
 
-    def run(self, job_id: str, request: dict[str, Any], input_mesh: bytes | None) -> tuple:
+    def run(self, job_id: str, request: dict[str, Any], input_mesh: bytes | None) -> Outcome:
         self.cancel_flag.clear()
         handle = JobHandle(self.events, job_id, self.cancel_flag, self.preview_interval_s, self.settings)
         final = run_one(self.run_fn, self.broken, job_id, request, input_mesh, handle)
-        self.events.send(("gpu", "", _free_gpu_memory()))
+        self.events.send(GpuMemory(_free_gpu_memory()))
         return final
 
-    def drain(self, wait_s: float = 0.0) -> list[tuple]:
+    def drain(self, wait_s: float = 0.0) -> list[FromWorker]:
         """The messages so far; with `wait_s`, the call waits up to that long for the first one (a long
         poll: a busy actor's events reach the server as they are sent, one call per batch of them)."""
         if wait_s > 0:
@@ -94,7 +100,7 @@ class RayWorker:
 class RaySlot:
     """The server's side of one actor, with the local worker's interface (pool.Slot)."""
 
-    def __init__(self, pool: "RayPool", index: int) -> None:
+    def __init__(self, pool: RayPool, index: int) -> None:
         self.pool, self.name, self.config = pool, f"ray-{index}", pool.worker
         self.device = "gpu" if pool.resources.get("num_gpus") else "cpu"
         self.restarts = 0
@@ -105,7 +111,8 @@ class RaySlot:
 
     def _start(self) -> None:
         self.actor = self.pool.actor_class.options(**self.pool.resources, max_concurrency=4, max_restarts=0).remote(
-            self.config.pipeline, {**self.config.settings, "device": "auto"}, self.config.preview_interval_s)
+            self.config.pipeline, {**self.config.settings, "device": "auto"}, self.config.preview_interval_s
+        )
         self.current: str | None = None
         self.ready = False
         self.cancel_requested_at: float | None = None
@@ -152,8 +159,7 @@ class RaySlot:
         self.ready, self._dead = False, None
 
     def info(self) -> dict[str, Any]:
-        return {"name": self.name, "device": self.device, "node": self.node, "free_gpu_memory": self.free_gpu_memory,
-                "busy": self.current is not None, "ready": self.ready}
+        return {"name": self.name, "device": self.device, "node": self.node, "free_gpu_memory": self.free_gpu_memory, "busy": self.current is not None, "ready": self.ready}
 
     def close(self) -> None:
         import ray
@@ -163,11 +169,11 @@ class RaySlot:
         except Exception:
             pass
 
-    def poll(self) -> list[tuple]:
-        """The actor's messages since the last poll, without blocking; notes its death."""
+    def poll(self) -> list[JobMessage]:
+        """The actor's job messages since the last poll, without blocking; notes its death."""
         import ray
 
-        out: list[tuple] = []
+        out: list[JobMessage] = []
         if self.pool.lost and self.current is None and not self.ready:
             return out  # down with the cluster
         now = time.monotonic()
@@ -180,7 +186,7 @@ class RaySlot:
                 out += self._messages(ray.get(self._drain))
                 self._drain = None
             if self._run is not None and self._done(self._run):
-                final = ray.get(self._run)
+                final: Outcome = ray.get(self._run)
                 self._run = None
                 if self._drain is not None:  # an earlier drain still in flight: its events come first
                     out += self._messages(ray.get(self._drain, timeout=10))
@@ -214,12 +220,12 @@ class RaySlot:
             raise self.pool.wait_error  # the cluster itself (poll says so)
         return ref in self.pool.ready
 
-    def _messages(self, items: list[tuple]) -> list[tuple]:
-        out = []
+    def _messages(self, items: list[FromWorker]) -> list[JobMessage]:
+        out: list[JobMessage] = []
         for m in items:
-            if m[0] == "gpu":
-                self.free_gpu_memory = m[2]
-            else:
+            if isinstance(m, GpuMemory):
+                self.free_gpu_memory = m.free
+            elif isinstance(m, JobMessage):
                 out.append(m)
         return out
 
@@ -241,8 +247,9 @@ class RayPool(Pool):
             try:
                 ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
             except ConnectionError as err:
-                raise RuntimeError(f"no Ray cluster at '{address}' ({err}); start one with `ray start --head` (and `ray start --address HEAD:6379` "
-                                   f"on each worker node), or run without --ray") from err
+                raise RuntimeError(
+                    f"no Ray cluster at '{address}' ({err}); start one with `ray start --head` (and `ray start --address HEAD:6379` on each worker node), or run without --ray"
+                ) from err
         self.address, self.worker = address, worker
         self.lost: str | None = None  # why the cluster cannot be used any more, once it went away
         self.ready: set = set()  # the actors' calls found finished by this tick's `refresh`
@@ -257,7 +264,7 @@ class RayPool(Pool):
             workers = int(total.get("GPU", 0)) or 1
         if workers < 1:
             raise ValueError(f"--ray-workers must be at least 1, got {workers}")
-        self.actor_class = ray.remote(RayWorker)
+        self.actor_class: Any = ray.remote(RayWorker)  # Ray types an actor class by hand-written stubs that do not know .options(**resources)
         super().__init__([RaySlot(self, i) for i in range(workers)])
         log.info("Ray pool: %d actor(s) asking %s each, cluster %s", workers, resources, {k: v for k, v in total.items() if k in ("CPU", "GPU")})
 

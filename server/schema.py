@@ -9,9 +9,7 @@ import struct
 from typing import Any
 
 from ..core.prompt_check import unknown_words
-from ..core.request import (  # noqa: F401  (the registry, re-exported for the server's `welcome`)
-    KINDS as JOB_KINDS, METHODS, PRESETS, REPRESENTATIONS, CameraSetup, JobRequest, RequestError, prompt_warnings,
-)
+from ..core.request import JobRequest, RequestError, prompt_warnings
 from .wire import ProtocolError
 
 
@@ -33,7 +31,7 @@ def glb_triangles(glb: bytes) -> int:
         length, kind = struct.unpack_from("<I4s", glb, 12)
         if magic != b"glTF" or kind != b"JSON":
             raise ValueError("not a GLB")
-        doc = json.loads(glb[20:20 + length])
+        doc = json.loads(glb[20 : 20 + length])
         accessors = doc.get("accessors", [])
         total = 0
         for mesh in doc.get("meshes", []):
@@ -51,6 +49,9 @@ def check_input_mesh(glb: bytes, max_triangles: int) -> int:
     """The mesh's triangle count; refused over `max_triangles` with what to do."""
     triangles = glb_triangles(glb)
     if triangles > max_triangles:
-        raise ProtocolError("invalid_field", f"field 'buffers': the input mesh has {triangles:,} triangles, over this server's limit of {max_triangles:,}; "
-                                             "decimate it (Blender: Decimate modifier) or raise the server's --max-input-faces")
+        raise ProtocolError(
+            "invalid_field",
+            f"field 'buffers': the input mesh has {triangles:,} triangles, over this server's limit of {max_triangles:,}; "
+            "decimate it (Blender: Decimate modifier) or raise the server's --max-input-faces",
+        )
     return triangles

@@ -24,9 +24,10 @@ import math
 import os
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import msgpack
 
@@ -199,8 +200,9 @@ def claimed_client(frames: list[bytes], limits: WireLimits = WireLimits()) -> st
     return client if isinstance(client, str) else None
 
 
-def decode(frames: list[bytes], key: bytes | None = None, limits: WireLimits = WireLimits(), replay: ReplayGuard | None = None,
-           keys: Callable[[str], bytes | None] | None = None) -> Message:
+def decode(
+    frames: list[bytes], key: bytes | None = None, limits: WireLimits = WireLimits(), replay: ReplayGuard | None = None, keys: Callable[[str], bytes | None] | None = None
+) -> Message:
     """Frames -> Message, checking size, signature (before the body is decoded), msgpack limits and the
     header. `keys`: per-artist keys (artist_keys.py): the signature is checked with the key of the
     client id the header claims, and a client id without one is refused."""
@@ -210,9 +212,12 @@ def decode(frames: list[bytes], key: bytes | None = None, limits: WireLimits = W
             raise ProtocolError("unsigned", "this server requires messages signed with your artist key: [signature, header, body, *buffers]")
         key = keys(client)
         if key is None:
-            raise ProtocolError("unknown_client", f"this server has no key for client id '{client}': ask for one "
-                                                  f"(`propdreamer serve --artist-keys DIR --new-artist-key {client}`), set it as the add-on's Key file, "
-                                                  "and that name as its Client id")
+            raise ProtocolError(
+                "unknown_client",
+                f"this server has no key for client id '{client}': ask for one "
+                f"(`propdreamer serve --artist-keys DIR --new-artist-key {client}`), set it as the add-on's Key file, "
+                "and that name as its Client id",
+            )
     if len(frames) > limits.max_frames + (1 if key else 0):
         raise ProtocolError("too_many_frames", f"a message has at most {limits.max_frames} frames")
     if any(len(f) > limits.max_frame_bytes for f in frames):
@@ -231,7 +236,7 @@ def decode(frames: list[bytes], key: bytes | None = None, limits: WireLimits = W
         raise ProtocolError("frame_too_large", f"header is limited to {limits.max_header_bytes} bytes and body to {limits.max_body_bytes}")
     header = unpack_map(frames[0], limits, "header")
     body = unpack_map(frames[1], limits, "body")
-    expected = {"v": str, "type": str, "id": str, "client": str, "seq": int, "ts": (int, float)}
+    expected: dict[str, type | tuple[type, ...]] = {"v": str, "type": str, "id": str, "client": str, "seq": int, "ts": (int, float)}
     for name, kind in expected.items():
         if name not in header:
             raise ProtocolError("bad_header", f"header field '{name}' is missing")
@@ -243,7 +248,12 @@ def decode(frames: list[bytes], key: bytes | None = None, limits: WireLimits = W
         raise ProtocolError("bad_header", f"header field 'seq' must be an integer in [0, 2^53], got {header['seq']}")
     major = header["v"].split(".")[0]
     if major != PROTOCOL_VERSION.split(".")[0]:
-        raise ProtocolError("version_mismatch", f"protocol version {header['v']} is not compatible with the server's {PROTOCOL_VERSION}; update the add-on or the server so their major versions match")
+        raise ProtocolError(
+            "version_mismatch",
+            f"protocol version {header['v']} is not compatible with the server's {PROTOCOL_VERSION}; update the add-on or the server so their major versions match",
+        )
     if replay is not None:
         replay.check(header["client"], header["seq"], float(header["ts"]))
-    return Message(type=header["type"], body=body, buffers=list(frames[2:]), id=header["id"], client=header["client"], seq=header["seq"], ts=float(header["ts"]), version=header["v"])
+    return Message(
+        type=header["type"], body=body, buffers=list(frames[2:]), id=header["id"], client=header["client"], seq=header["seq"], ts=float(header["ts"]), version=header["v"]
+    )

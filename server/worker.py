@@ -9,7 +9,8 @@ The pipeline is named by an import path "module:function" with the signature
 
     run(request: dict, input_mesh: bytes | None, job: JobHandle) -> bytes   (the result GLB)
 
-and reports through `job.progress(...)`, `job.preview(png)` and `job.cancelled()`.
+and reports through `job.progress(...)`, `job.preview(png)` and `job.cancelled()`. The pipe carries
+the typed messages of `worker_messages.py`.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ import sys
 import time
 import traceback
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from typing import Any
 
-
-from ..core.cancel import Cancelled as JobCancelled  # noqa: E402  (one cancel exception, core's)
+from ..core.cancel import Cancelled as JobCancelled  # one cancel exception, core's
+from .worker_messages import Cancelled, Capabilities, Done, Event, Failed, FromWorker, GpuMemory, JobMessage, Outcome, Preview, Ready, RunJob, Stop
 
 
 class JobHandle:
@@ -36,17 +39,17 @@ class JobHandle:
         self._preview_interval_s, self._last_preview = preview_interval_s, 0.0
 
     def progress(self, stage: str, step: int, total: int, eta_s: float | None = None, losses: dict[str, float] | None = None) -> None:
-        self._conn.send(("event", self.job_id, "progress", {"stage": stage, "step": step, "total": total, "eta_s": eta_s, "losses": losses or {}}))
+        self._conn.send(Event(self.job_id, "progress", {"stage": stage, "step": step, "total": total, "eta_s": eta_s, "losses": losses or {}}))
 
     def event(self, kind: str, data: dict[str, Any]) -> None:
         """Any other event of the job (e.g. `resolved`, the settings that run), kept in the spool."""
-        self._conn.send(("event", self.job_id, kind, data))
+        self._conn.send(Event(self.job_id, kind, data))
 
     def preview(self, png: bytes) -> None:
         now = time.monotonic()
         if now - self._last_preview >= self._preview_interval_s:  # throttled
             self._last_preview = now
-            self._conn.send(("preview", self.job_id, png))
+            self._conn.send(Preview(self.job_id, png))
 
     def cancelled(self) -> bool:
         return self._cancel.is_set()
@@ -65,16 +68,16 @@ def worker_main(conn, pipeline_path: str, cancel_flag, preview_interval_s: float
         broken = None
     except Exception as err:  # stay up and fail each job with the reason, rather than die and respawn forever
         run, broken = None, f"the server cannot load its pipeline '{pipeline_path}': {type(err).__name__}: {err}"
-    conn.send(("ready", "", broken))
-    conn.send(("capabilities", "", _capabilities(pipeline_path, settings) if not broken else {}))
-    conn.send(("gpu", "", _free_gpu_memory()))
+    conn.send(Ready(broken))
+    conn.send(Capabilities(_capabilities(pipeline_path, settings) if not broken else {}))
+    conn.send(GpuMemory(_free_gpu_memory()))
     while True:
-        message = conn.recv()
-        if message is None:
+        message: RunJob | Stop = conn.recv()
+        if isinstance(message, Stop):
             return
-        job_id, request, input_mesh = message
-        conn.send(run_one(run, broken, job_id, request, input_mesh, JobHandle(conn, job_id, cancel_flag, preview_interval_s, settings)))
-        conn.send(("gpu", "", _free_gpu_memory()))
+        job_id = message.job_id
+        conn.send(run_one(run, broken, job_id, message.request, message.input_mesh, JobHandle(conn, job_id, cancel_flag, preview_interval_s, settings)))
+        conn.send(GpuMemory(_free_gpu_memory()))
 
 
 def limit_threads(threads: int) -> None:
@@ -86,24 +89,30 @@ def limit_threads(threads: int) -> None:
         sys.modules["torch"].set_num_threads(threads)
 
 
-def run_one(run, broken: str | None, job_id: str, request: dict[str, Any], input_mesh: bytes | None, handle: JobHandle) -> tuple:
-    """One job through the pipeline -> its final message: ("done", id, bytes), ("cancelled", id, None) or
-    ("failed", id, reason, traceback). Shared by the local worker process and the Ray actor."""
+def run_one(run, broken: str | None, job_id: str, request: dict[str, Any], input_mesh: bytes | None, handle: JobHandle) -> Outcome:
+    """One job through the pipeline -> its final message (Done, Cancelled or Failed with the reason and
+    the traceback). Shared by the local worker process and the Ray actor."""
     if broken:
-        return ("failed", job_id, broken)
+        return Failed(job_id, broken)
     try:
         result = run(request, input_mesh, handle)
     except JobCancelled:
-        return ("cancelled", job_id, None)
+        return Cancelled(job_id)
     except MemoryError:
-        return ("failed", job_id, "out of memory on the server; try the draft preset or free GPU memory with 'unload'")
+        return Failed(job_id, "out of memory on the server; try the draft preset or free GPU memory with 'unload'", traceback.format_exc(limit=8))
     except Exception as err:  # the job fails with its reason; the worker lives on for the next job
-        if type(err).__name__ == "OutOfMemoryError":
+        if _out_of_gpu_memory(err):
             reason = "out of GPU memory; try the draft preset, a smaller batch, or free memory with 'unload'"
         else:
             reason = f"{type(err).__name__}: {err}"
-        return ("failed", job_id, reason, traceback.format_exc(limit=8))
-    return ("done", job_id, bytes(result))
+        return Failed(job_id, reason, traceback.format_exc(limit=8))
+    return Done(job_id, bytes(result))
+
+
+def _out_of_gpu_memory(err: Exception) -> bool:
+    """torch's out-of-memory error (CUDA's allocator); torch is only looked at if the pipeline loaded it."""
+    oom = getattr(sys.modules.get("torch"), "OutOfMemoryError", None)
+    return oom is not None and isinstance(err, oom)
 
 
 def _capabilities(pipeline_path: str, settings: dict[str, Any]) -> dict[str, Any]:
@@ -121,8 +130,6 @@ def _capabilities(pipeline_path: str, settings: dict[str, Any]) -> dict[str, Any
 
 def _free_gpu_memory() -> int | None:
     """Free bytes on the worker's CUDA device, or None (no torch loaded yet, or no GPU)."""
-    import sys
-
     torch = sys.modules.get("torch")  # the pipeline imports torch; never import it just for this
     if torch is not None and torch.cuda.is_available():
         return int(torch.cuda.mem_get_info()[0])
@@ -140,12 +147,13 @@ class WorkerConfig:
 class Supervisor:
     """Starts, feeds and, when it must, replaces the worker process."""
 
+    process: BaseProcess  # the worker process and the server's end of its pipe: set by `start`
+    conn: Connection
+
     def __init__(self, config: WorkerConfig, name: str = "local-0") -> None:
         self.config, self.name = config, name
         self.device = str(config.settings.get("device", "cpu"))
         self._ctx = mp.get_context("spawn")
-        self.process = None
-        self.conn = None
         self.current: str | None = None
         self.cancel_requested_at: float | None = None
         self.restarts = 0
@@ -156,20 +164,22 @@ class Supervisor:
     def start(self) -> None:
         self.cancel_flag = self._ctx.Event()
         parent, child = self._ctx.Pipe()
-        self.process = self._ctx.Process(target=worker_main, args=(child, self.config.pipeline, self.cancel_flag, self.config.preview_interval_s, self.config.settings), daemon=True)
+        self.process = self._ctx.Process(
+            target=worker_main, args=(child, self.config.pipeline, self.cancel_flag, self.config.preview_interval_s, self.config.settings), daemon=True
+        )
         self.process.start()
         child.close()
         self.conn = parent
         self.ready = False
 
     def alive(self) -> bool:
-        return self.process is not None and self.process.is_alive()
+        return self.process.is_alive()
 
     def submit(self, job_id: str, request: dict[str, Any], input_mesh: bytes | None) -> None:
         self.cancel_flag.clear()
         self.cancel_requested_at = None
         self.current = job_id
-        self.conn.send((job_id, request, input_mesh))
+        self.conn.send(RunJob(job_id, request, input_mesh))
 
     def cancel(self) -> None:
         if self.current is not None and self.cancel_requested_at is None:
@@ -177,10 +187,9 @@ class Supervisor:
             self.cancel_requested_at = time.monotonic()
 
     def kill_and_restart(self) -> None:
-        if self.process is not None and self.process.is_alive():
+        if self.process.is_alive():
             self.process.kill()
-        if self.process is not None:
-            self.process.join(timeout=5)
+        self.process.join(timeout=5)
         self.restarts += 1
         self.current = None
         self.cancel_requested_at = None
@@ -189,25 +198,23 @@ class Supervisor:
     def overdue_cancel(self) -> bool:
         return self.cancel_requested_at is not None and time.monotonic() - self.cancel_requested_at > self.config.cancel_grace_s
 
-    def poll(self) -> list[tuple]:
-        """Messages from the worker, without blocking."""
-        out = []
+    def poll(self) -> list[JobMessage]:
+        """The job messages from the worker, without blocking (the worker's own are kept here)."""
+        out: list[JobMessage] = []
         try:
             while self.conn.poll():
-                message = self.conn.recv()
-                if message[0] == "ready":
+                message: FromWorker = self.conn.recv()
+                if isinstance(message, Ready):
                     self.ready = True
-                    continue
-                if message[0] == "gpu":  # free GPU memory, reported by the worker after each job
-                    self.free_gpu_memory = message[2]
-                    continue
-                if message[0] == "capabilities":  # what the pipeline found on this machine, once at start
-                    self.capabilities = message[2]
-                    continue
-                if message[0] in ("done", "failed", "cancelled"):
-                    self.current = None
-                    self.cancel_requested_at = None
-                out.append(message)
+                elif isinstance(message, GpuMemory):  # reported by the worker at start and after each job
+                    self.free_gpu_memory = message.free
+                elif isinstance(message, Capabilities):  # what the pipeline found on this machine, once at start
+                    self.capabilities = message.report
+                else:
+                    if isinstance(message, Done | Failed | Cancelled):
+                        self.current = None
+                        self.cancel_requested_at = None
+                    out.append(message)
         except (EOFError, OSError):
             pass  # the worker died; `alive()` tells the server
         return out
@@ -217,21 +224,25 @@ class Supervisor:
         return {"name": self.name, "device": self.device, "free_gpu_memory": self.free_gpu_memory, "busy": self.current is not None, "ready": self.ready}
 
     def exit_reason(self) -> str:
-        code = self.process.exitcode if self.process is not None else None
+        code = self.process.exitcode
         if code is not None and code < 0:
             import signal
 
             name = signal.Signals(-code).name
-            cause = {"SIGSEGV": "a native library crashed (a segmentation fault)", "SIGBUS": "a native library crashed (a bus error)",
-                     "SIGABRT": "a native library aborted", "SIGKILL": "out of memory, or killed by hand",
-                     "SIGTERM": "stopped by a signal from outside"}.get(name, "killed by a signal")
+            cause = {
+                "SIGSEGV": "a native library crashed (a segmentation fault)",
+                "SIGBUS": "a native library crashed (a bus error)",
+                "SIGABRT": "a native library aborted",
+                "SIGKILL": "out of memory, or killed by hand",
+                "SIGTERM": "stopped by a signal from outside",
+            }.get(name, "killed by a signal")
             return f"the worker process died of {name}: {cause}; the server log holds its last lines"
         return f"the worker process exited with code {code}"
 
     def close(self) -> None:
-        if self.process is not None and self.process.is_alive():
+        if self.process.is_alive():
             try:
-                self.conn.send(None)
+                self.conn.send(Stop())
                 self.process.join(timeout=2)
             except (OSError, BrokenPipeError):
                 pass

@@ -30,15 +30,34 @@ def run(request, input_mesh, job):
     return provenance.attach(glb, provenance.manifest(request, SETTINGS, "stand-in", None, {"stand-in": 0.01}))
 
 
-SETTINGS = {"method": "sds", "representation": "nerf", "preset": "draft", "steps": 3, "guidance_scale": 10.0,
-            "timesteps": {"kind": "uniform", "t_min": 0.02, "t_max": 0.95}, "cameras": {"elevation_deg": [-10.0, 30.0]}}
+SETTINGS = {
+    "method": "sds",
+    "representation": "nerf",
+    "preset": "draft",
+    "steps": 3,
+    "guidance_scale": 10.0,
+    "timesteps": {"kind": "uniform", "t_min": 0.02, "t_max": 0.95},
+    "cameras": {"elevation_deg": [-10.0, 30.0]},
+}
 
 
 def _run(request, input_mesh, job):
     prompt = request["prompt"]
-    job.event("resolved", {"settings": {"method": request.get("method", "sds"), "representation": "nerf", "preset": "draft", "steps": 3, "guidance_scale": 10.0,
-                                        "timesteps": {"kind": "uniform", "t_min": 0.02, "t_max": 0.95}, "cameras": {"elevation_deg": [-10.0, 30.0]}},
-                           "warnings": []})
+    job.event(
+        "resolved",
+        {
+            "settings": {
+                "method": request.get("method", "sds"),
+                "representation": "nerf",
+                "preset": "draft",
+                "steps": 3,
+                "guidance_scale": 10.0,
+                "timesteps": {"kind": "uniform", "t_min": 0.02, "t_max": 0.95},
+                "cameras": {"elevation_deg": [-10.0, 30.0]},
+            },
+            "warnings": [],
+        },
+    )
     if prompt == "error":
         raise RuntimeError("boom: the stand-in failed")
     if prompt.startswith("slow"):

@@ -13,8 +13,8 @@ from propdreamer.server.spool import STATES
 from propdreamer.server.worker import WorkerConfig
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "blender_addon"))
-from propdreamer_blender import jobs as addon_jobs  # noqa: E402
-from propdreamer_blender.jobs import FINAL_STATES, JobState, JobTracker  # noqa: E402
+from propdreamer_blender import jobs as addon_jobs
+from propdreamer_blender.jobs import FINAL_STATES, JobState, JobTracker
 
 
 def _serve(spool: Path, bind: str = "tcp://127.0.0.1:0") -> tuple[Server, threading.Thread]:
@@ -103,8 +103,15 @@ def test_a_silent_job_is_resubscribed_without_blocking(served, monkeypatch):
 
 def test_events_apply_in_order_once():
     job = JobState("j", "generate", "a red cube")
-    settings = {"method": "sds", "representation": "nerf", "preset": "draft", "steps": 300, "guidance_scale": 10.0,
-                "timesteps": {"kind": "uniform", "t_min": 0.02, "t_max": 0.95}, "cameras": {"elevation_deg": [-10.0, 30.0]}}
+    settings = {
+        "method": "sds",
+        "representation": "nerf",
+        "preset": "draft",
+        "steps": 300,
+        "guidance_scale": 10.0,
+        "timesteps": {"kind": "uniform", "t_min": 0.02, "t_max": 0.95},
+        "cameras": {"elevation_deg": [-10.0, 30.0]},
+    }
     assert not JobTracker.apply(job, {"seq": 0, "event": "queued", "position": 2})
     assert job.position == 2
     assert not JobTracker.apply(job, {"seq": 1, "event": "started"}) and job.state == "running"

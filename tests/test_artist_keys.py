@@ -19,8 +19,11 @@ from propdreamer.server.worker import WorkerConfig
 def keyed(tmp_path):
     folder = tmp_path / "keys"
     alice, bob = (new_artist_key(folder, name).read_bytes() for name in ("alice", "bob"))
-    server = Server(ServerConfig(bind="tcp://127.0.0.1:0", spool=tmp_path / "spool", prior="stand-in", artist_keys=folder,
-                                 worker=WorkerConfig(pipeline="fake_pipeline:run", preview_interval_s=0.0)))
+    server = Server(
+        ServerConfig(
+            bind="tcp://127.0.0.1:0", spool=tmp_path / "spool", prior="stand-in", artist_keys=folder, worker=WorkerConfig(pipeline="fake_pipeline:run", preview_interval_s=0.0)
+        )
+    )
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server, folder, alice, bob

@@ -17,7 +17,11 @@ def server(tmp_path):
     from propdreamer.server.app import Server, ServerConfig
     from propdreamer.server.worker import WorkerConfig
 
-    server = Server(ServerConfig(bind="tcp://127.0.0.1:0", spool=tmp_path / "spool", prior="stand-in", worker=WorkerConfig(pipeline="addon_pipeline:run", preview_interval_s=0.0, cancel_grace_s=5.0)))
+    server = Server(
+        ServerConfig(
+            bind="tcp://127.0.0.1:0", spool=tmp_path / "spool", prior="stand-in", worker=WorkerConfig(pipeline="addon_pipeline:run", preview_interval_s=0.0, cancel_grace_s=5.0)
+        )
+    )
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server
@@ -68,8 +72,8 @@ def test_addon_flows_in_real_blender(server, tmp_path):
     assert r["cancel"] == ["FINISHED"] and r["cancelled_state"] == "cancelled"
     assert r["unregistered"]
     assert {"prop", "operator", "label"} <= set(r["panel_calls"])
-    from PIL import Image
     import numpy as np
+    from PIL import Image
 
     render = np.asarray(Image.open(r["render"]).convert("RGB")).astype(float)
     assert render.std() > 1.0  # the object shows up in the render
@@ -82,9 +86,10 @@ def test_glb_helpers_round_trip_without_blender():
     """The add-on's upload (one vertex per face corner, with the UVs to bake into) reads back on the server
     in the same vertex order with the same UVs, and the server's texture result reads back in the add-on."""
     sys.path.insert(0, str(ROOT / "blender_addon"))
-    from propdreamer_blender.glb import read_texture_result, write_mesh_glb
     import numpy as np
+
     from propdreamer.core.jobs import read_mesh, textured_glb
+    from propdreamer_blender.glb import read_texture_result, write_mesh_glb
 
     positions = [(0.0, 0.0, 0.0), (1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)]
     triangles = [(0, 2, 1), (0, 1, 3), (0, 3, 2), (1, 2, 3)]
@@ -98,6 +103,7 @@ def test_glb_helpers_round_trip_without_blender():
     np.testing.assert_array_equal(v, corners)
     np.testing.assert_allclose(uv, sent, atol=1e-6)
     import io
+
     from PIL import Image
 
     png = io.BytesIO()
@@ -119,8 +125,10 @@ def test_extension_build_vendors_the_protocol_and_loads_from_the_zip(tmp_path):
     assert {"blender_manifest.toml", "__init__.py", "_vendor/wire.py", "_vendor/client.py", "_vendor/request.py", "jobs.py", "request_body.py"} <= set(names)
     target = tmp_path / "ext" / "propdreamer_ext"
     zipfile.ZipFile(archive).extractall(target)
-    script = ("import sys; sys.path.insert(0, sys.argv[1]); from propdreamer_ext import protocol, request_body as rb; print(protocol.Client.__module__); "
-              "print(protocol.request.__name__); print(rb.job_request('generate', rb.PanelSettings('a red cube')).to_body())")
+    script = (
+        "import sys; sys.path.insert(0, sys.argv[1]); from propdreamer_ext import protocol, request_body as rb; print(protocol.Client.__module__); "
+        "print(protocol.request.__name__); print(rb.job_request('generate', rb.PanelSettings('a red cube')).to_body())"
+    )
     out = subprocess.run([sys.executable, "-c", script, str(target.parent)], capture_output=True, text=True, check=True)
     client, request, body = out.stdout.strip().splitlines()
     assert client == "propdreamer_ext._vendor.client"  # the vendored copy, under any package name
@@ -155,7 +163,7 @@ def test_results_survive_a_blender_crash_between_submit_and_result(server, tmp_p
     assert len(r["crate"]["uv_maps"]) == 2 and r["crate"]["materials"][-1].startswith("PropDreamer")  # its texture, on a new UV map
     assert r["barrel"] == {"uv_maps": ["UVMap"], "materials": []}  # refused: edited since it was sent
     assert "changed since it was sent" in r["records"]["texture:Barrel"][1] and r["records"]["texture:Barrel"][0] == "submitted"
-    (name, location, size), = r["generated"]
+    ((name, location, size),) = r["generated"]
     assert location == pytest.approx([0.0, 5.0, 0.0]) and size == pytest.approx(1.5, rel=1e-4)  # where it was asked for, not at today's cursor
     assert r["records"]["texture:Crate"][0] == r["records"]["generate:"][0] == "imported"
     assert r["waiting_after"] == 1  # Barrel's result stays on the server until the artist decides
@@ -169,7 +177,11 @@ def test_texture_selected_end_to_end_on_the_real_pipeline(tmp_path):
     from propdreamer.server.app import Server, ServerConfig
     from propdreamer.server.worker import WorkerConfig
 
-    server = Server(ServerConfig(bind="tcp://127.0.0.1:0", spool=tmp_path / "spool", worker=WorkerConfig(pipeline="propdreamer.core.jobs:run_job", settings={"prior": "builtin", "device": "cpu"})))
+    server = Server(
+        ServerConfig(
+            bind="tcp://127.0.0.1:0", spool=tmp_path / "spool", worker=WorkerConfig(pipeline="propdreamer.core.jobs:run_job", settings={"prior": "builtin", "device": "cpu"})
+        )
+    )
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -2,9 +2,6 @@
 
 from pathlib import Path
 
-import pytest
-import torch
-
 from propdreamer.core.builtin_prior.classifier import ClassifierConfig, classify
 from propdreamer.core.builtin_prior.dataset import DatasetConfig, render_dataset
 from propdreamer.core.builtin_prior.evaluate import HELD_OUT_SEED

@@ -31,10 +31,12 @@ def _cameras(elevations: list[float], azimuths: list[float], distance: float = 2
 
 def test_camera_features_follow_their_formula():
     f = camera_features(_cameras([30.0, -10.0], [90.0, 180.0], distance=2.4), 2)
-    expected = torch.tensor([
-        [0.5, math.cos(math.radians(30)), 1.0, 0.0, 1.0, 1.0],
-        [-math.sin(math.radians(10)), math.cos(math.radians(10)), 0.0, -1.0, 1.0, 1.0],
-    ])
+    expected = torch.tensor(
+        [
+            [0.5, math.cos(math.radians(30)), 1.0, 0.0, 1.0, 1.0],
+            [-math.sin(math.radians(10)), math.cos(math.radians(10)), 0.0, -1.0, 1.0, 1.0],
+        ]
+    )
     assert f.shape == (2, CAMERA_FEATURES) and torch.allclose(f, expected, atol=1e-5)
     assert torch.equal(camera_features(None, 3), torch.zeros(3, CAMERA_FEATURES))  # unknown camera
     with pytest.raises(ValueError, match="one camera per image"):

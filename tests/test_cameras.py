@@ -1,5 +1,3 @@
-import math
-
 import pytest
 import torch
 
@@ -7,7 +5,7 @@ from propdreamer.core.cameras import ELEVATION_BANDS, OrbitRange, ViewPromptRule
 
 
 def _cams(el, az, dist=2.0, fov=40.0):
-    t = lambda v: torch.tensor([float(v)])  # noqa: E731
+    t = lambda v: torch.tensor([float(v)])
     return orbit_cameras(t(el), t(az), t(dist), t(fov))
 
 
@@ -51,8 +49,16 @@ def test_centre_ray_hits_the_origin():
 
 @pytest.mark.parametrize(
     "el, az, suffix",
-    [(0, 0, ", front view"), (10, 44, ", front view"), (10, -44, ", front view"), (0, 90, ", side view"),
-     (0, 170, ", back view"), (0, -136, ", back view"), (61, 0, ", overhead view"), (20, 360 + 10, ", front view")],
+    [
+        (0, 0, ", front view"),
+        (10, 44, ", front view"),
+        (10, -44, ", front view"),
+        (0, 90, ", side view"),
+        (0, 170, ", back view"),
+        (0, -136, ", back view"),
+        (61, 0, ", overhead view"),
+        (20, 360 + 10, ", front view"),
+    ],
 )
 def test_view_prompt_rule(el, az, suffix):
     assert ViewPromptRule().suffix(el, az) == suffix
@@ -60,9 +66,15 @@ def test_view_prompt_rule(el, az, suffix):
 
 @pytest.mark.parametrize(
     "el, az, suffix",
-    [(-10, 0, ", front view, low angle"), (9.9, 90, ", side view, low angle"), (10, 90, ", side view, mid angle"),
-     (34, 170, ", back view, mid angle"), (35, 0, ", front view, high angle"), (60, 0, ", front view, high angle"),
-     (61, 90, ", overhead view")],
+    [
+        (-10, 0, ", front view, low angle"),
+        (9.9, 90, ", side view, low angle"),
+        (10, 90, ", side view, mid angle"),
+        (34, 170, ", back view, mid angle"),
+        (35, 0, ", front view, high angle"),
+        (60, 0, ", front view, high angle"),
+        (61, 90, ", overhead view"),
+    ],
 )
 def test_elevation_bands_name_how_high_the_camera_stands(el, az, suffix):
     assert ViewPromptRule(elevation_bands=ELEVATION_BANDS).suffix(el, az) == suffix

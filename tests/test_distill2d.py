@@ -61,9 +61,26 @@ def test_every_method_runs_2d_distillation_on_cpu(builtin_prior, method):
 
 def test_guidance_benchmark_runs_and_writes_its_files(tmp_path):
     out = subprocess.run(
-        [sys.executable, "benchmarks/guidance_2d.py", "--steps", "4", "--every", "2", "--draws", "2", "--classifier-timesteps", "2",
-         "--prompts", "a red cube", "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=600, cwd=os.path.dirname(os.path.dirname(__file__)),
+        [
+            sys.executable,
+            "benchmarks/guidance_2d.py",
+            "--steps",
+            "4",
+            "--every",
+            "2",
+            "--draws",
+            "2",
+            "--classifier-timesteps",
+            "2",
+            "--prompts",
+            "a red cube",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=os.path.dirname(os.path.dirname(__file__)),
     )
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "guidance_2d.png").stat().st_size > 1000

@@ -9,7 +9,8 @@ import logging
 import pytest
 import torch
 
-from propdreamer.core.gaussians import kernels, rasterize as raster
+from propdreamer.core.gaussians import kernels
+from propdreamer.core.gaussians import rasterize as raster
 from propdreamer.core.gaussians.kernels import KernelStatus, kernel_status
 
 

@@ -66,8 +66,10 @@ def test_front_to_back_compositing_lets_the_nearer_splat_win(raster):
 def _random_splats(n: int, seed: int = 0) -> Splats:
     gen = torch.Generator().manual_seed(seed)
     return Splats(
-        means=(torch.rand(n, 3, generator=gen) - 0.5), quats=torch.randn(n, 4, generator=gen),
-        scales=0.01 + 0.06 * torch.rand(n, 3, generator=gen), opacities=0.05 + 0.9 * torch.rand(n, generator=gen),
+        means=(torch.rand(n, 3, generator=gen) - 0.5),
+        quats=torch.randn(n, 4, generator=gen),
+        scales=0.01 + 0.06 * torch.rand(n, 3, generator=gen),
+        opacities=0.05 + 0.9 * torch.rand(n, generator=gen),
     )
 
 
@@ -170,8 +172,10 @@ def test_gsplat_matches_the_reference_rasteriser():
     gen = torch.Generator().manual_seed(0)
     N = 200
     splats = Splats(
-        means=(torch.rand(N, 3, generator=gen) - 0.5), quats=torch.randn(N, 4, generator=gen),
-        scales=0.02 + 0.05 * torch.rand(N, 3, generator=gen), opacities=0.2 + 0.7 * torch.rand(N, generator=gen),
+        means=(torch.rand(N, 3, generator=gen) - 0.5),
+        quats=torch.randn(N, 4, generator=gen),
+        scales=0.02 + 0.05 * torch.rand(N, 3, generator=gen),
+        opacities=0.2 + 0.7 * torch.rand(N, generator=gen),
     )
     cams = orbit_cameras(torch.tensor([10.0, 30.0]), torch.tensor([0.0, 120.0]), torch.tensor([2.5, 2.5]), torch.tensor([40.0, 40.0]))
     viewmats, Ks = opencv_cameras(cams, 64)

@@ -45,8 +45,25 @@ def test_harness_measures_floor_iterations_and_e2e_at_cpu_size(tmp_path):
 
     md = tmp_path / "BENCHMARKS.md"
     md.write_text("# Benchmarks\n\nearlier text\n")
-    args = ["--small", "--device", "cpu", "--repeats", "1", "--methods", "sds,vsd,ssd", "--representations", "nerf", "--e2e-presets", "draft",
-            "--e2e-steps", "2", "--benchmarks-md", str(md), "--json", str(tmp_path / "r.json")]
+    args = [
+        "--small",
+        "--device",
+        "cpu",
+        "--repeats",
+        "1",
+        "--methods",
+        "sds,vsd,ssd",
+        "--representations",
+        "nerf",
+        "--e2e-presets",
+        "draft",
+        "--e2e-steps",
+        "2",
+        "--benchmarks-md",
+        str(md),
+        "--json",
+        str(tmp_path / "r.json"),
+    ]
     assert gpu.main(args) == 0
     r = json.loads((tmp_path / "r.json").read_text())
     rows = {(row["config"], row["method"]): row for row in r["rows"]}

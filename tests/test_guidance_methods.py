@@ -2,13 +2,13 @@
 
 import pytest
 import torch
+from tiny_models import build_tiny_sd
 
 from propdreamer.core.guidance import build_guidance
 from propdreamer.core.guidance.nfsd import NEGATIVE_PROMPT
 from propdreamer.core.guidance.ssd import SSD, SSDConfig, control_variate
 from propdreamer.core.guidance.vdm import dca_lambda
 from propdreamer.core.priors import PriorConfig, add_noise, load_prior
-from tiny_models import build_tiny_sd
 
 PROMPTS = ["a red cube, front view", "a red cube, side view"]
 
@@ -233,8 +233,16 @@ def test_tiny_dpt_loads_from_a_local_folder_and_is_differentiable(tmp_path):
     from propdreamer.core.guidance.depth import load_depth_estimator
 
     config = DPTConfig(
-        hidden_size=16, num_hidden_layers=4, num_attention_heads=2, intermediate_size=32, image_size=32, patch_size=8,
-        backbone_out_indices=[0, 1, 2, 3], neck_hidden_sizes=[8, 8, 8, 8], fusion_hidden_size=8, head_in_index=-1,
+        hidden_size=16,
+        num_hidden_layers=4,
+        num_attention_heads=2,
+        intermediate_size=32,
+        image_size=32,
+        patch_size=8,
+        backbone_out_indices=[0, 1, 2, 3],
+        neck_hidden_sizes=[8, 8, 8, 8],
+        fusion_hidden_size=8,
+        head_in_index=-1,
     )
     DPTForDepthEstimation(config).save_pretrained(tmp_path / "dpt")
     estimator = load_depth_estimator(str(tmp_path / "dpt"), torch.device("cpu"), offline=True)
@@ -273,7 +281,7 @@ def test_linear_decoder_recovers_a_linear_encoder_exactly():
 
     g = torch.Generator().manual_seed(3)
     A, c = torch.randn(4, 3, generator=g), torch.randn(4, generator=g)
-    encode = lambda x: torch.einsum("ci,bihw->bchw", A, F.avg_pool2d(x, 8)) + c.reshape(1, 4, 1, 1)  # noqa: E731
+    encode = lambda x: torch.einsum("ci,bihw->bchw", A, F.avg_pool2d(x, 8)) + c.reshape(1, 4, 1, 1)
     decoder = fit_linear_decoder(encode, scale=8, size=64)
     x = smooth_images(3, 64, torch.Generator().manual_seed(99))
     expected = F.interpolate(F.avg_pool2d(x, 8), scale_factor=8, mode="bilinear", align_corners=False)  # the low-res image, upsampled
@@ -289,7 +297,9 @@ def test_ssd_on_a_latent_prior_runs_its_depth_baseline_through_the_linear_decode
         ssd = SSD(latent, SSDConfig(depth_estimator=str(tmp_path / "dpt"), baseline_decode=decode, lambda_phi=1.0))
         x = torch.rand(2, 3, 16, 16)
         depth = torch.rand(2, 1, 16, 16) + 1.0
-        out = ssd(x.requires_grad_(True), PROMPTS, step=0, steps=1, t=torch.tensor([500, 700]), depth=depth, alpha=torch.ones(2, 1, 16, 16), generator=torch.Generator().manual_seed(0))
+        out = ssd(
+            x.requires_grad_(True), PROMPTS, step=0, steps=1, t=torch.tensor([500, 700]), depth=depth, alpha=torch.ones(2, 1, 16, 16), generator=torch.Generator().manual_seed(0)
+        )
         out.loss.backward()
         assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
         assert out.losses["phi"] != 0  # the depth baseline was evaluated, not a constant

@@ -81,7 +81,7 @@ def _brute_force_faces(v, f, cams, res):
             for j in range(res):
                 p = torch.tensor([j + 0.5, i + 0.5])
                 a, b, cc = uv[f[:, 0]], uv[f[:, 1]], uv[f[:, 2]]
-                cross = lambda x, y: x[:, 0] * y[:, 1] - x[:, 1] * y[:, 0]  # noqa: E731
+                cross = lambda x, y: x[:, 0] * y[:, 1] - x[:, 1] * y[:, 0]
                 area = cross(b - a, cc - a)
                 l1, l2 = cross(p - a, cc - a) / area, cross(b - a, p - a) / area
                 inside = (l1 >= 0) & (l2 >= 0) & (1 - l1 - l2 >= 0)
@@ -112,7 +112,7 @@ def test_rasteriser_coverage_matches_the_silhouette_area_and_has_finite_differen
     angle = math.asin(0.5 / 2.2)
     area = math.pi * (res / 2 * math.tan(angle) / math.tan(math.radians(20))) ** 2
     scale = torch.tensor(1.0, dtype=torch.float64, requires_grad=True)
-    alpha_sum = lambda s: rasterize(v * s, f, cams, res).alpha.sum()  # noqa: E731
+    alpha_sum = lambda s: rasterize(v * s, f, cams, res).alpha.sum()
     total = alpha_sum(scale)
     assert float(total.detach()) == pytest.approx(area, rel=0.05)
     (grad,) = torch.autograd.grad(total, scale)
@@ -137,7 +137,7 @@ def test_uv_rasterizer_covers_a_triangle_by_its_area():
 
 def _baked_glb(tmp_path) -> Path:
     m = trimesh.creation.icosphere(3, radius=0.5)
-    colour = lambda x: torch.where(x[:, 2:3] > 0, torch.tensor([[0.9, 0.1, 0.1]]), torch.tensor([[0.1, 0.1, 0.9]]))  # noqa: E731
+    colour = lambda x: torch.where(x[:, 2:3] > 0, torch.tensor([[0.9, 0.1, 0.1]]), torch.tensor([[0.1, 0.1, 0.9]]))
     path = tmp_path / "sphere.glb"
     path.write_bytes(to_glb(export_mesh(m.vertices.astype(np.float32), m.faces, colour, ExportConfig(texture_size=64))))
     return path
@@ -158,8 +158,9 @@ def test_baked_texture_lands_where_the_colour_was(tmp_path):
 
 def test_glb_passes_the_khronos_validator(tmp_path):
     prefix = subprocess.run(["bash", str(ROOT / "packaging/gltf_validator.sh")], capture_output=True, text=True, check=True).stdout.strip()
-    out = subprocess.run(["node", str(ROOT / "packaging/validate_glb.js"), f"{prefix}/node_modules/gltf-validator", str(_baked_glb(tmp_path))],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        ["node", str(ROOT / "packaging/validate_glb.js"), f"{prefix}/node_modules/gltf-validator", str(_baked_glb(tmp_path))], capture_output=True, text=True, check=True
+    )
     issues = json.loads(out.stdout)
     assert issues["numErrors"] == 0, issues["messages"]
 
@@ -172,7 +173,7 @@ def test_dmtet_from_a_sharp_density_is_smooth_not_terraced():
     from propdreamer.core.geometry.surface import surface_error
 
     sphere = SDFS["sphere"]
-    density = lambda p: 100.0 * torch.sigmoid(-sphere(p * 1.25) / 0.004)  # noqa: E731  (radius 0.4, a jump over a tenth of a cell)
+    density = lambda p: 100.0 * torch.sigmoid(-sphere(p * 1.25) / 0.004)  # radius 0.4, a jump over a tenth of a cell
     dmtet = DMTet.from_field(density, 0.6, DMTetConfig(resolution=32))
     v, f = dmtet.extract()
     error = surface_error(v.detach(), f, sphere, samples=5000)

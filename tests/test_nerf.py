@@ -1,6 +1,5 @@
 """The NeRF's parts: hash grid, fields, occupancy grid and volume rendering against closed forms."""
 
-import math
 from dataclasses import dataclass
 
 import pytest
@@ -123,8 +122,10 @@ def test_orientation_penalty_is_zero_for_normals_facing_the_camera_and_positive_
             return s, a, n
 
     light = torch.tensor([[0.0, -1.0, 0.0]])
-    toward = Facing(1.0, (0.5, 0.5, 0.5)); toward.sign = -1.0
-    away = Facing(1.0, (0.5, 0.5, 0.5)); away.sign = 1.0
+    toward = Facing(1.0, (0.5, 0.5, 0.5))
+    toward.sign = -1.0
+    away = Facing(1.0, (0.5, 0.5, 0.5))
+    away.sign = 1.0
     req = lambda: RenderRequest(_front_camera(), 8, "diffuse", light, ShadingConfig())
     assert float(render_volume(toward, None, req(), VolumeConfig()).regularisers["orientation"]) == 0.0
     assert float(render_volume(away, None, req(), VolumeConfig()).regularisers["orientation"]) > 0.01
@@ -163,7 +164,7 @@ def test_static_compaction_overflow_drops_samples_and_grows_the_capacity():
     field, grid, cams = _blob_scene()
     compactor = SampleCompactor(static=True, granule=64)
     compactor.fraction = 0.001  # pretend the scene was nearly empty last step
-    request = lambda: RenderRequest(cams, 12, "albedo", generator=torch.Generator().manual_seed(0))  # noqa: E731
+    request = lambda: RenderRequest(cams, 12, "albedo", generator=torch.Generator().manual_seed(0))
     starved = render_volume(field, grid, request(), VolumeConfig(samples_per_ray=16), compactor)
     full = render_volume(field, grid, request(), VolumeConfig(samples_per_ray=16), SampleCompactor(static=False))
     assert torch.isfinite(starved.premult).all() and float(starved.alpha.detach().sum()) < float(full.alpha.detach().sum())

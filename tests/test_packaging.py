@@ -61,8 +61,7 @@ def test_extension_zip_has_pyzmq_and_msgpack_for_every_blender_platform(extensio
         assert f'"./wheels/{wheel}"' in manifest  # Blender installs only the wheels its manifest lists
     for platform in PLATFORMS:
         for package in ("pyzmq", "msgpack"):
-            fits = [w for w in wheels if w.startswith(package + "-") and "cp311" in w
-                    and any(ACCEPTS[platform](tag) for tag in w[:-4].split("-")[-1].split("."))]
+            fits = [w for w in wheels if w.startswith(package + "-") and "cp311" in w and any(ACCEPTS[platform](tag) for tag in w[:-4].split("-")[-1].split("."))]
             assert fits, f"no {package} wheel for {platform} in {wheels}"
 
 
@@ -88,8 +87,9 @@ def test_extension_zip_installs_and_enables_in_headless_blender(extension_zip, t
 def test_demo_generates_through_the_addon_and_saves_blend_png_glb(tmp_path):
     """README command 1 after setup: server on the builtin prior, the add-on's Generate in headless
     Blender, a Cycles render (small here), the .blend and the GLB."""
-    out = subprocess.run([sys.executable, str(ROOT / "packaging/demo.py"), "--out", str(tmp_path), "--samples", "4", "--resolution", "128"],
-                         capture_output=True, text=True, timeout=900)
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "packaging/demo.py"), "--out", str(tmp_path), "--samples", "4", "--resolution", "128"], capture_output=True, text=True, timeout=900
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "Done in" in out.stdout and str(tmp_path / "demo.blend") in out.stdout
     from PIL import Image
@@ -102,7 +102,7 @@ def test_demo_generates_through_the_addon_and_saves_blend_png_glb(tmp_path):
     assert _validate(tmp_path / "demo.glb")["numErrors"] == 0
     check = f"""
 import bpy, json
-bpy.ops.wm.open_mainfile(filepath={str(tmp_path / 'demo.blend')!r})
+bpy.ops.wm.open_mainfile(filepath={str(tmp_path / "demo.blend")!r})
 o = next(o for o in bpy.data.objects if o.name.startswith('PropDreamer'))
 images = [n.image for n in o.active_material.node_tree.nodes if n.type == 'TEX_IMAGE' and n.image]
 print('RESULT ' + json.dumps({{'faces': len(o.data.polygons), 'uv': len(o.data.uv_layers), 'packed': all(i.packed_file for i in images) and bool(images)}}))
@@ -117,8 +117,8 @@ def test_dockerfile_runs_a_valid_serve_command_on_files_that_exist():
     from propdreamer.server.cli import add_server_commands
 
     lines = (ROOT / "packaging/Dockerfile").read_text().splitlines()
-    entry = json.loads(next(l for l in lines if l.startswith("ENTRYPOINT "))[len("ENTRYPOINT "):])
-    cmd = json.loads(next(l for l in lines if l.startswith("CMD "))[len("CMD "):])
+    entry = json.loads(next(l for l in lines if l.startswith("ENTRYPOINT "))[len("ENTRYPOINT ") :])
+    cmd = json.loads(next(l for l in lines if l.startswith("CMD "))[len("CMD ") :])
     assert entry[0] == "propdreamer"
     args = build_parser(add_server_commands).parse_args(entry[1:] + cmd)  # exits (fails) on an unknown flag
     assert args.command == "serve" and args.key_file and args.device == "cuda"  # off loopback, so a key is required

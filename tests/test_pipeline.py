@@ -2,7 +2,6 @@
 validator, watertightness, geometry kept exactly), Blender's import, and the server running the real
 pipeline on loopback."""
 
-import io
 import json
 import subprocess
 import threading
@@ -26,9 +25,12 @@ from propdreamer.core.stage2.presets import RefinePreset
 
 ROOT = Path(__file__).parents[1]
 TINY = RefinePreset(
-    "tiny", 16, CoarsePreset("tiny-geometry", steps=6, batch=2, resolutions=((0.0, 32),), report_every=3, preview_every=6),
+    "tiny",
+    16,
+    CoarsePreset("tiny-geometry", steps=6, batch=2, resolutions=((0.0, 32),), report_every=3, preview_every=6),
     CoarsePreset("tiny-texture", steps=6, batch=2, resolutions=((0.0, 32),), report_every=3, preview_every=6),
-    ExportConfig(face_budget=5000, texture_size=64), colour_fit_steps=20,
+    ExportConfig(face_budget=5000, texture_size=64),
+    colour_fit_steps=20,
 )
 
 
@@ -119,7 +121,7 @@ def test_refine_stays_recognisably_the_same_object(builtin_prior, representation
     config = CoarseConfig(representation=representation, steps=10)
     result = refine_mesh(builtin_prior, "a green cube", vertices, faces, config, refine=TINY)
     pts = grid_points(24, 0.75)
-    occ = lambda v, f: normalise((winding_number(torch.tensor(v, dtype=torch.float32), torch.tensor(f), pts) > 0.5).reshape(24, 24, 24), 0.75, 24)  # noqa: E731
+    occ = lambda v, f: normalise((winding_number(torch.tensor(v, dtype=torch.float32), torch.tensor(f), pts) > 0.5).reshape(24, 24, 24), 0.75, 24)
     out = trimesh.Trimesh(result.vertices, result.faces, process=True)
     v_in = (vertices - (vertices.min(0) + vertices.max(0)) / 2) / (vertices.max(0) - vertices.min(0)).max()
     v_out = (out.vertices - (out.vertices.min(0) + out.vertices.max(0)) / 2) / (out.vertices.max(0) - out.vertices.min(0)).max()
@@ -142,7 +144,11 @@ def test_server_runs_a_real_texture_job_on_loopback(tmp_path):
 
     vertices, faces = _box()
     upload = trimesh.Trimesh(np.stack([vertices[:, 0], vertices[:, 2], -vertices[:, 1]], -1), faces, process=False)
-    server = Server(ServerConfig(bind="tcp://127.0.0.1:0", spool=tmp_path / "spool", worker=WorkerConfig(pipeline="propdreamer.core.jobs:run_job", settings={"prior": "builtin", "device": "cpu"})))
+    server = Server(
+        ServerConfig(
+            bind="tcp://127.0.0.1:0", spool=tmp_path / "spool", worker=WorkerConfig(pipeline="propdreamer.core.jobs:run_job", settings={"prior": "builtin", "device": "cpu"})
+        )
+    )
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -4,9 +4,9 @@ import shutil
 
 import pytest
 import torch
+from tiny_models import build_tiny_sd, install_in_hub_cache
 
 from propdreamer.core.priors import PriorConfig, PriorNotFoundError, add_noise, load_prior, v_to_eps
-from tiny_models import build_tiny_sd, install_in_hub_cache
 
 
 def test_latent_prior_loads_from_a_local_folder(tiny_sd_folder):

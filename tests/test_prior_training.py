@@ -43,8 +43,13 @@ def test_continuing_needs_a_prior_folder_of_the_same_architecture(tmp_path):
     train(_config(), tmp_path / "a", log=lambda m: None)
     with pytest.raises(FileNotFoundError, match="not a builtin-prior folder"):
         train(_config(init=str(tmp_path)), tmp_path / "x", log=lambda m: None)
-    other = TrainConfig(steps=1, batch_size=4, model=ModelConfig(resolution=8, block_out_channels=(8, 8), attention=(False, True), text_width=16, text_layers=1, text_heads=2),
-                        data=DatasetConfig(resolution=8, views_per_label=1), init=str(tmp_path / "a"))
+    other = TrainConfig(
+        steps=1,
+        batch_size=4,
+        model=ModelConfig(resolution=8, block_out_channels=(8, 8), attention=(False, True), text_width=16, text_layers=1, text_heads=2),
+        data=DatasetConfig(resolution=8, views_per_label=1),
+        init=str(tmp_path / "a"),
+    )
     with pytest.raises(ValueError, match="another architecture"):
         train(other, tmp_path / "y", log=lambda m: None)
 
@@ -117,11 +122,12 @@ def test_truncated_snr_weights_follow_their_formula(tmp_path):
 
 
 def test_elevation_words_grow_an_older_vocabulary_and_reach_stage_one(tmp_path, monkeypatch):
+    from transformers import CLIPTextModel
+
     from propdreamer.core.builtin_prior import model
     from propdreamer.core.cameras import ELEVATION_BANDS, OrbitRange, ViewPromptRule, sample_orbit
     from propdreamer.core.priors.diffusers_prior import PriorConfig, load_prior
     from propdreamer.core.stage1.trainer import CoarseConfig, CoarseTrainer
-    from transformers import CLIPTextModel
 
     with monkeypatch.context() as m:  # a prior saved before the elevation words existed
         m.setattr(model, "ELEVATION_BANDS", ())
@@ -169,8 +175,15 @@ def test_training_elevations_are_saved_and_stage_one_reads_them(tmp_path):
     assert CoarseTrainer(prior, "a red cube", CoarseConfig(steps=1)).orbit.elevation_deg == (-5.0, 25.0)
 
 
-@pytest.mark.parametrize("flag, value, message", [("--elevation", "30,10", "lowest and highest"), ("--elevation", "x", "lowest and highest"),
-                                                  ("--attention-levels", "1,7", "from 0 .32 px. to 3"), ("--attention-levels", "a", "from 0")])
+@pytest.mark.parametrize(
+    "flag, value, message",
+    [
+        ("--elevation", "30,10", "lowest and highest"),
+        ("--elevation", "x", "lowest and highest"),
+        ("--attention-levels", "1,7", "from 0 .32 px. to 3"),
+        ("--attention-levels", "a", "from 0"),
+    ],
+)
 def test_prior_train_refuses_bad_elevations_and_levels_with_advice(tmp_path, capsys, flag, value, message):
     from propdreamer.core.cli import main
 

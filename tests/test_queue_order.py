@@ -22,7 +22,7 @@ def test_expected_work_orders_presets_and_kinds():
     assert expected_work({"kind": "texture", "preset": "standard"}) < expected_work({"kind": "refine", "preset": "standard"}) < standard
     assert expected_work({"preset": "draft", "steps": 3000}) > expected_work({"preset": "draft"})  # stage one's steps override
     assert draft == 300 + 120 + 80  # 32 px throughout: one unit a step
-    assert expected_work({"preset": "standard", "kind": "texture"}) == 800 * 16 ** 2
+    assert expected_work({"preset": "standard", "kind": "texture"}) == 800 * 16**2
 
 
 def test_insert_at_fifo_and_longest_first():

@@ -22,15 +22,22 @@ TESTS = Path(__file__).parent
 @pytest.fixture(scope="module", autouse=True)
 def local_ray():
     # Four logical CPUs on this 2-core machine: each actor asks for one; the actors mostly sleep.
-    ray.init(num_cpus=4, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": str(TESTS)}})  # the actors import fake_pipeline from here
+    ray.init(
+        num_cpus=4, include_dashboard=False, logging_level="ERROR", log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": str(TESTS)}}
+    )  # the actors import fake_pipeline from here
     yield
     ray.shutdown()
 
 
 def _start(spool: Path, workers: int = 2) -> tuple[Server, threading.Thread]:
-    config = ServerConfig(bind="tcp://127.0.0.1:0", spool=spool, prior="stand-in", ray="auto", ray_workers=workers,
-                          worker=WorkerConfig(pipeline="fake_pipeline:run", cancel_grace_s=1.0, preview_interval_s=0.0))
+    config = ServerConfig(
+        bind="tcp://127.0.0.1:0",
+        spool=spool,
+        prior="stand-in",
+        ray="auto",
+        ray_workers=workers,
+        worker=WorkerConfig(pipeline="fake_pipeline:run", cancel_grace_s=1.0, preview_interval_s=0.0),
+    )
     server = Server(config)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

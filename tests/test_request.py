@@ -8,9 +8,11 @@ from pathlib import Path
 import msgpack
 import pytest
 import torch
+from tiny_models import build_tiny_sd
 
 from propdreamer.core.cameras import OrbitRange
-from propdreamer.core.cli import build_parser, job_request as cli_request
+from propdreamer.core.cli import build_parser
+from propdreamer.core.cli import job_request as cli_request
 from propdreamer.core.guidance.timesteps import TimestepSchedule
 from propdreamer.core.priors import PriorConfig, load_prior
 from propdreamer.core.prompt_check import unknown_words, word_vocabulary
@@ -18,10 +20,10 @@ from propdreamer.core.request import AUTO_METHOD, CameraSetup, JobRequest, Reque
 from propdreamer.core.resolve import resolve
 from propdreamer.server.cli import add_server_commands
 from propdreamer.server.schema import parse_request
-from tiny_models import build_tiny_sd
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "blender_addon"))
-from propdreamer_blender.request_body import PanelSettings, job_request as panel_request  # noqa: E402
+from propdreamer_blender.request_body import PanelSettings
+from propdreamer_blender.request_body import job_request as panel_request
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +79,20 @@ def test_a_latent_prior_gets_the_literatures_defaults(latent):
 
 def test_fields_the_artist_sets_win(builtin):
     eye = (1.0, 0, 0, 0, 0, 1, 0, -2.0, 0, 0, 1, 0, 0, 0, 0, 1)
-    r = resolve(JobRequest("a red cube", method="nfsd", guidance_scale=4.0, steps=12, t_range=(0.1, 0.6), negative_prompt="a blue cube", seed=3,
-                           cameras=CameraSetup(OrbitRange(elevation_deg=(0.0, 10.0))), init="ball"), builtin)
+    r = resolve(
+        JobRequest(
+            "a red cube",
+            method="nfsd",
+            guidance_scale=4.0,
+            steps=12,
+            t_range=(0.1, 0.6),
+            negative_prompt="a blue cube",
+            seed=3,
+            cameras=CameraSetup(OrbitRange(elevation_deg=(0.0, 10.0))),
+            init="ball",
+        ),
+        builtin,
+    )
     c = r.config
     assert (c.method, c.guidance_scale, c.steps, c.seed) == ("nfsd", 4.0, 12, 3)
     assert c.timesteps == TimestepSchedule("uniform", t_min=0.1, t_max=0.6) and c.orbit.elevation_deg == (0.0, 10.0)
@@ -100,8 +114,10 @@ def test_the_command_line_and_the_addon_through_the_server_resolve_the_same_conf
     for argv, panel in (
         (["a red cube"], PanelSettings("a red cube")),
         (["a green cone", "--representation", "gaussians", "--seed", "7"], PanelSettings("a green cone", representation="gaussians", seed=7)),
-        (["a blue torus", "--method", "nfsd", "--negative-prompt", "a red torus", "--preset", "standard"],
-         PanelSettings("a blue torus", method="nfsd", negative_prompt="a red torus", preset="standard")),
+        (
+            ["a blue torus", "--method", "nfsd", "--negative-prompt", "a red torus", "--preset", "standard"],
+            PanelSettings("a blue torus", method="nfsd", negative_prompt="a red torus", preset="standard"),
+        ),
         (["a red cone", "--representation", "gaussians", "--init", "shap-e"], PanelSettings("a red cone", representation="gaussians", init="shap-e")),
         (["a red cone", "--init", "ball"], PanelSettings("a red cone", init="ball")),
     ):
@@ -170,3 +186,12 @@ def test_generate_runs_texture_and_refine_jobs_locally_through_the_same_request(
     assert main(["generate", "a red cube", "--texture", str(mesh), "--refine", str(mesh), "-o", str(tmp_path / "x.glb")]) == 2
     assert main(["generate", "a wooden barrel", "-o", str(tmp_path / "x.glb"), "--device", "cpu"]) == 2
     assert "knows none of the words" in capsys.readouterr().err
+
+
+def test_the_typed_choices_are_the_listed_choices():
+    from typing import get_args
+
+    from propdreamer.core.request import INITS, REPRESENTATIONS, RepresentationName, StartName
+
+    assert get_args(RepresentationName) == REPRESENTATIONS
+    assert set(get_args(StartName)) == set(INITS) - {"auto"}

@@ -4,7 +4,8 @@ field and the allowed values; unset fields stay unset (the prior's default, reso
 import pytest
 
 from propdreamer.core.guidance import METHODS as CORE_METHODS
-from propdreamer.server.schema import METHODS, JobRequest, parse_request
+from propdreamer.core.request import METHODS, JobRequest
+from propdreamer.server.schema import parse_request
 from propdreamer.server.wire import ProtocolError
 
 

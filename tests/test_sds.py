@@ -2,11 +2,11 @@
 
 import pytest
 import torch
+from tiny_models import build_tiny_sd
 
 from propdreamer.core.guidance.common import inject
 from propdreamer.core.guidance.sds import SDS, SDSConfig
 from propdreamer.core.priors import PriorConfig, add_noise, load_prior
-from tiny_models import build_tiny_sd
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,15 @@ from propdreamer.server.worker import WorkerConfig
 
 
 def _start(tmp_path, **overrides):
-    config = ServerConfig(**{"bind": "tcp://127.0.0.1:0", "spool": tmp_path / "spool", "prior": "stand-in",  # the fake pipeline reads no prior
-                            "worker": WorkerConfig(pipeline="fake_pipeline:run", cancel_grace_s=1.0, preview_interval_s=0.0), **overrides})
+    config = ServerConfig(
+        **{
+            "bind": "tcp://127.0.0.1:0",
+            "spool": tmp_path / "spool",
+            "prior": "stand-in",  # the fake pipeline reads no prior
+            "worker": WorkerConfig(pipeline="fake_pipeline:run", cancel_grace_s=1.0, preview_interval_s=0.0),
+            **overrides,
+        }
+    )
     server = Server(config)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -121,6 +128,17 @@ def test_worker_death_fails_the_job_and_the_next_job_runs(server):
     assert c.wait_for(nxt, ("done", "failed"), timeout_s=120).body["event"] == "done"
     err = c.request("submit", {"prompt": "error"}).body["job"]
     assert "boom" in c.wait_for(err, ("failed",), timeout_s=60).body["reason"]
+    c.close()
+
+
+def test_a_failed_jobs_traceback_reaches_the_server_log(server, caplog):
+    c = Client(server.endpoint, timeout_s=30)
+    job = c.request("submit", {"prompt": "error"}).body["job"]
+    with caplog.at_level("WARNING", logger="propdreamer.server.app"):
+        assert c.wait_for(job, ("failed",), timeout_s=60).body["reason"] == "RuntimeError: boom: the pipeline failed"
+        time.sleep(0.2)  # the log line is written in the same tick as the event
+    logged = [r.getMessage() for r in caplog.records if job in r.getMessage()]
+    assert any("Traceback" in line and "fake_pipeline.py" in line and 'raise RuntimeError("boom' in line for line in logged), logged
     c.close()
 
 

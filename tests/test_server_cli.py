@@ -28,7 +28,10 @@ def test_serve_then_submit_writes_the_result(tmp_path):
     bind = f"tcp://127.0.0.1:{_free_port()}"
     server = subprocess.Popen(
         [sys.executable, "-m", "propdreamer.server.cli", "serve", "--bind", bind, "--device", "cpu", "--spool", str(tmp_path / "spool"), "--pipeline", "fake_pipeline:run"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=_env(),
     )
     try:
         deadline = time.time() + 60

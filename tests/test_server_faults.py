@@ -19,8 +19,15 @@ KEY = b"k" * 32
 
 
 def _start(tmp_path, **overrides):
-    config = ServerConfig(**{"bind": "tcp://127.0.0.1:0", "spool": tmp_path / "spool", "prior": "stand-in",
-                             "worker": WorkerConfig(pipeline="fake_pipeline:run", cancel_grace_s=2.0, preview_interval_s=0.0), **overrides})
+    config = ServerConfig(
+        **{
+            "bind": "tcp://127.0.0.1:0",
+            "spool": tmp_path / "spool",
+            "prior": "stand-in",
+            "worker": WorkerConfig(pipeline="fake_pipeline:run", cancel_grace_s=2.0, preview_interval_s=0.0),
+            **overrides,
+        }
+    )
     server = Server(config)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -145,12 +152,15 @@ def _signed_header(key, **header):
     return [sign(key, frames), *frames]
 
 
-@pytest.mark.parametrize("header, needle", [
-    ({"ts": float("nan")}, "'ts' must be a finite time"),
-    ({"ts": float("inf")}, "'ts' must be a finite time"),
-    ({"seq": 2**64 - 1}, "'seq' must be an integer in [0, 2^53]"),
-    ({"seq": -1}, "'seq' must be an integer in [0, 2^53]"),
-])
+@pytest.mark.parametrize(
+    "header, needle",
+    [
+        ({"ts": float("nan")}, "'ts' must be a finite time"),
+        ({"ts": float("inf")}, "'ts' must be a finite time"),
+        ({"seq": 2**64 - 1}, "'seq' must be an integer in [0, 2^53]"),
+        ({"seq": -1}, "'seq' must be an integer in [0, 2^53]"),
+    ],
+)
 def test_non_finite_times_and_absurd_sequence_numbers_are_bad_headers(header, needle):
     with pytest.raises(ProtocolError) as err:
         decode(_signed_header(KEY, **header), KEY, replay=ReplayGuard())

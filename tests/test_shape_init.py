@@ -17,7 +17,14 @@ from propdreamer.core.priors.loading import PriorNotFoundError
 from propdreamer.core.request import JobRequest, RequestError
 from propdreamer.core.resolve import resolve
 from propdreamer.core.shape_init import (
-    DEFAULT_SHAP_E_ID, ShapEConfig, StartingShape, _decimated, fit_nerf_density, from_shap_e_frame, load_shap_e, shap_e_shape,
+    DEFAULT_SHAP_E_ID,
+    ShapEConfig,
+    StartingShape,
+    _decimated,
+    fit_nerf_density,
+    from_shap_e_frame,
+    load_shap_e,
+    shap_e_shape,
 )
 
 FAST = dict(steps=2, grid_size=32)  # Shap-E sampling steps and the decoder's grid, small for the CPU
@@ -157,9 +164,9 @@ def test_resolve_chooses_where_stage_one_starts(builtin_prior, latent_prior, tin
 def test_generate_from_shap_e_on_gaussians_and_on_a_nerf(latent_prior, tiny_shap_e):
     """The whole generate job, stage one started from Shap-E's shape (tiny random models end to end)."""
     import trimesh
+    from test_pipeline import TINY
 
     from propdreamer.core.pipeline import generate
-    from test_pipeline import TINY
 
     for representation in ("gaussians", "nerf"):
         request = JobRequest("a red cube", representation=representation, method="vdm" if representation == "gaussians" else "sds", steps=2, init="shap-e")

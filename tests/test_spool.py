@@ -1,7 +1,6 @@
 """The spool keeps jobs, events and results across restarts and crashes."""
 
 import hashlib
-import json
 
 import pytest
 

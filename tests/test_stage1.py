@@ -2,7 +2,7 @@
 cancellation, progress, checkpoint/resume, the CLI, and the benchmark's scoring."""
 
 import sys
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -17,8 +17,11 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 
 
 def _params(trainer):
-    return {k: v.detach().clone() for k, v in trainer.rep.checkpoint_state().items() if isinstance(v, torch.Tensor)} if trainer.rep.kind == "nerf" \
+    return (
+        {k: v.detach().clone() for k, v in trainer.rep.checkpoint_state().items() if isinstance(v, torch.Tensor)}
+        if trainer.rep.kind == "nerf"
         else {k: v.clone() for k, v in trainer.rep.checkpoint_state()["params"].items()}
+    )
 
 
 @pytest.mark.slow
@@ -51,7 +54,7 @@ def test_stage_one_cameras_default_to_the_elevations_the_prior_was_trained_on(bu
     """A prior that records its training cameras gets them (capped at the overhead threshold, 60 degrees);
     one that does not (Stable Diffusion) gets -10 to 60; an explicit orbit wins."""
     from propdreamer.core.cameras import OrbitRange
-    from propdreamer.core.stage1.trainer import DEFAULT_ORBIT
+    from propdreamer.core.stage1.defaults import DEFAULT_ORBIT
 
     orbit = lambda **kw: CoarseTrainer(builtin_prior, "a red cube", CoarseConfig(steps=1, **kw)).orbit
     monkeypatch.setattr(builtin_prior, "trained_orbit", OrbitRange(elevation_deg=(-10.0, 30.0), distance=(2.1, 2.3)))
@@ -167,6 +170,7 @@ def test_normalise_removes_position_and_scale_but_keeps_aspect():
 
 def test_benchmark_scores_the_true_primitive_as_perfect():
     import synthetic3d
+
     from propdreamer.core.builtin_prior.shapes import SDFS
 
     class TruePrimitive(torch.nn.Module):

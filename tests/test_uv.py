@@ -18,18 +18,25 @@ from propdreamer.core.stage1.presets import CoarsePreset
 from propdreamer.core.stage1.trainer import CoarseConfig
 from propdreamer.core.stage2.presets import RefinePreset
 
-TINY = RefinePreset("tiny", 16, CoarsePreset("g", steps=2, batch=1, resolutions=((0.0, 32),), report_every=1, preview_every=2),
-                    CoarsePreset("t", steps=4, batch=2, resolutions=((0.0, 32),), report_every=2, preview_every=4), ExportConfig(texture_size=64))
+TINY = RefinePreset(
+    "tiny",
+    16,
+    CoarsePreset("g", steps=2, batch=1, resolutions=((0.0, 32),), report_every=1, preview_every=2),
+    CoarsePreset("t", steps=4, batch=2, resolutions=((0.0, 32),), report_every=2, preview_every=4),
+    ExportConfig(texture_size=64),
+)
 
 
 def test_the_chunked_unwrap_survives_the_mesh_that_crashes_xatlas():
     """xatlas 0.0.11 dies by SIGSEGV on an ico sphere of 81,920 triangles in one piece; in pieces it
     unwraps. Run in a child process so a crash fails this test instead of killing the test run."""
-    code = ("import numpy as np, trimesh; from propdreamer.core.mesh.uv import unwrap\n"
-            "m = trimesh.creation.icosphere(subdivisions=6); v, f = np.asarray(m.vertices, np.float32), np.asarray(m.faces)\n"
-            "vm, f2, uv = unwrap(v, f)\n"
-            "assert len(f) == 81920 and (v[vm][f2] == v[f]).all() and uv.min() >= 0 and uv.max() <= 1, 'wrong unwrap'\n"
-            "print('ok', len(vm))")
+    code = (
+        "import numpy as np, trimesh; from propdreamer.core.mesh.uv import unwrap\n"
+        "m = trimesh.creation.icosphere(subdivisions=6); v, f = np.asarray(m.vertices, np.float32), np.asarray(m.faces)\n"
+        "vm, f2, uv = unwrap(v, f)\n"
+        "assert len(f) == 81920 and (v[vm][f2] == v[f]).all() and uv.min() >= 0 and uv.max() <= 1, 'wrong unwrap'\n"
+        "print('ok', len(vm))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.startswith("ok"), (out.returncode, out.stderr[-2000:])
 
@@ -88,8 +95,9 @@ def test_a_high_poly_mesh_is_optimised_on_a_proxy_and_baked_in_full(builtin_prio
     result = texture_mesh(builtin_prior, "a blue sphere", v, f, CoarseConfig(), refine=replace(TINY, texture_proxy_faces=1000), uvs=uv)
     assert 900 <= result.proxy_faces <= 1000
     np.testing.assert_array_equal(result.uvs, uv)  # baked onto the full mesh's own map
-    from PIL import Image
     import io
+
+    from PIL import Image
 
     image = np.asarray(Image.open(io.BytesIO(result.texture_png)).convert("RGB")).astype(float)
     rows, cols = ((1 - uv[:, 1]) * 64).clip(0, 63).astype(int), (uv[:, 0] * 64).clip(0, 63).astype(int)

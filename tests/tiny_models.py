@@ -138,8 +138,9 @@ def marching_cubes_table() -> tuple[torch.Tensor, torch.Tensor]:
         for t, tri in enumerate(triangles):
             mid = [torch.tensor(pos[edges[e][0]], dtype=torch.float32) / 2 + torch.tensor(pos[edges[e][1]], dtype=torch.float32) / 2 for e in tri]
             normal = torch.linalg.cross(mid[1] - mid[0], mid[2] - mid[0])
-            outward = sum(torch.tensor(pos[b if inside[a] else a], dtype=torch.float32) - torch.tensor(pos[a if inside[a] else b], dtype=torch.float32)
-                          for a, b in (edges[e] for e in tri))
+            outward = sum(
+                torch.tensor(pos[b if inside[a] else a], dtype=torch.float32) - torch.tensor(pos[a if inside[a] else b], dtype=torch.float32) for a, b in (edges[e] for e in tri)
+            )
             cases[case, t] = torch.tensor(tri if float(normal @ outward) > 0 else tri[::-1])
             masks[case, t] = True
     return cases, masks
@@ -161,12 +162,26 @@ def build_tiny_shap_e(folder: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     save_tiny_clip_tokenizer(folder / "tokenizer")
     text_encoder = CLIPTextModelWithProjection(
-        CLIPTextConfig(vocab_size=len(byte_vocab()), hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, max_position_embeddings=16, projection_dim=16)
+        CLIPTextConfig(
+            vocab_size=len(byte_vocab()), hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, max_position_embeddings=16, projection_dim=16
+        )
     )
     d_latent, hidden = 16, 8
-    prior = PriorTransformer(num_attention_heads=2, attention_head_dim=8, embedding_dim=d_latent, num_embeddings=32, embedding_proj_dim=16, time_embed_dim=4 * d_latent,
-                             num_layers=1, clip_embed_dim=2 * d_latent, additional_embeddings=0, time_embed_act_fn="gelu", norm_in_type="layer",
-                             encoder_hid_proj_type=None, added_emb_type=None)
+    prior = PriorTransformer(
+        num_attention_heads=2,
+        attention_head_dim=8,
+        embedding_dim=d_latent,
+        num_embeddings=32,
+        embedding_proj_dim=16,
+        time_embed_dim=4 * d_latent,
+        num_layers=1,
+        clip_embed_dim=2 * d_latent,
+        additional_embeddings=0,
+        time_embed_act_fn="gelu",
+        norm_in_type="layer",
+        encoder_hid_proj_type=None,
+        added_emb_type=None,
+    )
     _first_layer = "nerstf__mlp__0__weight"
     renderer = ShapERenderer(param_shapes=((hidden, 93), (hidden, 8), (hidden, 8), (hidden, 8)), d_latent=d_latent, d_hidden=hidden, n_output=12, background=(0.1, 0.1, 0.1))
     scheduler = HeunDiscreteScheduler(beta_schedule="exp", num_train_timesteps=1024, prediction_type="sample", use_karras_sigmas=True, clip_sample=True, clip_sample_range=1.0)

@@ -93,9 +93,13 @@ def write_mesh_glb(positions: np.ndarray, triangles: np.ndarray, uvs: np.ndarray
         primitive["material"] = 0  # UVs belong to a material in glTF readers (trimesh drops UVs without one)
     doc = {
         "asset": {"version": "2.0", "generator": "PropDreamer Blender add-on"},
-        "scene": 0, "scenes": [{"nodes": [0]}], "nodes": [{"mesh": 0}],
+        "scene": 0,
+        "scenes": [{"nodes": [0]}],
+        "nodes": [{"mesh": 0}],
         "meshes": [{"primitives": [primitive]}],
-        "buffers": [{"byteLength": offset}], "bufferViews": views, "accessors": accessors,
+        "buffers": [{"byteLength": offset}],
+        "bufferViews": views,
+        "accessors": accessors,
     }
     if uvs is not None:
         doc["materials"] = [{"name": "PropDreamer upload", "pbrMetallicRoughness": {"baseColorFactor": [0.8, 0.8, 0.8, 1.0]}}]

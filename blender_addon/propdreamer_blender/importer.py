@@ -86,7 +86,8 @@ def world_bounds(obj: bpy.types.Object) -> tuple[tuple[float, float, float], flo
     (obj.dimensions are local: a rotated box's world box is larger)."""
     p = _world_positions(obj)
     lo, hi = p.min(0), p.max(0)
-    return tuple(float(c) for c in (lo + hi) / 2), float((hi - lo).max())
+    centre = (lo + hi) / 2
+    return (float(centre[0]), float(centre[1]), float(centre[2])), float((hi - lo).max())
 
 
 @contextmanager
@@ -156,13 +157,17 @@ def uv_warnings(obj: bpy.types.Object, uv_map: str, uvs: np.ndarray) -> list[str
     warnings = []
     overlaps = overlapping_faces(obj, uv_map)
     if overlaps:
-        warnings.append(f"'{obj.name}': {overlaps} of its {len(obj.data.polygons)} faces overlap others in UV map '{uv_map}' (mirrored or stacked islands): "
-                        "they share texels, so each copy shows the same texture. Choose Bake into: New UV map for a texture of their own")
+        warnings.append(
+            f"'{obj.name}': {overlaps} of its {len(obj.data.polygons)} faces overlap others in UV map '{uv_map}' (mirrored or stacked islands): "
+            "they share texels, so each copy shows the same texture. Choose Bake into: New UV map for a texture of their own"
+        )
     starts = _array(obj.data.polygons, "loop_start", np.int64, 1)
     outside = np.add.reduceat(((uvs < 0.0) | (uvs > 1.0)).any(1).astype(np.int64), starts) > 0 if len(starts) else np.zeros(0, bool)
     if outside.any():
-        warnings.append(f"'{obj.name}': {int(outside.sum())} faces of UV map '{uv_map}' reach outside [0, 1]: the texture repeats there, "
-                        "so each face is baked into the tile its centre lies in and shares texels with the faces already in that tile")
+        warnings.append(
+            f"'{obj.name}': {int(outside.sum())} faces of UV map '{uv_map}' reach outside [0, 1]: the texture repeats there, "
+            "so each face is baked into the tile its centre lies in and shares texels with the faces already in that tile"
+        )
     return warnings
 
 
@@ -173,13 +178,17 @@ def check_size(obj: bpy.types.Object, limits: dict, with_uvs: bool) -> None:
     triangles = len(mesh.loops) - 2 * len(mesh.polygons)  # a polygon of n corners is n - 2 triangles
     most = limits.get("max_input_faces")
     if most and triangles > most:
-        raise ValueError(f"'{obj.name}' has {triangles:,} triangles, over the server's limit of {most:,}: texture a decimated copy "
-                         f"(Decimate modifier, ratio {most / triangles:.2f} or less, applied to a duplicate) or ask for the server's --max-input-faces to be raised")
+        raise ValueError(
+            f"'{obj.name}' has {triangles:,} triangles, over the server's limit of {most:,}: texture a decimated copy "
+            f"(Decimate modifier, ratio {most / triangles:.2f} or less, applied to a duplicate) or ask for the server's --max-input-faces to be raised"
+        )
     size = 20 * len(mesh.loops) + 12 * triangles if with_uvs else 12 * len(mesh.vertices) + 12 * triangles
     frame = limits.get("max_frame_bytes")
     if frame and size > frame:
-        raise ValueError(f"'{obj.name}' would be a {size / 2**20:.0f} MiB upload, over the server's {frame / 2**20:.0f} MiB message limit: "
-                         "texture a decimated copy (Decimate modifier on a duplicate)")
+        raise ValueError(
+            f"'{obj.name}' would be a {size / 2**20:.0f} MiB upload, over the server's {frame / 2**20:.0f} MiB message limit: "
+            "texture a decimated copy (Decimate modifier on a duplicate)"
+        )
 
 
 def mesh_for_upload(obj: bpy.types.Object, uv_map: str | None = None) -> Upload:

@@ -90,8 +90,9 @@ class JobTracker:
 
     def submit(self, kind: str, body: dict[str, Any], buffers: list[bytes] | None = None, meta: dict[str, Any] | None = None) -> JobState:
         reply = self.client.request("submit", {**body, "kind": kind}, buffers=buffers)
-        job = JobState(reply.body["job"], kind, body.get("prompt", ""), meta or {}, body=dict(body), warnings=list(reply.body.get("warnings", [])),
-                       position=int(reply.body.get("position", 0)))
+        job = JobState(
+            reply.body["job"], kind, body.get("prompt", ""), meta or {}, body=dict(body), warnings=list(reply.body.get("warnings", [])), position=int(reply.body.get("position", 0))
+        )
         self.jobs[job.job] = job
         return job
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from typing import TYPE_CHECKING
 
 import bpy
 from bpy.props import BoolProperty, StringProperty
@@ -68,11 +69,21 @@ def _job_body(settings, kind: str, context, seed: int | None = None) -> dict:
     """The panel's settings as the job request's wire body (request_body.py builds it, bpy-free), with
     `seed` when given (variations), else the panel's."""
     seed = _panel_seed(settings) if seed is None else seed
-    panel = PanelSettings(prompt=settings.prompt, negative_prompt=settings.negative_prompt, method=settings.method, representation=settings.representation,
-                          preset=settings.preset, seed=seed, cameras=settings.cameras, elevation=tuple(settings.elevation),
-                          distance=tuple(settings.distance), fov=settings.fov, init=settings.init)
+    panel = PanelSettings(
+        prompt=settings.prompt,
+        negative_prompt=settings.negative_prompt,
+        method=settings.method,
+        representation=settings.representation,
+        preset=settings.preset,
+        seed=seed,
+        cameras=settings.cameras,
+        elevation=tuple(settings.elevation),
+        distance=tuple(settings.distance),
+        fov=settings.fov,
+        init=settings.init,
+    )
     matrices, fovs = _scene_cameras(settings, context) if settings.cameras in ("scene", "active") else ((), ())
-    return job_request(kind, panel, matrices, fovs).to_body()
+    return job_request(kind, panel, tuple(matrices), tuple(fovs)).to_body()
 
 
 def _scene_cameras(settings, context) -> tuple[list, list]:
@@ -139,7 +150,7 @@ def poll_jobs() -> float | None:
         for job in _TRACKER.poll():
             try:
                 handle_finished(job)
-            except Exception as err:  # noqa: BLE001  (shown in the panel, never swallowed)
+            except Exception as err:  # shown in the panel, never swallowed
                 job.state, job.message = "failed", f"could not import the result: {err}"
                 print(f"PropDreamer: job {job.job}: {job.message}")
     except (TimeoutError, ProtocolError, ServerError) as err:
@@ -187,8 +198,13 @@ class JobOperator:
     as it is) and, in background mode or with `wait`, waiting for the results."""
 
     wait: BoolProperty(name="Wait", description="Run the job to completion before returning", default=False, options={"SKIP_SAVE"})
-    detach: BoolProperty(name="Detach", description="Return once submitted, even in background mode (scripts that poll or save themselves)",
-                         default=False, options={"SKIP_SAVE", "HIDDEN"})
+    detach: BoolProperty(
+        name="Detach", description="Return once submitted, even in background mode (scripts that poll or save themselves)", default=False, options={"SKIP_SAVE", "HIDDEN"}
+    )
+
+    if TYPE_CHECKING:  # bpy.types.Operator's, which every class using this one also derives from
+
+        def report(self, type: set[str], message: str) -> set[str]: ...
 
     def submit(self, context, kind: str, buffers=None, meta=None, seed: int | None = None) -> JobState | None:
         """One job from the panel's settings (with `seed` when given)."""
@@ -242,8 +258,7 @@ class PROPDREAMER_OT_generate(JobOperator, bpy.types.Operator):
         settings = context.scene.propdreamer
         seed, (x, y, z), jobs = _panel_seed(settings), context.scene.cursor.location, []
         for i in range(settings.variations):  # variations: seeds s .. s+N-1, in a row along +X from the 3D cursor
-            job = self.submit(context, "generate", meta={"location": (x + 1.25 * settings.target_size * i, y, z), "size": settings.target_size},
-                              seed=(seed + i) % (2**31 - 1))
+            job = self.submit(context, "generate", meta={"location": (x + 1.25 * settings.target_size * i, y, z), "size": settings.target_size}, seed=(seed + i) % (2**31 - 1))
             if job is None:
                 break
             jobs.append(job)
@@ -434,5 +449,12 @@ class PROPDREAMER_OT_rerun(bpy.types.Operator):
         return operator(wait=self.wait)
 
 
-CLASSES = (PROPDREAMER_OT_rerun, PROPDREAMER_OT_generate, PROPDREAMER_OT_refine_selected, PROPDREAMER_OT_texture_selected, PROPDREAMER_OT_cancel,
-           PROPDREAMER_OT_check_server, PROPDREAMER_OT_fetch_again)
+CLASSES = (
+    PROPDREAMER_OT_rerun,
+    PROPDREAMER_OT_generate,
+    PROPDREAMER_OT_refine_selected,
+    PROPDREAMER_OT_texture_selected,
+    PROPDREAMER_OT_cancel,
+    PROPDREAMER_OT_check_server,
+    PROPDREAMER_OT_fetch_again,
+)

@@ -27,8 +27,13 @@ class PropDreamerSettings(bpy.types.PropertyGroup):
     representation: EnumProperty(name="Representation", items=REPRESENTATIONS, default="nerf")
     preset: EnumProperty(name="Preset", items=PRESETS, default="draft")
     seed: IntProperty(name="Seed", min=0, max=2**31 - 1, default=0)
-    variations: IntProperty(name="Variations", min=1, max=16, default=1,
-                            description="Generate this many, seeds s .. s+N-1, laid out in a row from the 3D cursor (with several workers they run at once)")
+    variations: IntProperty(
+        name="Variations",
+        min=1,
+        max=16,
+        default=1,
+        description="Generate this many, seeds s .. s+N-1, laid out in a row from the 3D cursor (with several workers they run at once)",
+    )
     random_seed: BoolProperty(name="Random seed", description="A new seed for every job", default=False)
     init: EnumProperty(name="Start from", items=STARTS, default="auto", description="Where Generate starts its object (Refine starts from the selected mesh)")
     cameras: EnumProperty(name="Cameras", items=CAMERAS, default="prior")

@@ -20,11 +20,14 @@ class PROPDREAMER_OT_rerun_selected(JobOperator, bpy.types.Operator):
     @classmethod
     def poll(cls, context):
         obj = context.active_object
-        return obj is not None and read(obj) is not None and read(obj)["request"].get("kind", "generate") == "generate"
+        record = read(obj) if obj is not None else None
+        return record is not None and record["request"].get("kind", "generate") == "generate"
 
     def execute(self, context):
         obj = context.active_object
-        request = dict(read(obj)["request"])
+        record = read(obj)
+        assert record is not None  # poll() checked
+        request = dict(record["request"])
         try:
             rq.JobRequest.from_body({**request, "kind": "generate"})  # this add-on's request still reads it (an older manifest may not)
         except rq.RequestError as err:

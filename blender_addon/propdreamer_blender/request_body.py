@@ -27,7 +27,7 @@ class PanelSettings:
     init: str = "auto"  # one of request.INITS: where Generate starts
 
 
-def job_request(kind: str, s: PanelSettings, matrices: tuple = (), fovs_deg: tuple = ()) -> "rq.JobRequest":
+def job_request(kind: str, s: PanelSettings, matrices: tuple = (), fovs_deg: tuple = ()) -> rq.JobRequest:
     """`matrices` / `fovs_deg`: the scene's cameras in the object's frame, for camera modes scene / active."""
     if s.cameras not in rq.CAMERA_MODES:
         raise ValueError(f"cameras must be one of {list(rq.CAMERA_MODES)}, got {s.cameras!r}")
@@ -40,10 +40,18 @@ def job_request(kind: str, s: PanelSettings, matrices: tuple = (), fovs_deg: tup
             raise ValueError("no camera in the scene: add one, or choose the prior's default cameras")
         cameras = rq.CameraSetup(matrices=tuple(tuple(m) for m in matrices), fovs_deg=tuple(fovs_deg))
     try:
-        return rq.JobRequest(kind=kind, prompt=s.prompt, negative_prompt=s.negative_prompt, method=None if s.method == AUTO else s.method,
-                             representation=s.representation, preset=s.preset, seed=s.seed, cameras=cameras,
-                             uvs="keep" if kind == "texture" else "auto",  # the add-on always sends the UV map to bake into
-                             init=s.init if kind == "generate" else "auto")
+        return rq.JobRequest(
+            kind=kind,
+            prompt=s.prompt,
+            negative_prompt=s.negative_prompt,
+            method=None if s.method == AUTO else s.method,
+            representation=s.representation,
+            preset=s.preset,
+            seed=s.seed,
+            cameras=cameras,
+            uvs="keep" if kind == "texture" else "auto",  # the add-on always sends the UV map to bake into
+            init=s.init if kind == "generate" else "auto",
+        )
     except rq.RequestError as err:
         raise ValueError(str(err)) from None
 

@@ -1,4 +1,3 @@
-
 from pathlib import Path
 
 BUILTIN = "builtin"  # the name a prior source gives the shipped builtin prior

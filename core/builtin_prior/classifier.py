@@ -52,7 +52,9 @@ def denoising_errors(prior: DiffusionPrior, images: Tensor, captions: list[str],
     return torch.stack(rows)
 
 
-def classify(prior: DiffusionPrior, images: Tensor, view_suffixes: list[str], config: ClassifierConfig = ClassifierConfig(), cameras: Cameras | None = None) -> list[tuple[str, str]]:
+def classify(
+    prior: DiffusionPrior, images: Tensor, view_suffixes: list[str], config: ClassifierConfig = ClassifierConfig(), cameras: Cameras | None = None
+) -> list[tuple[str, str]]:
     """The (colour, shape) label of each image, among all colour x shape captions with that image's view suffix."""
     labels = [(c, s) for s in SHAPES for c in COLOURS]
     coarse = replace(config, timesteps=config.coarse_timesteps, seed=config.seed + 1)

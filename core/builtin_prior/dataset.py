@@ -39,10 +39,7 @@ class Dataset:
 
     def captions(self) -> list[str]:
         colours = list(COLOURS)
-        return [
-            caption(colours[c], SHAPES[s], v)
-            for c, s, v in zip(self.colour_ids.tolist(), self.shape_ids.tolist(), self.view_suffixes)
-        ]
+        return [caption(colours[c], SHAPES[s], v) for c, s, v in zip(self.colour_ids.tolist(), self.shape_ids.tolist(), self.view_suffixes)]
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -77,4 +74,3 @@ def render_dataset(config: DatasetConfig) -> Dataset:
         view_suffixes=parts["views"],
         cameras=Cameras(*(torch.cat([getattr(c, name) for c in parts["cameras"]]) for name in ("c2w", "fov_deg", "elevation_deg", "azimuth_deg", "distance"))),
     )
-

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import torch
 from torch import Tensor
@@ -54,13 +54,12 @@ class EvalResult:
 
 def held_out_orbit(prior: DiffusersPrior, config: EvalConfig) -> OrbitRange:
     """Where the held-out cameras stand: the configured orbit, else where `prior` was last trained."""
-    return config.orbit or getattr(prior, "trained_orbit", None) or PRIOR_ORBIT
+    return config.orbit or prior.trained_orbit or PRIOR_ORBIT
 
 
 def held_out(prior: DiffusersPrior, config: EvalConfig, seed: int):
     """Held-out renders captioned the way `prior` was trained (its view words, elevation bands included)."""
-    return render_dataset(DatasetConfig(views_per_label=config.views_per_label, seed=seed, view_rule=prior.view_rule or ViewPromptRule(),
-                                        orbit=held_out_orbit(prior, config)))
+    return render_dataset(DatasetConfig(views_per_label=config.views_per_label, seed=seed, view_rule=prior.view_rule or ViewPromptRule(), orbit=held_out_orbit(prior, config)))
 
 
 def evaluate_classifier(prior: DiffusersPrior, config: EvalConfig = EvalConfig()) -> EvalResult:
@@ -108,6 +107,8 @@ def elevation_word_gain(prior: DiffusersPrior, config: EvalConfig = EvalConfig()
     toward) on the held-out renders, captioned with their own elevation band, with no view words, and with
     the band of the mirrored elevation (70 - e: low <-> high). Lower with the true words: it reads them."""
     rule = prior.view_rule
+    if rule is None:
+        raise ValueError(f"{prior.source} was trained without view words (its folder records no view rule): there is no elevation word to measure")
     data = held_out(prior, config, config.seeds[0])
     bare = [c.split(",")[0] for c in data.captions()]
     mirrored = rule.suffixes(orbit_cameras(70.0 - data.cameras.elevation_deg, data.cameras.azimuth_deg, data.cameras.distance, data.cameras.fov_deg))
@@ -137,8 +138,10 @@ def run(prior: DiffusersPrior, out: Path, config: EvalConfig = EvalConfig(), log
     out.mkdir(parents=True, exist_ok=True)
     result = evaluate_classifier(prior, config)
     low, high = held_out_orbit(prior, config).elevation_deg
-    log(f"held-out renders: {result.images} ({config.views_per_label} unseen view(s) per colour x shape from each of the seeds {list(config.seeds)}, "
-        f"elevations {low:g} to {high:g} degrees)")
+    log(
+        f"held-out renders: {result.images} ({config.views_per_label} unseen view(s) per colour x shape from each of the seeds {list(config.seeds)}, "
+        f"elevations {low:g} to {high:g} degrees)"
+    )
     log(f"shape accuracy:  {result.shape_accuracy:.1%}")
     log(f"colour accuracy: {result.colour_accuracy:.1%}")
     log(f"classifier time: {result.seconds:.0f} s ({config.classifier.timesteps} timesteps x {len(SHAPES) * len(COLOURS)} captions per image)")

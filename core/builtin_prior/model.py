@@ -58,9 +58,7 @@ def build_tokenizer(max_tokens: int) -> PreTrainedTokenizerFast:
     tok = Tokenizer(WordLevel(vocab, unk_token=SPECIAL_TOKENS["unk_token"]))
     tok.normalizer = normalizers.Lowercase()
     tok.pre_tokenizer = pre_tokenizers.Whitespace()  # "cube, front" -> "cube" "," "front"
-    tok.post_processor = processors.TemplateProcessing(
-        single="[BOS] $A [EOS]", special_tokens=[("[BOS]", vocab["[BOS]"]), ("[EOS]", vocab["[EOS]"])]
-    )
+    tok.post_processor = processors.TemplateProcessing(single="[BOS] $A [EOS]", special_tokens=[("[BOS]", vocab["[BOS]"]), ("[EOS]", vocab["[EOS]"])])
     return PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=max_tokens, **SPECIAL_TOKENS)
 
 
@@ -99,9 +97,11 @@ def build_unet(config: ModelConfig) -> UNet2DConditionModel:
         norm_num_groups=8,
         **({"class_embed_type": "projection", "projection_class_embeddings_input_dim": config.camera_features} if config.camera_features else {}),
     )
-    if unet.class_embedding is not None:
-        torch.nn.init.zeros_(unet.class_embedding.linear_2.weight)
-        torch.nn.init.zeros_(unet.class_embedding.linear_2.bias)
+    if config.camera_features:  # the camera's projection starts at zero: a fresh camera-conditioned prior reads no camera yet
+        projection = unet.get_submodule("class_embedding.linear_2")
+        assert isinstance(projection, torch.nn.Linear)
+        torch.nn.init.zeros_(projection.weight)
+        torch.nn.init.zeros_(projection.bias)
     return unet
 
 
@@ -131,6 +131,4 @@ def save_prior(folder: Path, unet, text_encoder, tokenizer, scheduler, config: M
         "scheduler": ["diffusers", "DDPMScheduler"],
     }
     (folder / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
-    (folder / "propdreamer_prior.json").write_text(
-        json.dumps({"model": asdict(config), "colours": list(COLOURS), "shapes": list(SHAPES), **extra}, indent=2) + "\n"
-    )
+    (folder / "propdreamer_prior.json").write_text(json.dumps({"model": asdict(config), "colours": list(COLOURS), "shapes": list(SHAPES), **extra}, indent=2) + "\n")

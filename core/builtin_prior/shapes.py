@@ -7,7 +7,7 @@ needs. Negative inside. Sizes fit a unit box so that every object fills a simila
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor

@@ -18,6 +18,7 @@ import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -145,8 +146,10 @@ def continue_from(folder: Path, unet, text_encoder, model: ModelConfig) -> list[
     if saved_cameras and saved_cameras != wanted_cameras:
         raise ValueError(f"{folder} holds a camera-conditioned prior (another architecture); continue it with camera features (`prior train --cameras`)")
     if any(s and not w for s, w in zip(saved_attention, wanted_attention)):
-        raise ValueError(f"{folder} has cross-attention at levels {saved_attention}; continuing it can add levels, not drop them (asked for {wanted_attention}; "
-                         f"pass `--attention-levels {','.join(str(i) for i, a in enumerate(saved_attention) if a)}` or more)")
+        raise ValueError(
+            f"{folder} has cross-attention at levels {saved_attention}; continuing it can add levels, not drop them (asked for {wanted_attention}; "
+            f"pass `--attention-levels {','.join(str(i) for i, a in enumerate(saved_attention) if a)}` or more)"
+        )
     adds_cameras = not saved_cameras and wanted_cameras > 0  # a prior without cameras can learn them
     from diffusers import UNet2DConditionModel
     from transformers import CLIPTextModel
@@ -195,7 +198,7 @@ def grown_text_state(folder: Path, saved: dict[str, Tensor], text_encoder) -> di
     vocab = build_tokenizer(text_encoder.config.max_position_embeddings).get_vocab()
     if old.shape[0] > new.shape[0] or any(vocab.get(word) != i for word, i in saved_vocab.items()):
         raise ValueError(f"{folder}: its vocabulary ({len(saved_vocab)} words) is not a beginning of this version's ({len(vocab)}); retrain it from scratch")
-    return {**saved, key: torch.cat([old, new[old.shape[0]:]])}
+    return {**saved, key: torch.cat([old, new[old.shape[0] :]])}
 
 
 def train(config: TrainConfig, out: Path, log=lambda msg: print(msg, flush=True)) -> dict:
@@ -259,8 +262,8 @@ def train(config: TrainConfig, out: Path, log=lambda msg: print(msg, flush=True)
             minutes = (time.time() - t0) / 60
             run = {**asdict(config), "steps_done": step + 1, "minutes": round(minutes, 1)}
             with ema.applied() if ema is not None else nullcontext():  # save the averages, train on from the raw weights
-                extra = {"view_rule": asdict(config.data.view_rule), "train": run, **({"earlier_runs": history} if history else {})}
-                save_prior(out, unet, text_encoder, tokenizer, scheduler, config.model, extra)
+                metadata: dict[str, Any] = {"view_rule": asdict(config.data.view_rule), "train": run, **({"earlier_runs": history} if history else {})}
+                save_prior(out, unet, text_encoder, tokenizer, scheduler, config.model, metadata)
     summary = {"minutes": (time.time() - t0) / 60, "parameters": n_params, "steps": config.steps}
     log(json.dumps(summary))
     return summary

@@ -11,8 +11,8 @@ slower, with one warning that says how to get the kernels.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +55,9 @@ def kernel_status(cuda: bool, load: Callable[[], object] = _load_gsplat_backend)
         if reason is None:
             _STATUS[True] = KernelStatus("gsplat", "CUDA: Gaussians render with gsplat's CUDA kernels")
         else:
-            _STATUS[True] = KernelStatus("pytorch", f"gsplat's CUDA kernels are unavailable: {reason}. Gaussians render with the PyTorch "
-                                                    f"compositor on the GPU instead (slower); {HOW_TO_GET_THEM}")
+            _STATUS[True] = KernelStatus(
+                "pytorch", f"gsplat's CUDA kernels are unavailable: {reason}. Gaussians render with the PyTorch compositor on the GPU instead (slower); {HOW_TO_GET_THEM}"
+            )
             log.warning(_STATUS[True].detail)
     return _STATUS[True]
 

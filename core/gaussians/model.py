@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..representation import Rendered, RenderRequest, Representation, StepInfo
@@ -53,6 +52,8 @@ class GaussiansConfig:
 class Gaussians(Representation):
     kind = "gaussians"
 
+    footprint: Tensor  # a registered buffer (see __init__)
+
     def __init__(self, config: GaussiansConfig = GaussiansConfig(), points: Tensor | None = None, colours: Tensor | None = None, generator: torch.Generator | None = None) -> None:
         super().__init__()
         self.config = config
@@ -62,8 +63,14 @@ class Gaussians(Representation):
 
         d = config.densify
         self.strategy = DefaultStrategy(
-            prune_opa=d.prune_opacity, grow_grad2d=d.grow_grad2d, refine_start_iter=d.start, refine_stop_iter=d.stop,
-            refine_every=d.every, reset_every=d.reset_every, prune_scale3d=0.5, grow_scale3d=0.01,
+            prune_opa=d.prune_opacity,
+            grow_grad2d=d.grow_grad2d,
+            refine_start_iter=d.start,
+            refine_stop_iter=d.stop,
+            refine_every=d.every,
+            reset_every=d.reset_every,
+            prune_scale3d=0.5,
+            grow_scale3d=0.01,
         )
         self.strategy_state = self.strategy.initialize_state(scene_scale=1.0)
         self._optimisers: dict[str, torch.optim.Optimizer] | None = None

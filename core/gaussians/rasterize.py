@@ -49,11 +49,20 @@ def opencv_cameras(cameras: Cameras, resolution: int) -> tuple[Tensor, Tensor]:
 
 def quat_to_rotmat(quats: Tensor) -> Tensor:  # [N, 4] wxyz -> [N, 3, 3]
     w, x, y, z = F.normalize(quats, dim=-1).unbind(-1)
-    return torch.stack([
-        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-    ], dim=-1).reshape(-1, 3, 3)
+    return torch.stack(
+        [
+            1 - 2 * (y * y + z * z),
+            2 * (x * y - w * z),
+            2 * (x * z + w * y),
+            2 * (x * y + w * z),
+            1 - 2 * (x * x + z * z),
+            2 * (y * z - w * x),
+            2 * (x * z - w * y),
+            2 * (y * z + w * x),
+            1 - 2 * (x * x + y * y),
+        ],
+        dim=-1,
+    ).reshape(-1, 3, 3)
 
 
 def covariances(quats: Tensor, scales: Tensor) -> Tensor:
@@ -128,9 +137,7 @@ def rasterize_torch(
     ground truth for `rasterize_pairs` and gsplat."""
     p = project(splats, viewmats, Ks, width, height, near, eps2d)
     z = p.depth
-    py, px = torch.meshgrid(
-        torch.arange(height, device=z.device, dtype=z.dtype) + 0.5, torch.arange(width, device=z.device, dtype=z.dtype) + 0.5, indexing="ij"
-    )
+    py, px = torch.meshgrid(torch.arange(height, device=z.device, dtype=z.dtype) + 0.5, torch.arange(width, device=z.device, dtype=z.dtype) + 0.5, indexing="ij")
     pixels = torch.stack([px, py], dim=-1).reshape(-1, 2)  # [P, 2]
     rgb, alpha_out, depth_out = [], [], []
     for c in range(viewmats.shape[0]):
@@ -153,8 +160,19 @@ def rasterize_gsplat(
     from gsplat import rasterization
 
     out, alpha, info = rasterization(
-        splats.means, F.normalize(splats.quats, dim=-1), splats.scales, splats.opacities, colours, viewmats, Ks, width, height,
-        near_plane=near, eps2d=eps2d, render_mode="RGB+ED", packed=False,
+        splats.means,
+        F.normalize(splats.quats, dim=-1),
+        splats.scales,
+        splats.opacities,
+        colours,
+        viewmats,
+        Ks,
+        width,
+        height,
+        near_plane=near,
+        eps2d=eps2d,
+        render_mode="RGB+ED",
+        packed=False,
     )
     return out[..., :3], alpha, out[..., 3:4], info
 

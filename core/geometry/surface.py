@@ -24,8 +24,8 @@ gradient; points are then spread over it by area like the mesh's.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import Tensor
@@ -81,7 +81,7 @@ def true_surface(sdf: SDF, turn_deg: float = 0.0, resolution: int = 64, bound: f
 
     c, s = math.cos(math.radians(turn_deg)), math.sin(math.radians(turn_deg))
     turn = torch.tensor([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
-    turned = lambda p: sdf(p @ turn)  # noqa: E731  (the shape turned by +turn_deg, as the volume references are)
+    turned = lambda p: sdf(p @ turn)  # the shape turned by +turn_deg, as the volume references are
     grid, tets = tet_grid(resolution, torch.full((3,), -bound), torch.full((3,), bound))
     with torch.no_grad():
         vertices, faces = marching_tets(grid, tets, turned(grid))
@@ -101,15 +101,16 @@ def _nearest(queries: Tensor, points: Tensor, chunk: int = 2048) -> tuple[Tensor
     """For each query [Q, 3]: the distance to its nearest point [Q] and that point's index [Q]."""
     dist, index = [], []
     for start in range(0, len(queries), chunk):
-        d = torch.cdist(queries[start:start + chunk], points)  # [q, P]
+        d = torch.cdist(queries[start : start + chunk], points)  # [q, P]
         best = d.min(dim=1)
         dist.append(best.values)
         index.append(best.indices)
     return torch.cat(dist), torch.cat(index)
 
 
-def surface_error(vertices: Tensor, faces: Tensor, sdf: SDF, turn_deg: float = 0.0, samples: int = 20_000, seed: int = 0,
-                  truth: tuple[Tensor, Tensor] | None = None) -> SurfaceError:
+def surface_error(
+    vertices: Tensor, faces: Tensor, sdf: SDF, turn_deg: float = 0.0, samples: int = 20_000, seed: int = 0, truth: tuple[Tensor, Tensor] | None = None
+) -> SurfaceError:
     """The mesh (vertices [V, 3], faces [F, 3], Z up, outward faces) against the shape `sdf` turned by
     `turn_deg`, both normalised (see the module's docstring). `truth`: `true_surface(sdf, turn_deg)`
     when the caller already has it."""
@@ -122,7 +123,7 @@ def surface_error(vertices: Tensor, faces: Tensor, sdf: SDF, turn_deg: float = 0
     true_points, _ = sample_surface((true_v - true_centre) / true_size, true_f, samples, generator)
     c, s = math.cos(math.radians(turn_deg)), math.sin(math.radians(turn_deg))
     turn = torch.tensor([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
-    turned = lambda p: sdf(p @ turn)  # noqa: E731
+    turned = lambda p: sdf(p @ turn)
     true_normals = _unit_gradient(turned, true_points * true_size + true_centre)  # normals where the points lie on the shape
     to_truth, nearest = _nearest(mesh_points, true_points)
     to_mesh, _ = _nearest(true_points, mesh_points)

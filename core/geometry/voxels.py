@@ -40,7 +40,7 @@ def normalise(occupancy: Tensor, bound: float, out_resolution: int = 48) -> Tens
     # grid_sample wants (x, y, z) -> (W, H, D) order with the volume as [1, 1, D, H, W] = [k, j, i].
     volume = occupancy.float().permute(2, 1, 0)[None, None]
     sample = F.grid_sample(volume, (world / bound)[None, :, None, None, :], mode="nearest", align_corners=False)
-    return (sample.reshape(out_resolution, out_resolution, out_resolution) > 0.5)
+    return sample.reshape(out_resolution, out_resolution, out_resolution) > 0.5
 
 
 def iou(a: Tensor, b: Tensor) -> float:

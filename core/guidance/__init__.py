@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 from .base import Guidance, GuidanceConfig, GuidanceContext, GuidanceOutput
 from .nfsd import NFSD, NFSDConfig
@@ -10,6 +11,9 @@ from .sds import SDS, SDSConfig
 from .ssd import SSD, SSDConfig
 from .vdm import VDM, VDMConfig
 from .vsd import VSD, VSDConfig
+
+if TYPE_CHECKING:
+    from ..priors.base import DiffusionPrior
 
 METHODS: dict[str, tuple[type[Guidance], type[GuidanceConfig]]] = {
     "sds": (SDS, SDSConfig),
@@ -26,7 +30,7 @@ def pixel_prior_scale(method: str, latent: bool) -> float | None:
     return 30.0 if not latent and method in ("sds", "ssd") else None
 
 
-def build_guidance(method: str, prior, **overrides) -> Guidance:
+def build_guidance(method: str, prior: DiffusionPrior, **overrides) -> Guidance:
     """The named method with its papers' defaults, any config field overridden by keyword."""
     if method not in METHODS:
         raise ValueError(f"unknown guidance method '{method}'; choose one of {sorted(METHODS)}")

@@ -153,8 +153,21 @@ class Guidance:
             eps = to_device(torch.randn(z.shape, generator=generator), z.device)
         z_t = add_noise(prior.alphas_cumprod, z.detach(), eps, t)
         return GuidanceContext(
-            images=images, z=z, z_t=z_t, t=t, eps=eps, w=weight(prior.alphas_cumprod, t, c.weighting), prompts=prompts,
-            step=step, steps=steps, cameras=cameras, alpha=alpha, depth=depth, generator=generator, plain_prompts=plain_prompts, shading=shading,
+            images=images,
+            z=z,
+            z_t=z_t,
+            t=t,
+            eps=eps,
+            w=weight(prior.alphas_cumprod, t, c.weighting),
+            prompts=prompts,
+            step=step,
+            steps=steps,
+            cameras=cameras,
+            alpha=alpha,
+            depth=depth,
+            generator=generator,
+            plain_prompts=plain_prompts,
+            shading=shading,
         )
 
     def __call__(self, images: Tensor, prompts: list[str], step: int, steps: int, **kwargs) -> GuidanceOutput:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -52,18 +53,22 @@ class BuiltinDepth(nn.Module):
         (folder / "config.json").write_text(json.dumps({"kind": "propdreamer-builtin-depth", **asdict(self.config)}, indent=2) + "\n")
 
     @classmethod
-    def load(cls, folder: Path) -> "BuiltinDepth":
+    def load(cls, folder: Path) -> BuiltinDepth:
         from safetensors.torch import load_file
 
         config = json.loads((folder / "config.json").read_text())
         config.pop("kind")
-        model = cls(BuiltinDepthConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}))
+        fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}  # JSON lists back to tuples
+        model = cls(BuiltinDepthConfig(**fields))
         model.load_state_dict(load_file(folder / "model.safetensors"))
         return model
 
 
 class DPTDepth(nn.Module):
     """A transformers DPT / MiDaS model with differentiable preprocessing (resize, normalise)."""
+
+    mean: Tensor  # registered buffers (see __init__)
+    std: Tensor
 
     def __init__(self, model, size: int, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
         super().__init__()
@@ -90,9 +95,9 @@ def load_depth_estimator(spec: str, device: torch.device, offline: bool | None =
             )
         model = BuiltinDepth.load(BUILTIN_DEPTH_FOLDER)
         return model.to(device).eval().requires_grad_(False)
-    model = _load_dpt(spec, offline)
-    model.model.to(dtype)  # the normalisation buffers stay float32; forward casts the input
-    return model.to(device).eval().requires_grad_(False)
+    dpt = _load_dpt(spec, offline)
+    dpt.model.to(dtype)  # the normalisation buffers stay float32; forward casts the input
+    return dpt.to(device).eval().requires_grad_(False)
 
 
 def _load_dpt(spec: str, offline: bool | None) -> DPTDepth:

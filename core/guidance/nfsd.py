@@ -13,11 +13,15 @@ All three branches [cond, uncond, neg] are evaluated in one UNet call.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from .base import Guidance, GuidanceConfig, GuidanceContext
+
+if TYPE_CHECKING:
+    from ..priors.base import DiffusionPrior
 
 NEGATIVE_PROMPT = "unrealistic, blurry, low quality, out of focus, ugly, low contrast, dull, dark, low-resolution, gloomy"
 
@@ -38,7 +42,9 @@ def nfsd_update(eps_y: Tensor, eps_0: Tensor, eps_neg: Tensor, t: Tensor, w: Ten
 
 
 class NFSD(Guidance):
-    def __init__(self, prior, config: NFSDConfig = NFSDConfig()) -> None:
+    config: NFSDConfig
+
+    def __init__(self, prior: DiffusionPrior, config: NFSDConfig = NFSDConfig()) -> None:
         super().__init__(prior, config)
 
     @property

@@ -8,12 +8,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from .base import Guidance, GuidanceConfig, GuidanceContext
 from .common import cfg
+
+if TYPE_CHECKING:
+    from ..priors.base import DiffusionPrior
 
 
 @dataclass(frozen=True)
@@ -27,7 +31,9 @@ def sds_update(eps_y: Tensor, eps_0: Tensor, eps: Tensor, w: Tensor, scale: floa
 
 
 class SDS(Guidance):
-    def __init__(self, prior, config: SDSConfig = SDSConfig()) -> None:
+    config: SDSConfig
+
+    def __init__(self, prior: DiffusionPrior, config: SDSConfig = SDSConfig()) -> None:
         super().__init__(prior, config)
 
     @torch.no_grad()

@@ -25,8 +25,9 @@ image stands in for D_render there, with a full mask.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch import Tensor
@@ -35,6 +36,9 @@ from ..priors.base import alpha_sigma
 from .base import Guidance, GuidanceConfig, GuidanceContext
 from .common import cfg
 from .depth import disparity, load_depth_estimator, masked_normal_loss, masked_pearson_loss
+
+if TYPE_CHECKING:
+    from ..priors.base import DiffusionPrior
 
 Baseline = Callable[[Tensor, GuidanceContext], Tensor]  # (z_t [B, C, h, w] requiring grad, ctx) -> phi [B]
 
@@ -64,7 +68,9 @@ def ssd_update(eps_c: Tensor, h: Tensor, mu: Tensor, w: Tensor) -> Tensor:
 
 
 class SSD(Guidance):
-    def __init__(self, prior, config: SSDConfig = SSDConfig(), baseline: Baseline | None = None) -> None:
+    config: SSDConfig
+
+    def __init__(self, prior: DiffusionPrior, config: SSDConfig = SSDConfig(), baseline: Baseline | None = None) -> None:
         super().__init__(prior, config)
         C, size = prior.unet.config.in_channels, prior.unet.config.sample_size
         self.mu = torch.ones(C, size, size, device=prior.device, requires_grad=True)  # shaped like z
@@ -75,14 +81,14 @@ class SSD(Guidance):
                 from ..priors.loading import BUILTIN_FOLDER
                 from .depth import DEFAULT_DPT_ID
 
-                spec = "builtin" if getattr(prior, "folder", None) == BUILTIN_FOLDER else DEFAULT_DPT_ID
+                spec = "builtin" if prior.folder == BUILTIN_FOLDER else DEFAULT_DPT_ID
             self.estimator = load_depth_estimator(spec, prior.device, dtype=prior.dtype)
             baseline = self.depth_baseline
         self.baseline = baseline
 
     def depth_baseline(self, z_t: Tensor, ctx: GuidanceContext) -> Tensor:
         """phi = -lambda_phi * l(D_est(decode(z_t)), D_render), over the rendered alpha mask; [B]."""
-        decode = getattr(self.prior, "decode_linear", self.prior.decode) if self.config.baseline_decode == "linear" else self.prior.decode
+        decode = self.prior.decode_linear if self.config.baseline_decode == "linear" else self.prior.decode
         estimate = self.estimator(decode(z_t))  # disparity [B, 1, H, W]
         if ctx.depth is not None:
             mask = (ctx.alpha if ctx.alpha is not None else (ctx.depth > 0).float()).detach()

@@ -7,7 +7,6 @@ Parameter counts (`count_parameters`): channels (40, 80, 160, 320) on 4-channel 
 
 from __future__ import annotations
 
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
@@ -43,7 +42,7 @@ class ULite(nn.Module):
         self.head = nn.Conv2d(channels[0], out_channels or in_channels, 3, padding=1)
         # Start as the zero map (for VDM: the first updates are plain eps_cfg, no learned correction yet).
         nn.init.zeros_(self.head.weight)
-        nn.init.zeros_(self.head.bias)
+        nn.init.zeros_(self.head.bias)  # type: ignore[arg-type]  # the conv has a bias (bias=True above)
 
     def forward(self, x: Tensor) -> Tensor:  # [B, C, H, W] -> [B, C, H, W]
         size = x.shape[-2:]

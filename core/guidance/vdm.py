@@ -12,6 +12,7 @@ U-Net, learns to map the guided prediction to the noise that was actually added:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -19,6 +20,9 @@ from torch import Tensor
 from .base import Guidance, GuidanceConfig, GuidanceContext
 from .common import cfg
 from .ulite import ULite
+
+if TYPE_CHECKING:
+    from ..priors.base import DiffusionPrior
 
 
 @dataclass(frozen=True)
@@ -42,7 +46,9 @@ def vdm_update(eps_c: Tensor, m_out: Tensor, lam: Tensor, w: Tensor) -> Tensor:
 
 
 class VDM(Guidance):
-    def __init__(self, prior, config: VDMConfig = VDMConfig()) -> None:
+    config: VDMConfig
+
+    def __init__(self, prior: DiffusionPrior, config: VDMConfig = VDMConfig()) -> None:
         super().__init__(prior, config)
         channels = config.channels or ((40, 80, 160, 320) if prior.latent else (16, 32, 64))
         in_channels = prior.unet.config.in_channels

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
@@ -38,6 +39,9 @@ from ..priors.base import add_noise, alpha_sigma
 from ..priors.camera_conditioning import camera_features
 from .base import Guidance, GuidanceConfig, GuidanceContext
 from .common import cfg
+
+if TYPE_CHECKING:
+    from ..priors.base import DiffusionPrior
 
 LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]  # the attention projections of diffusers' UNet
 ADAPTER = "vsd"
@@ -65,9 +69,10 @@ class CameraEmbedding(nn.Module):
 
     def __init__(self, dim: int, hidden: int = 128) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(16, hidden), nn.SiLU(), nn.Linear(hidden, dim))
-        nn.init.zeros_(self.net[-1].weight)
-        nn.init.zeros_(self.net[-1].bias)
+        first, out = nn.Linear(16, hidden), nn.Linear(hidden, dim)  # drawn in this order (the seed's stream)
+        nn.init.zeros_(out.weight)
+        nn.init.zeros_(out.bias)
+        self.net = nn.Sequential(first, nn.SiLU(), out)
 
     def forward(self, c2w_flat: Tensor) -> Tensor:
         return self.net(c2w_flat)
@@ -77,7 +82,9 @@ SHADED_MODES = ("diffuse", "textureless")  # the modes with their own vector (Pr
 
 
 class VSD(Guidance):
-    def __init__(self, prior, config: VSDConfig = VSDConfig()) -> None:
+    config: VSDConfig
+
+    def __init__(self, prior: DiffusionPrior, config: VSDConfig = VSDConfig()) -> None:
         from peft import LoraConfig
 
         super().__init__(prior, config)
@@ -111,7 +118,7 @@ class VSD(Guidance):
         """eps_phi's condition while inside: the adapter on, camera [B, 16] and shading mode added to the time embedding."""
         self.prior.unet.enable_adapters()
         self._camera_offset = self.camera_mlp(cameras_flat)
-        if shading in self.shading_embedding:
+        if shading is not None and shading in self.shading_embedding:
             self._camera_offset = self._camera_offset + self.shading_embedding[shading]
         try:
             yield
@@ -154,7 +161,7 @@ class VSD(Guidance):
             target = eps
         states = prior.text_embeddings(prompts).to(prior.dtype)
         # A camera-conditioned prior's own camera input says "unknown" in eps_phi (as in `eps_phi`): phi's camera is its MLP's.
-        extra = {"class_labels": camera_features(None, z_t.shape[0]).to(prior.device, prior.dtype)} if getattr(prior, "camera_conditioned", False) else {}
+        extra = {"class_labels": camera_features(None, z_t.shape[0]).to(prior.device, prior.dtype)} if prior.camera_conditioned else {}
         raw = prior.unet(z_t.to(prior.dtype), t, encoder_hidden_states=states, **extra).sample.float()
         return (raw - target).pow(2).mean()
 

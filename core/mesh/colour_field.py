@@ -6,8 +6,8 @@ remeshing, and bakes into any UV layout afterwards (rasterise in UV space, query
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 from torch import Tensor, nn
@@ -37,9 +37,14 @@ class ColourField(nn.Module):
 
     def optimiser(self) -> torch.optim.Optimizer:
         c = self.config
-        return torch.optim.Adam([
-            {"params": self.encoding.parameters(), "lr": c.lr_encoding}, {"params": self.net.parameters(), "lr": c.lr_network},
-        ], betas=(0.9, 0.99), eps=1e-15)
+        return torch.optim.Adam(
+            [
+                {"params": self.encoding.parameters(), "lr": c.lr_encoding},
+                {"params": self.net.parameters(), "lr": c.lr_network},
+            ],
+            betas=(0.9, 0.99),
+            eps=1e-15,
+        )
 
     def fit(self, target: Callable[[Tensor], Tensor], points: Tensor, steps: int = 200, generator: torch.Generator | None = None) -> float:
         """Regress the field onto another albedo (stage one's) at `points` [N, 3] near the surface; final MSE."""

@@ -19,8 +19,8 @@ sphere, 3.4 deg with the distance; tests/test_mesh.py) which geometry refinement
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import Tensor, nn
@@ -48,6 +48,9 @@ def _sdf(tau: float, density: Tensor) -> Tensor:
 
 
 class DMTet(nn.Module):
+    grid: Tensor  # registered buffers (see __init__)
+    tets: Tensor
+
     def __init__(self, vertices: Tensor, tets: Tensor, sdf: Tensor, cell: float) -> None:
         super().__init__()
         self.register_buffer("grid", vertices)  # [V, 3]
@@ -67,7 +70,7 @@ class DMTet(nn.Module):
         return v, f
 
     @classmethod
-    def from_field(cls, field: Callable[[Tensor], Tensor], bound: float, config: DMTetConfig = DMTetConfig(), threshold: float | None = None) -> "DMTet":
+    def from_field(cls, field: Callable[[Tensor], Tensor], bound: float, config: DMTetConfig = DMTetConfig(), threshold: float | None = None) -> DMTet:
         """From a density (or opacity) field over [-bound, bound]^3, inside where it exceeds the threshold."""
         lo, hi = torch.full((3,), -bound), torch.full((3,), bound)
         v, t = tet_grid(config.resolution, lo, hi)
@@ -93,7 +96,7 @@ class DMTet(nn.Module):
         return cls(v, t, torch.where(inside, -distance, distance).clamp(-1, 1), cell)
 
     @classmethod
-    def from_mesh(cls, vertices: Tensor, faces: Tensor, config: DMTetConfig = DMTetConfig()) -> "DMTet":
+    def from_mesh(cls, vertices: Tensor, faces: Tensor, config: DMTetConfig = DMTetConfig()) -> DMTet:
         """From a closed triangle mesh: its signed distance at the grid vertices (inside negative), in
         cells and truncated to [-1, 1], the range `from_field` gives. A raw distance is a fraction of a
         cell at the vertices next to the surface, so a few optimiser steps (lr 1e-2) flipped their signs

@@ -8,8 +8,8 @@ image row 0 at v = 1); trimesh flips them into glTF's convention when it writes 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -49,7 +49,9 @@ def clean(vertices: np.ndarray, faces: np.ndarray, config: ExportConfig) -> tupl
     parts = mesh.split(only_watertight=False)
     if len(parts) > 1:
         largest = max(len(p.faces) for p in parts)
-        mesh = trimesh.util.concatenate([p for p in parts if len(p.faces) >= config.min_component_fraction * largest])
+        kept = trimesh.util.concatenate([p for p in parts if len(p.faces) >= config.min_component_fraction * largest])
+        assert isinstance(kept, trimesh.Trimesh)  # pieces of one mesh concatenate into one mesh
+        mesh = kept
     if len(mesh.faces) > config.face_budget:
         import fast_simplification
 
@@ -122,7 +124,10 @@ def to_glb(mesh: UnwrappedMesh, config: ExportConfig = ExportConfig(), name: str
     v = normalise_to_unit_box(mesh.vertices)
     v_gltf = np.stack([v[:, 0], v[:, 2], -v[:, 1]], axis=-1)  # Z up (Blender) -> Y up (glTF)
     material = trimesh.visual.material.PBRMaterial(
-        name=f"{name}_material", baseColorTexture=Image.fromarray(mesh.texture), metallicFactor=config.metallic, roughnessFactor=config.roughness,
+        name=f"{name}_material",
+        baseColorTexture=Image.fromarray(mesh.texture),
+        metallicFactor=config.metallic,
+        roughnessFactor=config.roughness,
     )
     visual = trimesh.visual.TextureVisuals(uv=mesh.uvs, material=material)
     tm = trimesh.Trimesh(v_gltf, mesh.faces, visual=visual, process=False)

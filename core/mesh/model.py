@@ -43,7 +43,19 @@ def laplacian(vertices: Tensor, faces: Tensor) -> Tensor:
 class MeshModel(Representation):
     kind = "mesh"
 
-    def __init__(self, colour: ColourField, dmtet: DMTet | None = None, fixed: tuple[Tensor, Tensor] | None = None, train_geometry: bool = True, lr_sdf: float = 1e-2, lr_deform: float = 1e-2, bound: float = 1.0) -> None:
+    fixed_vertices: Tensor  # registered buffers of a fixed mesh (see __init__)
+    fixed_faces: Tensor
+
+    def __init__(
+        self,
+        colour: ColourField,
+        dmtet: DMTet | None = None,
+        fixed: tuple[Tensor, Tensor] | None = None,
+        train_geometry: bool = True,
+        lr_sdf: float = 1e-2,
+        lr_deform: float = 1e-2,
+        bound: float = 1.0,
+    ) -> None:
         super().__init__()
         if (dmtet is None) == (fixed is None):
             raise ValueError("MeshModel needs either a DMTet or a fixed (vertices, faces) mesh")
@@ -92,10 +104,13 @@ class MeshModel(Representation):
 
     def optimisers(self, lr_scale: float = 1.0) -> dict[str, torch.optim.Optimizer]:
         out = {"colour": self.colour.optimiser()}
-        if self.train_geometry:
-            out["geometry"] = torch.optim.Adam([
-                {"params": [self.dmtet.sdf], "lr": self.lr_sdf * lr_scale}, {"params": [self.dmtet.deform], "lr": self.lr_deform * lr_scale},
-            ])
+        if self.train_geometry and self.dmtet is not None:  # (train_geometry implies a DMTet)
+            out["geometry"] = torch.optim.Adam(
+                [
+                    {"params": [self.dmtet.sdf], "lr": self.lr_sdf * lr_scale},
+                    {"params": [self.dmtet.deform], "lr": self.lr_deform * lr_scale},
+                ]
+            )
         return out
 
     @torch.no_grad()

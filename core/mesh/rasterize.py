@@ -60,7 +60,7 @@ def _segment_distance(p: Tensor, a: Tensor, b: Tensor) -> Tensor:
 def _barycentric(p: Tensor, s: Tensor) -> Tensor:
     """Screen barycentrics [K, 3] of points p [K, 2] in triangles s [K, 3, 2] (unclamped)."""
     v0, v1, v2 = s[:, 0], s[:, 1], s[:, 2]
-    cross = lambda a, b: a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]  # noqa: E731
+    cross = lambda a, b: a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]
     area = cross(v1 - v0, v2 - v0)
     area = torch.where(area.abs() < 1e-12, torch.full_like(area, 1e-12), area)
     l1 = cross(p - v0, v2 - v0) / area
@@ -129,7 +129,7 @@ def rasterize(vertices: Tensor, faces: Tensor, cameras: Cameras, resolution: int
             covered = win_k >= 0
             soft_face = rfid[soft_k.clamp(min=0)] if rfid.shape[0] else none
             win = torch.where(covered, fid[win_k.clamp(min=0)] if fid.shape[0] else none, torch.where(soft_k >= 0, soft_face, -1))
-            pick = lambda points, k: points[k.clamp(min=0)] if points.shape[0] else torch.zeros(H * W, 2, device=vertices.device, dtype=vertices.dtype)  # noqa: E731
+            pick = lambda points, k: points[k.clamp(min=0)] if points.shape[0] else torch.zeros(H * W, 2, device=vertices.device, dtype=vertices.dtype)
             centres = torch.where(covered[:, None], pick(p, win_k), pick(rp, soft_k))
             has = win >= 0
             f_sel, p_sel, covered_sel = win[has], centres[has], covered[has]
@@ -152,8 +152,10 @@ def rasterize(vertices: Tensor, faces: Tensor, cameras: Cameras, resolution: int
         bary_img = torch.zeros(H * W, 3, device=vertices.device, dtype=vertices.dtype).index_put((has.nonzero().squeeze(-1),), bary)
         alpha_img = torch.zeros(H * W, device=vertices.device, dtype=vertices.dtype).index_put((has.nonzero().squeeze(-1),), alpha_sel)
         depth_img = torch.zeros(H * W, device=vertices.device, dtype=vertices.dtype).index_put((has.nonzero().squeeze(-1),), 1 / (lam / zf).sum(-1))
-        out_face.append(face_img.reshape(H, W)), out_bary.append(bary_img.reshape(H, W, 3))
-        out_alpha.append(alpha_img.reshape(1, H, W)), out_depth.append(depth_img.reshape(1, H, W))
+        out_face.append(face_img.reshape(H, W))
+        out_bary.append(bary_img.reshape(H, W, 3))
+        out_alpha.append(alpha_img.reshape(1, H, W))
+        out_depth.append(depth_img.reshape(1, H, W))
     return Fragments(torch.stack(out_face), torch.stack(out_bary), torch.stack(out_alpha), torch.stack(out_depth))
 
 

@@ -20,7 +20,7 @@ def tet_grid(resolution: int, lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:
     axis = torch.linspace(0, 1, n)
     ijk = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), dim=-1).reshape(-1, 3)  # [n^3, 3]
     vertices = lo + ijk * (hi - lo)
-    index = lambda i, j, k: (i * n + j) * n + k  # noqa: E731
+    index = lambda i, j, k: (i * n + j) * n + k
     cells = torch.stack(torch.meshgrid(torch.arange(R), torch.arange(R), torch.arange(R), indexing="ij"), dim=-1).reshape(-1, 3)  # [R^3, 3]
     tets = []
     for perm in itertools.permutations(range(3)):  # a path 000 -> e_a -> e_a + e_b -> 111 per axis order

@@ -23,7 +23,7 @@ class SampleCompactor:
         self.headroom, self.granule = headroom, granule
         self.fraction = 1.0  # occupied fraction the capacity is sized for (all samples until measured)
         self.overflows = 0
-        self._pending: tuple[Tensor, int, int, object] | None = None  # (count on the host, N, capacity, copy-done event)
+        self._pending: tuple[Tensor, int, int, torch.cuda.Event | None] | None = None  # (count on the host, N, capacity, copy-done event)
 
     def _collect(self) -> None:
         if self._pending is None:

@@ -39,6 +39,11 @@ class HashGridConfig:
 
 
 class HashGrid(nn.Module):
+    resolutions: Tensor  # registered buffers (see __init__)
+    dense: Tensor
+    level_offset: Tensor
+    corners: Tensor
+
     def __init__(self, config: HashGridConfig = HashGridConfig()) -> None:
         super().__init__()
         self.config = config

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field as dc_field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 
 import torch
 from torch import Tensor
 
 from ..representation import Rendered, RenderRequest, Representation, StepInfo
+from .compact import SampleCompactor
 from .field import FieldConfig, NeRFField
 from .occupancy import OccupancyConfig, OccupancyGrid
-from .compact import SampleCompactor
 from .volume import VolumeConfig, render_volume
 
 

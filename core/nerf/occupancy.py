@@ -8,8 +8,8 @@ per cell and never sees gradients.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import Tensor, nn
@@ -30,6 +30,9 @@ class OccupancyConfig:
 
 
 class OccupancyGrid(nn.Module):
+    value: Tensor  # registered buffers (see __init__)
+    occupied: Tensor
+
     def __init__(self, bound: float, config: OccupancyConfig = OccupancyConfig()) -> None:
         super().__init__()
         self.bound, self.config = bound, config

@@ -73,7 +73,9 @@ def render_volume(field: NeRFField, grid: OccupancyGrid | None, request: RenderR
     sigma_m, albedo_m, normal_m = [], [], []
     for chunk in at.split(config.chunk):
         s, a, n = field(x.reshape(-1, 3)[chunk], with_normals=need_normals)
-        sigma_m.append(s), albedo_m.append(a), normal_m.append(n)
+        sigma_m.append(s)
+        albedo_m.append(a)
+        normal_m.append(n)
     sigma = torch.zeros(R * S + 1, device=o.device, dtype=o.dtype)
     sigma = sigma.index_put((idx,), torch.cat(sigma_m) if sigma_m else sigma[:0])[: R * S].reshape(R, S)
     tau = sigma * delta  # [R, S] optical depth of each interval

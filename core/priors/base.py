@@ -6,10 +6,15 @@ schedule; `z_t = alpha_t * z + sigma_t * eps` with `alpha_t = sqrt(abar_t)`, `si
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from ..cameras import ViewPromptRule
+    from ..request import OrbitRange
 
 
 @runtime_checkable
@@ -20,6 +25,14 @@ class DiffusionPrior(Protocol):
     prediction_type: str  # "epsilon" or "v_prediction"; `predict_noise` always returns eps
     image_size: int  # the resolution `encode` resizes rendered images to
     latent: bool  # True when z is a VAE latent (Stable Diffusion), False for pixel priors
+    dtype: torch.dtype  # the UNet's weights (float16 on CUDA by default)
+    unet: Any  # diffusers' UNet2DConditionModel, frozen; VSD adds its LoRA to it
+    source: str  # how it was named: "builtin", a Hub id or a folder (the manifest records it)
+    folder: Path  # the weights on disk (hashed into the manifest)
+    camera_conditioned: bool  # reads camera features through the UNet's class embedding (camera_conditioning.py)
+    view_rule: ViewPromptRule | None  # the view words its captions used (builtin-format priors), else None
+    trained_orbit: OrbitRange | None  # the cameras its training rendered from (stage one's default orbit), else None
+    scheduler_config: dict[str, Any]  # its diffusers scheduler's config (samplers start from it)
 
     def encode(self, x: Tensor) -> Tensor:
         """x [B, 3, H, W] in [0, 1] -> z [B, C, h, w]; differentiable with respect to x."""
@@ -27,6 +40,14 @@ class DiffusionPrior(Protocol):
 
     def decode(self, z: Tensor) -> Tensor:
         """z [B, C, h, w] -> x [B, 3, H, W] in [0, 1]; differentiable with respect to z."""
+        ...
+
+    def decode_linear(self, z: Tensor) -> Tensor:
+        """An approximate, nearly free `decode` (exact for pixel priors)."""
+        ...
+
+    def unknown_words(self, prompt: str) -> list[str]:
+        """The prompt's words the tokenizer cannot represent (only word-level tokenizers have any)."""
         ...
 
     def text_embeddings(self, prompts: list[str]) -> Tensor:

@@ -10,8 +10,10 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -79,7 +81,7 @@ class DiffusersPrior:
         self.text_encoder = frozen(load("text_encoder"))
         self.unet = frozen(load("unet"))
         has_vae = bool(index.get("vae") and index["vae"][0]) and (folder / "vae").is_dir()
-        self.vae = frozen(load("vae")) if has_vae else None
+        self.vae: Any = frozen(load("vae")) if has_vae else None  # diffusers' AutoencoderKL; None for pixel priors
         if device.type == "cuda":
             from diffusers.models.attention_processor import AttnProcessor2_0
 
@@ -99,10 +101,10 @@ class DiffusersPrior:
         if self.prediction_type not in ("epsilon", "v_prediction"):
             raise ValueError(f"Prior {self.source}: prediction type '{self.prediction_type}' is not supported (epsilon or v_prediction).")
         self.latent = self.vae is not None
-        self.vae_scale = 2 ** (len(self.vae.config.block_out_channels) - 1) if self.latent else 1
+        self.vae_scale = 2 ** (len(self.vae.config.block_out_channels) - 1) if self.vae is not None else 1
         self.image_size = int(self.unet.config.sample_size) * self.vae_scale
         self._embedding_cache: dict[str, Tensor] = {}
-        self._linear_decoder = None  # fitted on first use
+        self._linear_decoder: Callable[[Tensor], Tensor] | None = None  # fitted on first use
         # A camera-conditioned prior (camera_conditioning.py) reads camera features through the UNet's class embedding.
         self.camera_conditioned = self.unet.config.class_embed_type == "projection"
         # A builtin-format prior records the view words its captions used; stage one prompts with the same.

@@ -44,7 +44,7 @@ def fit_linear_decoder(encode, scale: int, size: int, n: int = 16, seed: int = 0
     """Fit W, b against `encode` (images [B, 3, H, W] in [0, 1] -> latents [B, C, H/scale, W/scale])."""
     x = smooth_images(n, size, torch.Generator().manual_seed(seed))
     z = torch.cat([encode(x[i : i + 4]).float().cpu() for i in range(0, n, 4)])  # [n, C, h, w]
-    target = F.adaptive_avg_pool2d(x, z.shape[-2:])  # [n, 3, h, w]: the image at latent resolution
+    target = F.adaptive_avg_pool2d(x, (z.shape[-2], z.shape[-1]))  # [n, 3, h, w]: the image at latent resolution
     C = z.shape[1]
     A = torch.cat([z.permute(0, 2, 3, 1).reshape(-1, C), torch.ones(z.numel() // C, 1)], dim=1)  # [N, C + 1]
     Y = target.permute(0, 2, 3, 1).reshape(-1, 3)  # [N, 3]

@@ -48,7 +48,9 @@ class ModelKind:
 
 
 PRIOR = ModelKind(
-    "the diffusion prior", REQUIRED_COMPONENTS, OPTIONAL_COMPONENTS,
+    "the diffusion prior",
+    REQUIRED_COMPONENTS,
+    OPTIONAL_COMPONENTS,
     "model_index.json, unet/, text_encoder/, tokenizer/, scheduler/ and, for latent models, vae/",
     "use the builtin prior, which ships with PropDreamer and runs offline: --prior builtin",
 )

@@ -26,9 +26,20 @@ SMALL: dict[str, dict] = {
 }
 # The same for SSD's depth estimator: a plain (non-hybrid) DPT, 64 px.
 SMALL_DEPTH: dict = {
-    "is_hybrid": False, "embedding_type": "patch_embeddings", "hidden_size": 32, "num_hidden_layers": 4, "num_attention_heads": 2,
-    "intermediate_size": 64, "image_size": 64, "patch_size": 8, "backbone_out_indices": [0, 1, 2, 3], "backbone_featmap_shape": None,
-    "neck_hidden_sizes": [16, 16, 32, 32], "neck_ignore_stages": [], "reassemble_factors": [4, 2, 1, 0.5], "fusion_hidden_size": 16,
+    "is_hybrid": False,
+    "embedding_type": "patch_embeddings",
+    "hidden_size": 32,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "image_size": 64,
+    "patch_size": 8,
+    "backbone_out_indices": [0, 1, 2, 3],
+    "backbone_featmap_shape": None,
+    "neck_hidden_sizes": [16, 16, 32, 32],
+    "neck_ignore_stages": [],
+    "reassemble_factors": [4, 2, 1, 0.5],
+    "fusion_hidden_size": 16,
 }
 
 
@@ -75,7 +86,7 @@ def save_random_prior(folder: Path, name: str = "sd21-base", overrides: dict[str
     torch.manual_seed(seed)
     save_byte_tokenizer(folder / "tokenizer", configs["text_encoder"]["max_position_embeddings"])
     text = {k: v for k, v in configs["text_encoder"].items() if k not in ("architectures", "model_type")}
-    CLIPTextModel(CLIPTextConfig(**text)).to(dtype).save_pretrained(folder / "text_encoder")
+    CLIPTextModel(CLIPTextConfig(**text)).to(dtype=dtype).save_pretrained(folder / "text_encoder")
     UNet2DConditionModel.from_config(configs["unet"]).to(dtype).save_pretrained(folder / "unet")
     AutoencoderKL.from_config(configs["vae"]).to(dtype).save_pretrained(folder / "vae")
     PNDMScheduler.from_config(configs["scheduler"]).save_pretrained(folder / "scheduler")

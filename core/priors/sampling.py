@@ -28,4 +28,3 @@ def sample(prior: DiffusersPrior, prompts: list[str], steps: int = 50, guidance_
         eps = eps_0 + guidance_scale * (eps_y - eps_0)
         z = scheduler.step(eps, t, z, eta=0.0).prev_sample
     return prior.decode(z)
-

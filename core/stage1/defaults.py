@@ -8,10 +8,14 @@ BENCHMARKS.md.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from ..cameras import OrbitRange
 from ..guidance import pixel_prior_scale
 from ..guidance.timesteps import TimestepSchedule
+
+if TYPE_CHECKING:
+    from ..priors.base import DiffusionPrior
 
 
 @dataclass(frozen=True)
@@ -42,7 +46,7 @@ PIXEL_PRIOR_REGULARISERS = RegulariserWeights(opaque=100.0)
 PIXEL_PRIOR_SDS_SCALE_3D = 10.0
 
 
-def default_guidance_scale(method: str, prior) -> float | None:
+def default_guidance_scale(method: str, prior: DiffusionPrior) -> float | None:
     """The CFG scale when the config names none; None: the method's paper default."""
     if method == "sds" and not prior.latent:
         return PIXEL_PRIOR_SDS_SCALE_3D
@@ -56,7 +60,7 @@ def default_guidance_scale(method: str, prior) -> float | None:
 PIXEL_PRIOR_VSD_LORA_BATCH = 1
 
 
-def default_guidance_options(method: str, prior) -> dict:
+def default_guidance_options(method: str, prior: DiffusionPrior) -> dict:
     return {"lora_batch": PIXEL_PRIOR_VSD_LORA_BATCH} if method == "vsd" and not prior.latent else {}
 
 
@@ -66,7 +70,7 @@ def default_guidance_options(method: str, prior) -> dict:
 VSD_LATENT_PRIOR_TIMESTEPS = TimestepSchedule("step", t_min=0.02, t_max=0.98, annealed_max=0.5, anneal_at=0.2)
 
 
-def default_timesteps(prior, method: str | None = None) -> TimestepSchedule:
+def default_timesteps(prior: DiffusionPrior, method: str | None = None) -> TimestepSchedule:
     if not prior.latent:
         return PIXEL_PRIOR_TIMESTEPS
     return VSD_LATENT_PRIOR_TIMESTEPS if method == "vsd" else LATENT_PRIOR_TIMESTEPS
@@ -81,13 +85,13 @@ def default_timesteps(prior, method: str | None = None) -> TimestepSchedule:
 DEFAULT_ORBIT = OrbitRange(elevation_deg=(-10.0, 60.0))
 
 
-def default_orbit(prior) -> OrbitRange:
-    trained = getattr(prior, "trained_orbit", None)
+def default_orbit(prior: DiffusionPrior) -> OrbitRange:
+    trained = prior.trained_orbit
     if trained is None:
         return DEFAULT_ORBIT
     low, high = trained.elevation_deg
     return replace(trained, elevation_deg=(low, min(high, DEFAULT_ORBIT.elevation_deg[1])))
 
 
-def default_regularisers(prior) -> RegulariserWeights:
+def default_regularisers(prior: DiffusionPrior) -> RegulariserWeights:
     return RegulariserWeights() if prior.latent else PIXEL_PRIOR_REGULARISERS

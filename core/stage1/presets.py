@@ -49,22 +49,34 @@ def _nerf(levels: int, log2_table: int, max_resolution: int, samples: int, occup
 PRESETS: dict[str, CoarsePreset] = {
     # Two CPU cores and the builtin prior: about a minute (BENCHMARKS.md).
     "draft": CoarsePreset(
-        "draft", steps=300, batch=4, resolutions=((0.0, 32),),
+        "draft",
+        steps=300,
+        batch=4,
+        resolutions=((0.0, 32),),
         nerf=_nerf(levels=6, log2_table=13, max_resolution=32, samples=32, occupancy=32),
         gaussians=GaussiansConfig(densify=DensifyConfig(start=50, stop=250, every=25, max_gaussians=3000)),
-        report_every=10, preview_every=100,
+        report_every=10,
+        preview_every=100,
     ),
     "standard": CoarsePreset(
-        "standard", steps=2500, batch=4, resolutions=((0.0, 64), (0.5, 128)),
+        "standard",
+        steps=2500,
+        batch=4,
+        resolutions=((0.0, 64), (0.5, 128)),
         nerf=_nerf(levels=12, log2_table=17, max_resolution=512, samples=64, occupancy=64),
         gaussians=GaussiansConfig(densify=DensifyConfig(start=300, stop=2000, every=100, max_gaussians=100_000)),
-        report_every=25, preview_every=250,
+        report_every=25,
+        preview_every=250,
     ),
     "high": CoarsePreset(
-        "high", steps=5000, batch=4, resolutions=((0.0, 64), (0.3, 128), (0.6, 256)),
+        "high",
+        steps=5000,
+        batch=4,
+        resolutions=((0.0, 64), (0.3, 128), (0.6, 256)),
         nerf=_nerf(levels=16, log2_table=19, max_resolution=2048, samples=96, occupancy=128),
         gaussians=GaussiansConfig(densify=DensifyConfig(start=500, stop=4000, every=100, max_gaussians=300_000)),
-        report_every=50, preview_every=500,
+        report_every=50,
+        preview_every=500,
     ),
 }
 

@@ -9,9 +9,9 @@ every step; progress (which reads values back from the device) only every `repor
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Literal
 
 import torch
 import torch.nn.functional as F
@@ -21,25 +21,28 @@ from ..background import Background, BackgroundConfig
 from ..cameras import Cameras, OrbitRange, ViewPromptRule, camera_rays, cameras_from_matrices, orbit_cameras, sample_orbit
 from ..cancel import Cancelled
 from ..device import to_device
-from ..guidance import Guidance, build_guidance, pixel_prior_scale
+from ..guidance import Guidance, build_guidance
 from ..guidance.timesteps import TimestepSchedule
 from ..representation import Rendered, RenderRequest, Representation, StepInfo
-from ..shading import ShadingConfig, light_directions
+from ..request import AUTO_METHOD, RepresentationName, StartName
+from ..shading import ShadingConfig, ShadingMode, light_directions
 from ..shape_init import ShapEConfig
-from ..request import AUTO_METHOD
-from .defaults import (  # noqa: F401  (LATENT_PRIOR_TIMESTEPS and DEFAULT_ORBIT are read from here by stage two and the tests)
-    DEFAULT_ORBIT, LATENT_PRIOR_TIMESTEPS, RegulariserWeights, default_guidance_options, default_guidance_scale, default_orbit,
-    default_regularisers, default_timesteps,
+from .defaults import (
+    RegulariserWeights,
+    default_guidance_options,
+    default_guidance_scale,
+    default_orbit,
+    default_regularisers,
+    default_timesteps,
 )
 from .presets import CoarsePreset, get_preset
 
-RepresentationKind = Literal["nerf", "gaussians"]
 DEFAULT_METHOD: dict[str, str] = AUTO_METHOD
 
 
 @dataclass(frozen=True)
 class CoarseConfig:
-    representation: RepresentationKind = "nerf"
+    representation: RepresentationName = "nerf"
     method: str | None = None  # None: DEFAULT_METHOD for the representation
     preset: str = "draft"
     steps: int | None = None  # None: the preset's
@@ -56,7 +59,7 @@ class CoarseConfig:
     regularisers: RegulariserWeights | None = None  # None: default_regularisers(prior)
     # Any other field of the method's config, e.g. {"negative_prompt": ...} (NFSD), {"depth_estimator": FOLDER} (SSD).
     guidance_options: dict = field(default_factory=dict)
-    init: Literal["ball", "shap-e"] = "ball"  # where `generate` starts stage one (core/shape_init.py)
+    init: StartName = "ball"  # where `generate` starts stage one (core/shape_init.py)
     shap_e: ShapEConfig = field(default_factory=ShapEConfig)  # which Shap-E, when init is "shap-e"
 
     def __post_init__(self) -> None:
@@ -122,7 +125,7 @@ def turntable_cameras(n: int, elevation_deg: float = 20.0, distance: float = 2.2
 
 
 @torch.no_grad()
-def render_views(rep: Representation, background: Background, cameras: Cameras, resolution: int, shading: ShadingConfig, mode: str = "diffuse") -> Tensor:
+def render_views(rep: Representation, background: Background, cameras: Cameras, resolution: int, shading: ShadingConfig, mode: ShadingMode = "diffuse") -> Tensor:
     """Deterministic renders [B, 3, H, W] lit from each camera (previews, turntables, the benchmark)."""
     was_training = rep.training
     rep.eval()
@@ -138,8 +141,15 @@ class CoarseTrainer:
     """Stage one for one prompt; `run()` trains, `save` / `load` checkpoint and resume."""
 
     def __init__(
-        self, prior, prompt: str, config: CoarseConfig = CoarseConfig(), init_points: Tensor | None = None, init_colours: Tensor | None = None,
-        representation: Representation | None = None, preset: CoarsePreset | None = None, stage: str = "coarse",
+        self,
+        prior,
+        prompt: str,
+        config: CoarseConfig = CoarseConfig(),
+        init_points: Tensor | None = None,
+        init_colours: Tensor | None = None,
+        representation: Representation | None = None,
+        preset: CoarsePreset | None = None,
+        stage: str = "coarse",
     ) -> None:
         """Stage one by default; stage two passes its own mesh `representation`, `preset` and `stage` name."""
         if not prompt.strip():
@@ -156,12 +166,16 @@ class CoarseTrainer:
         scale = config.guidance_scale if config.guidance_scale is not None else default_guidance_scale(method, prior)
         self.regularisers = config.regularisers or default_regularisers(prior)
         self.orbit = config.orbit or default_orbit(prior)
-        options = {"timesteps": config.timesteps or default_timesteps(prior, method), **({"guidance_scale": scale} if scale is not None else {}),
-                   **default_guidance_options(method, prior), **config.guidance_options}
+        options = {
+            "timesteps": config.timesteps or default_timesteps(prior, method),
+            **({"guidance_scale": scale} if scale is not None else {}),
+            **default_guidance_options(method, prior),
+            **config.guidance_options,
+        }
         self.guidance: Guidance = build_guidance(method, prior, **options)
         # View-dependent prompts: the configured rule, naming elevation bands too when the prior was trained on them.
         self.view_rule = config.view_prompts
-        trained = getattr(prior, "view_rule", None)
+        trained = prior.view_rule
         if self.view_rule is not None and not self.view_rule.elevation_bands and trained is not None and trained.elevation_bands:
             self.view_rule = replace(self.view_rule, elevation_bands=trained.elevation_bands)
         self.optimisers = self.rep.optimisers()
@@ -193,8 +207,18 @@ class CoarseTrainer:
         out: Rendered = self.rep.render(RenderRequest(cameras, resolution, mode, light, c.shading, self.generator))
         _, dirs = camera_rays(cameras, resolution)
         images = self.background.composite(out.premult, out.alpha, dirs, self.generator)  # [B, 3, H, W]
-        g = self.guidance(images, self.prompts_for(cameras), step, preset.steps, cameras=cameras, alpha=out.alpha, depth=out.depth, generator=self.generator,
-                          plain_prompts=[self.prompt] * len(cameras), shading=mode)
+        g = self.guidance(
+            images,
+            self.prompts_for(cameras),
+            step,
+            preset.steps,
+            cameras=cameras,
+            alpha=out.alpha,
+            depth=out.depth,
+            generator=self.generator,
+            plain_prompts=[self.prompt] * len(cameras),
+            shading=mode,
+        )
         w = self.regularisers
         a = out.alpha.clamp(1e-5, 1 - 1e-5)
         terms = {"guidance": g.loss, "sparsity": out.alpha.mean(), "opaque": -(a * a.log() + (1 - a) * (1 - a).log()).mean()}

@@ -26,14 +26,25 @@ def _stage(name: str, steps: int, resolutions: tuple[tuple[float, int], ...], ev
 
 
 REFINE_PRESETS: dict[str, RefinePreset] = {
-    "draft": RefinePreset("draft", 32, _stage("draft-geometry", 120, ((0.0, 32),), 10), _stage("draft-texture", 80, ((0.0, 32),), 10),
-                          ExportConfig(face_budget=20_000, texture_size=256)),
-    "standard": RefinePreset("standard", 64, _stage("standard-geometry", 1500, ((0.0, 256), (0.5, 512)), 25),
-                             _stage("standard-texture", 800, ((0.0, 512),), 25), ExportConfig(face_budget=100_000, texture_size=1024),
-                             texture_proxy_faces=100_000),
-    "high": RefinePreset("high", 96, _stage("high-geometry", 3000, ((0.0, 256), (0.3, 512)), 50),
-                         _stage("high-texture", 1500, ((0.0, 512),), 50), ExportConfig(face_budget=100_000, texture_size=1024),
-                         texture_proxy_faces=200_000),
+    "draft": RefinePreset(
+        "draft", 32, _stage("draft-geometry", 120, ((0.0, 32),), 10), _stage("draft-texture", 80, ((0.0, 32),), 10), ExportConfig(face_budget=20_000, texture_size=256)
+    ),
+    "standard": RefinePreset(
+        "standard",
+        64,
+        _stage("standard-geometry", 1500, ((0.0, 256), (0.5, 512)), 25),
+        _stage("standard-texture", 800, ((0.0, 512),), 25),
+        ExportConfig(face_budget=100_000, texture_size=1024),
+        texture_proxy_faces=100_000,
+    ),
+    "high": RefinePreset(
+        "high",
+        96,
+        _stage("high-geometry", 3000, ((0.0, 256), (0.3, 512)), 50),
+        _stage("high-texture", 1500, ((0.0, 512),), 50),
+        ExportConfig(face_budget=100_000, texture_size=1024),
+        texture_proxy_faces=200_000,
+    ),
 }
 
 

@@ -6,8 +6,8 @@ import sys
 import time
 from pathlib import Path
 
+import addon_utils
 import bpy  # first: it puts Blender's own modules (addon_utils) on the path
-import addon_utils  # noqa: E402
 
 endpoint, out = sys.argv[1], Path(sys.argv[2])
 sys.path.insert(0, str(Path(__file__).parents[2] / "blender_addon"))
@@ -32,11 +32,17 @@ r["generate"] = list(bpy.ops.propdreamer.generate(wait=True))
 new = [o for o in bpy.data.objects if o not in before]
 obj = new[0]
 nodes = obj.active_material.node_tree.nodes
-r["generated"] = {"n": len(new), "uv": len(obj.data.uv_layers), "image": any(n.type == "TEX_IMAGE" and n.image for n in nodes),
-                  "location": list(obj.location), "size": max(obj.dimensions)}
+r["generated"] = {
+    "n": len(new),
+    "uv": len(obj.data.uv_layers),
+    "image": any(n.type == "TEX_IMAGE" and n.image for n in nodes),
+    "location": list(obj.location),
+    "size": max(obj.dimensions),
+}
 
 # History: re-run the generate job with its own settings.
 from propdreamer_blender import operators  # noqa: E402
+
 first = next(j for j in operators._TRACKER.jobs.values() if j.kind == "generate")
 r["sent_init"] = first.body.get("init")
 s.prompt = "something else"
@@ -57,8 +63,17 @@ bpy.context.view_layer.objects.active = obj
 before = set(bpy.data.objects)
 r["rerun_selected"] = list(bpy.ops.propdreamer.rerun_selected(wait=True))
 again = [o for o in bpy.data.objects if o not in before]
-r["rerun_selected_new"] = {"n": len(again), "prompt": again[0].get("propdreamer_prompt"), "seed": again[0].get("propdreamer_seed"),
-                           "offset": list(again[0].location - obj.location), "panel": [s.prompt, s.seed]} if again else {"n": 0}
+r["rerun_selected_new"] = (
+    {
+        "n": len(again),
+        "prompt": again[0].get("propdreamer_prompt"),
+        "seed": again[0].get("propdreamer_seed"),
+        "offset": list(again[0].location - obj.location),
+        "panel": [s.prompt, s.seed],
+    }
+    if again
+    else {"n": 0}
+)
 
 # Variations: Generate 3 sends seeds s .. s+2 and lays the results out in a row from the 3D cursor.
 s.prompt, s.variations, s.seed = "a red cube", 3, 40
@@ -73,6 +88,7 @@ s.variations = 1
 # own UV map and a material keep their geometry, UV maps and materials, and gain a UV map (Blender's own
 # unwrapper: no polygon torn or flipped) and a material.
 import numpy as np  # noqa: E402
+
 from propdreamer_blender import importer  # noqa: E402
 from propdreamer_blender.importer import _array  # noqa: E402
 from propdreamer_blender.uv_check import polygon_uv_stats  # noqa: E402
@@ -92,14 +108,22 @@ cube.data.materials.append(bpy.data.materials.new("artist's own"))
 
 def snapshot(o):
     m = o.data
-    return {"v": len(m.vertices), "f": len(m.polygons), "co": [tuple(v.co) for v in m.vertices], "loops": [l.vertex_index for l in m.loops],
-            "uv": {l.name: [tuple(d.uv) for d in l.data] for l in m.uv_layers}, "materials": [m_.name for m_ in m.materials]}
+    return {
+        "v": len(m.vertices),
+        "f": len(m.polygons),
+        "co": [tuple(v.co) for v in m.vertices],
+        "loops": [l.vertex_index for l in m.loops],
+        "uv": {l.name: [tuple(d.uv) for d in l.data] for l in m.uv_layers},
+        "materials": [m_.name for m_ in m.materials],
+    }
 
 
 def uv_stats(o, layer):
     m = o.data
     positions = importer._world_positions(o)[_array(m.loops, "vertex_index", np.int64, 1)]
-    st = polygon_uv_stats(_array(m.uv_layers[layer].data, "uv", np.float32, 2), positions, _array(m.polygons, "loop_start", np.int64, 1), _array(m.polygons, "loop_total", np.int64, 1))
+    st = polygon_uv_stats(
+        _array(m.uv_layers[layer].data, "uv", np.float32, 2), positions, _array(m.polygons, "loop_start", np.int64, 1), _array(m.polygons, "loop_total", np.int64, 1)
+    )
     return [st.polygons, st.torn, st.flipped]
 
 
@@ -116,8 +140,12 @@ for o in textured:
     after, was = snapshot(o), snap[o.name]
     kept_uv = all(after["uv"][name] == uv for name, uv in was["uv"].items())
     new_layers = [name for name in after["uv"] if name not in was["uv"]]
-    r["textured"][o.name] = {"same_geometry": all(after[k] == was[k] for k in ("v", "f", "co", "loops")), "kept_uv": kept_uv, "new_uv": len(new_layers) == 1,
-                             "new_material": after["materials"][:-1] == was["materials"] and len(after["materials"]) == len(was["materials"]) + 1}
+    r["textured"][o.name] = {
+        "same_geometry": all(after[k] == was[k] for k in ("v", "f", "co", "loops")),
+        "kept_uv": kept_uv,
+        "new_uv": len(new_layers) == 1,
+        "new_material": after["materials"][:-1] == was["materials"] and len(after["materials"]) == len(was["materials"]) + 1,
+    }
     r["uv_stats"][o.name] = uv_stats(o, new_layers[0]) if new_layers else None
 r["selection_kept"] = sorted(o.name for o in bpy.context.selected_objects) == sorted(o.name for o in textured) and bpy.context.view_layer.objects.active == cube
 
@@ -131,8 +159,12 @@ r["texture_existing"] = list(bpy.ops.propdreamer.texture_selected(wait=True))
 after = snapshot(cube)
 material = bpy.data.materials[after["materials"][-1]]
 uv_nodes = [n.uv_map for n in material.node_tree.nodes if n.type == "UVMAP"]
-r["existing"] = {"same_uv": after["uv"] == was["uv"], "same_geometry": all(after[k] == was[k] for k in ("v", "f", "co", "loops")),
-                 "material_reads": uv_nodes, "active_map": cube.data.uv_layers.active.name}
+r["existing"] = {
+    "same_uv": after["uv"] == was["uv"],
+    "same_geometry": all(after[k] == was[k] for k in ("v", "f", "co", "loops")),
+    "material_reads": uv_nodes,
+    "active_map": cube.data.uv_layers.active.name,
+}
 
 # A mirrored UV map (both halves of Suzanne on one island): the artist is told before the job runs.
 mirror = monkey.data.uv_layers.new(name="mirrored")
@@ -162,6 +194,7 @@ r["failed_job"] = [failed.state, failed.message, failed.summary]
 
 # Cancel a running job.
 from propdreamer_blender import operators  # noqa: E402
+
 # In background mode the operators wait for their jobs, so submit through the add-on's job tracker.
 job = operators.tracker().submit("generate", {"prompt": "slow cube"})
 deadline = time.time() + 20
@@ -172,6 +205,7 @@ while job.active and time.time() < deadline:
     operators._TRACKER.poll(0.1)
 r["cancelled_state"] = job.state
 
+
 # The panel draws (with jobs in the list): headless Blender has no window, so draw into a recorder.
 class Recorder:
     def __init__(self):
@@ -181,9 +215,12 @@ class Recorder:
         def call(*args, **kwargs):
             self.calls.append(name)
             return self
+
         return call
 
+
 from propdreamer_blender import ui  # noqa: E402
+
 panel = type("P", (), {"layout": Recorder()})()
 ui.PROPDREAMER_PT_panel.draw(panel, bpy.context)
 r["panel_calls"] = sorted(set(panel.layout.calls))
@@ -191,6 +228,7 @@ r["panel_calls"] = sorted(set(panel.layout.calls))
 # A Cycles CPU render of the generated object, for people to look at: the demo's own staging.
 sys.path.insert(0, str(Path(__file__).parents[2] / "packaging"))
 from demo_blender import stage_scene  # noqa: E402
+
 for o in bpy.context.scene.objects:
     if o.type == "MESH" and o is not obj:
         o.hide_render = True

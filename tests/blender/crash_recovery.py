@@ -13,8 +13,8 @@ import signal
 import sys
 from pathlib import Path
 
+import addon_utils
 import bpy  # first: it puts Blender's own modules (addon_utils) on the path
-import addon_utils  # noqa: E402
 
 endpoint, out, phase = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
 sys.path.insert(0, str(Path(__file__).parents[2] / "blender_addon"))

@@ -6,9 +6,9 @@ import json
 import sys
 from pathlib import Path
 
+import addon_utils
 import bpy  # first: it puts Blender's own modules (addon_utils) on the path
-import addon_utils  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parents[2] / "blender_addon"))
 bpy.ops.wm.read_homefile(use_empty=True)
@@ -41,7 +41,13 @@ for obj, bake_into, prompt in ((monkey, "new", "a blue cube"), (cylinder, "activ
     texels = pixels.reshape(h, w, 4)[(np.clip(uvs[:, 1] % 1.0, 0, 0.999) * h).astype(int), (np.clip(uvs[:, 0] % 1.0, 0, 0.999) * w).astype(int), :3]
     positions = importer._world_positions(obj)[_array(m.loops, "vertex_index", np.int64, 1)]
     st = polygon_uv_stats(uvs, positions, _array(m.polygons, "loop_start", np.int64, 1), _array(m.polygons, "loop_total", np.int64, 1))
-    r[obj.name] = {"status": status, "uv_map": uv_map, "uv_maps": [l.name for l in m.uv_layers], "torn": st.torn, "flipped": st.flipped,
-                   "mean_rgb": texels.mean(0).tolist(), "made_by": [material.get("propdreamer_prompt"), material.get("propdreamer_prior"),
-                                                                   len(material.get("propdreamer_weights_sha256", "")), "propdreamer_prompt" in obj.keys()]}
+    r[obj.name] = {
+        "status": status,
+        "uv_map": uv_map,
+        "uv_maps": [l.name for l in m.uv_layers],
+        "torn": st.torn,
+        "flipped": st.flipped,
+        "mean_rgb": texels.mean(0).tolist(),
+        "made_by": [material.get("propdreamer_prompt"), material.get("propdreamer_prior"), len(material.get("propdreamer_weights_sha256", "")), "propdreamer_prompt" in obj.keys()],
+    }
 print("RESULT " + json.dumps(r))
