@@ -15,10 +15,13 @@ import sys
 import time
 from pathlib import Path
 
-import bpy  # first: it puts Blender's own modules (addon_utils, mathutils) on the path
-from mathutils import Vector
-
 from propdreamer.core.request import METHODS, PRESETS, REPRESENTATIONS
+
+# isort: split
+import bpy  # first: it puts Blender's own modules (addon_utils, mathutils) on the path
+
+# isort: split
+from mathutils import Vector
 
 EXTENSION = "bl_ext.user_default.propdreamer"  # the add-on's module once installed into the user repository
 

@@ -13,8 +13,10 @@ import signal
 import sys
 from pathlib import Path
 
-import addon_utils
 import bpy  # first: it puts Blender's own modules (addon_utils) on the path
+
+# isort: split
+import addon_utils
 
 endpoint, out, phase = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
 sys.path.insert(0, str(Path(__file__).parents[2] / "blender_addon"))

@@ -6,8 +6,10 @@ import json
 import sys
 from pathlib import Path
 
-import addon_utils
 import bpy  # first: it puts Blender's own modules (addon_utils) on the path
+
+# isort: split
+import addon_utils
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parents[2] / "blender_addon"))
