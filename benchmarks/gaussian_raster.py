@@ -18,9 +18,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from propdreamer.core.cameras import orbit_cameras
+from propdreamer.core.cameras import opencv_cameras, orbit_cameras
 from propdreamer.core.gaussians.pairs import rasterize_pairs
-from propdreamer.core.gaussians.rasterize import Splats, opencv_cameras, rasterize_torch
+from propdreamer.core.gaussians.projection import Splats
+from propdreamer.core.gaussians.rasterize import rasterize_torch
 
 
 def random_splats(n: int, generator: torch.Generator) -> list[torch.Tensor]:

@@ -131,13 +131,13 @@ def floor_step(prior, embeddings, s: Settings):
 def iteration_step(prior, depth: Path, method: str, representation: str, s: Settings):
     from propdreamer.core.resolve import resolve
     from propdreamer.core.stage1.presets import get_preset
-    from propdreamer.core.stage1.trainer import CoarseTrainer
+    from propdreamer.core.stage1.trainer import DistillationTrainer
 
     config = resolve(JobRequest(PROMPT, method=method, representation=representation, preset="standard"), prior).config  # as a job from the panel
     if method == "ssd":
         config = replace(config, guidance_options={**config.guidance_options, "depth_estimator": str(depth)})
     preset = replace(get_preset("standard"), batch=s.batch, resolutions=((0.0, s.render),))
-    trainer = CoarseTrainer(prior, PROMPT, config, preset=preset)
+    trainer = DistillationTrainer(prior, PROMPT, config, preset=preset)
     return trainer.train_step
 
 

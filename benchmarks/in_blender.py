@@ -33,18 +33,18 @@ def serve(prior: str = "builtin"):
         try:
             yield endpoint, server
         finally:
-            from propdreamer_blender import operators
+            from propdreamer_blender import tracking
 
-            operators.shutdown()
+            tracking.shutdown()
             server.terminate()
             server.wait(30)
 
 
 def fresh_scene(endpoint: str, timeout_s: float = 120.0):
     """An empty scene, the add-on enabled and pointed at `endpoint`; returns the panel's settings."""
-    from propdreamer_blender import operators
+    from propdreamer_blender import tracking
 
-    operators.shutdown()
+    tracking.shutdown()
     bpy.ops.wm.read_homefile(use_empty=True)
     addon_utils.enable("propdreamer_blender", default_set=True)
     prefs = bpy.context.preferences.addons["propdreamer_blender"].preferences

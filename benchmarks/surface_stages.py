@@ -32,7 +32,7 @@ from propdreamer.core.mesh.dmtet import DMTet, DMTetConfig
 from propdreamer.core.priors.diffusers_prior import PriorConfig, load_prior
 from propdreamer.core.request import JobRequest
 from propdreamer.core.resolve import resolve
-from propdreamer.core.stage1.trainer import CoarseTrainer
+from propdreamer.core.stage1.trainer import DistillationTrainer
 from propdreamer.core.stage2.presets import get_refine_preset
 
 TURNS = tuple(range(0, 90, 10))
@@ -105,7 +105,7 @@ def main() -> int:
         for prompt in [p.strip() for p in args.prompts.split(",")]:
             resolved = resolve(JobRequest(prompt=prompt, preset=args.preset, seed=args.seed), prior)
             t0 = time.time()
-            rep = CoarseTrainer(prior, prompt, resolved.config).run().representation
+            rep = DistillationTrainer(prior, prompt, resolved.config).run().representation
             field = lambda x, rep=rep: rep.density(x.to(prior.device)).detach().cpu()
             fine = DMTet.from_field(field, rep.bound, DMTetConfig(resolution=96))
             record(prompt, "-", "stage1", *fine.extract(), time.time() - t0)
@@ -129,7 +129,7 @@ def main() -> int:
 
 
 def _stage_two(prior, prompt, config, refine, rep, dmtet, record, start):
-    """pipeline._from_coarse with a given DMTet, recording the surface after geometry refinement."""
+    """pipeline.from_stage_one with a given DMTet, recording the surface after geometry refinement."""
     from propdreamer.core import pipeline
     from propdreamer.core.mesh.colour_field import ColourField
     from propdreamer.core.mesh.model import MeshModel
@@ -140,7 +140,7 @@ def _stage_two(prior, prompt, config, refine, rep, dmtet, record, start):
     colour.fit(lambda x: rep.albedo(x.to(device)).cpu(), pipeline._surface_points(v, f), refine.colour_fit_steps, torch.Generator().manual_seed(config.seed))
     model = MeshModel(colour, dmtet.to(device)).to(device)
     t0 = time.time()
-    original = pipeline.CoarseTrainer
+    original = pipeline.DistillationTrainer
 
     class Recording(original):  # after geometry refinement, before texture: the surface it left
         def run(self, callbacks=pipeline.Callbacks()):
@@ -150,11 +150,11 @@ def _stage_two(prior, prompt, config, refine, rep, dmtet, record, start):
                     record(prompt, start, "geometry", *model.mesh(), time.time() - t0)
             return out
 
-    pipeline.CoarseTrainer = Recording
+    pipeline.DistillationTrainer = Recording
     try:
         return pipeline._refine_and_export(prior, prompt, config, refine, model, pipeline.Callbacks(), {})
     finally:
-        pipeline.CoarseTrainer = original
+        pipeline.DistillationTrainer = original
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ from propdreamer.core.images import grid, save_png
 from propdreamer.core.priors.diffusers_prior import PriorConfig, load_prior
 from propdreamer.core.request import JobRequest
 from propdreamer.core.resolve import resolve
-from propdreamer.core.stage1.trainer import CoarseTrainer, render_views, turntable_cameras
+from propdreamer.core.stage1.trainer import DistillationTrainer, render_views, turntable_cameras
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from oracle import ORACLE_SHADING, OracleFit
@@ -288,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
                     config = resolve(request, prior).config  # what the server's worker resolves for the same request
                     config = replace(config, shading=ORACLE_SHADING) if oracle else config
                     t0 = time.time()
-                    trainer = CoarseTrainer(prior, prompt, config)
+                    trainer = DistillationTrainer(prior, prompt, config)
                     if oracle:
                         trainer.guidance = OracleFit(colour, shape)
                     result = trainer.run()
@@ -297,11 +297,11 @@ def main(argv: list[str] | None = None) -> int:
                     row = {"method": method, "representation": representation, "prompt": prompt, "seconds": round(seconds, 1), **score(trainer.rep, colour, shape, references)}
                     row["iou"], row["delta_e"] = round(row["iou"], 3), round(row["delta_e"], 1)
                     if args.final:
-                        from propdreamer.core.pipeline import from_coarse
+                        from propdreamer.core.pipeline import from_stage_one
                         from propdreamer.core.stage2.presets import get_refine_preset
 
                         t1 = time.time()
-                        mesh = from_coarse(prior, prompt, config, get_refine_preset(args.preset), result.representation)
+                        mesh = from_stage_one(prior, prompt, config, get_refine_preset(args.preset), result.representation)
                         row["final_seconds"] = round(time.time() - t1, 1)
                         row.update(score_mesh(mesh.vertices, mesh.faces, mesh.texture, mesh.uvs, colour, shape, references))
                     writer.writerow(row), f.flush(), rows.append(row)

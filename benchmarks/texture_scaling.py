@@ -88,7 +88,7 @@ def main() -> int:
     ap.add_argument("--csv", type=Path, default=None)
     args = ap.parse_args()
 
-    from propdreamer_blender import importer, operators
+    from propdreamer_blender import importer, tracking
     from propdreamer_blender.importer import _array
 
     rows = []
@@ -103,7 +103,7 @@ def main() -> int:
             t0 = time.perf_counter()
             upload = importer.mesh_for_upload(obj, importer.NEW_UV_MAP)
             addon_s = time.perf_counter() - t0
-            operators.tracker().hello()  # the server is up (and its worker started) before the clock starts
+            tracking.tracker().hello()  # the server is up (and its worker started) before the clock starts
             worker_peak, error = 0.0, ""
             t0 = time.perf_counter()
             try:
@@ -121,10 +121,10 @@ def main() -> int:
                 torn, flipped = st.torn, st.flipped
             else:  # refused: the add-on's own check (it reports and skips the object), or the job's failure
                 try:
-                    importer.check_size(obj, operators.tracker().limits(), with_uvs=True)
+                    importer.check_size(obj, tracking.tracker().limits(), with_uvs=True)
                 except ValueError as err:
                     error = error or str(err)
-                job = next(iter(operators._TRACKER.jobs.values()), None) if operators._TRACKER else None
+                job = next(iter(tracking.current().jobs.values()), None) if tracking.current() else None
                 error = error or (job.message if job else "") or "refused"
         row = {
             "triangles": triangles,

@@ -181,3 +181,13 @@ def cameras_from_matrices(c2w: Tensor, fov_deg: Tensor) -> Cameras:
     elevation = torch.rad2deg(torch.asin((pos[:, 2] / distance.clamp(min=1e-9)).clamp(-1, 1)))
     azimuth = torch.rad2deg(torch.atan2(pos[:, 0], -pos[:, 1]))  # 0 on -Y, +90 on +X
     return Cameras(c2w.float(), fov_deg.float(), elevation, wrap_azimuth(azimuth), distance)
+
+
+def opencv_cameras(cameras: Cameras, resolution: int) -> tuple[Tensor, Tensor]:
+    """viewmats [C, 4, 4] (world -> OpenCV camera: +Z forward, +Y down) and Ks [C, 3, 3]."""
+    flip = torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0], dtype=cameras.c2w.dtype, device=cameras.c2w.device))
+    viewmats = torch.linalg.inv(cameras.c2w @ flip)
+    f = cameras.focal_px(resolution).to(cameras.c2w.dtype)
+    Ks = torch.zeros(len(cameras), 3, 3, dtype=cameras.c2w.dtype, device=cameras.c2w.device)
+    Ks[:, 0, 0], Ks[:, 1, 1], Ks[:, 0, 2], Ks[:, 1, 2], Ks[:, 2, 2] = f, f, resolution / 2, resolution / 2, 1.0
+    return viewmats, Ks

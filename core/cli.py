@@ -78,7 +78,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     from .images import save_png
     from .request import settings_summary
     from .resolve import resolve
-    from .stage1.trainer import Callbacks, CoarseTrainer, Progress
+    from .stage1.trainer import Callbacks, DistillationTrainer, Progress
 
     request, mesh = job_request(args)
     out = Path(args.out)
@@ -114,7 +114,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         out.write_bytes(glb)
         print(f"wrote {out} ({len(glb)} bytes) in {time.time() - t0:.1f} s")
         return 0
-    trainer = CoarseTrainer(prior, request.prompt, config)
+    trainer = DistillationTrainer(prior, request.prompt, config)
     if args.resume:
         trainer.load(args.resume)
         print(f"resumed from {args.resume} at step {trainer.step}")

@@ -17,10 +17,11 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .guidance import METHODS, build_guidance, pixel_prior_scale
+from .guidance import METHODS, build_guidance
 from .guidance.timesteps import TimestepSchedule
 from .images import grid, save_png
 from .priors.diffusers_prior import DiffusersPrior
+from .stage1.defaults import PriorDefaults, defaults_for
 
 
 @dataclass(frozen=True)
@@ -35,13 +36,13 @@ class Distill2DConfig:
     seed: int = 0
     particles: int = 1  # images optimised together (VSD's particles share one eps_phi)
     snapshots: int = 8  # frames in the progress grid
-    # None: the method's paper default (SDS 100, NFSD / VSD / VDM 7.5, SSD 100), except that SDS and
-    # SSD use 30 on pixel priors: the small builtin prior saturates at 100 (FINDINGS.md used 30 too).
+    # None: the prior's 2D scale (stage1.defaults: SDS and SSD 30 on pixel priors), else the paper's
+    # (SDS 100, NFSD / VSD / VDM 7.5, SSD 100).
     guidance_scale: float | None = None
     timesteps: TimestepSchedule = field(default_factory=lambda: TimestepSchedule("sqrt"))
 
-    def guidance_overrides(self, latent: bool) -> dict:
-        scale = self.guidance_scale if self.guidance_scale is not None else pixel_prior_scale(self.method, latent)
+    def guidance_overrides(self, defaults: PriorDefaults) -> dict:
+        scale = self.guidance_scale if self.guidance_scale is not None else defaults.guidance_scale(self.method, dims=2)
         return {"timesteps": self.timesteps, **({"guidance_scale": scale} if scale is not None else {})}
 
     def __post_init__(self) -> None:
@@ -70,7 +71,7 @@ def distill2d(prior: DiffusersPrior, prompt: str, config: Distill2DConfig = Dist
     P = config.particles
     theta = (config.init_logit + 0.1 * torch.randn((P, 3, size, size), generator=generator)).to(prior.device).requires_grad_(True)
     optimiser = torch.optim.Adam([theta], lr=config.lr)
-    guidance = build_guidance(config.method, prior, **config.guidance_overrides(prior.latent))
+    guidance = build_guidance(config.method, prior, **config.guidance_overrides(defaults_for(prior)))
     every = max(1, config.steps // config.snapshots)
     snapshots = []
     t0 = time.time()

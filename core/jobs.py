@@ -43,37 +43,6 @@ def capabilities(settings: dict) -> dict[str, Any]:
     return {"gaussians": kernel_status(cuda).to_body()}
 
 
-def read_mesh(glb: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """The triangles of a GLB in PropDreamer's Z-up world (glTF is Y up), in the file's vertex order:
-    vertices [V, 3], faces [F, 3], and its first UV map [V, 2] (v up) or None when it has none."""
-    import trimesh
-
-    try:
-        scene = trimesh.load(io.BytesIO(glb), file_type="glb", force="scene", process=False)
-    except Exception as err:  # a corrupt upload is the client's error, not a crash
-        raise ValueError(f"the input mesh is not a readable GLB ({type(err).__name__}: {err}); export the object as glTF binary (.glb)") from err
-    meshes = [g for g in scene.dump() if isinstance(g, trimesh.Trimesh) and len(g.faces)]
-    if not meshes:
-        raise ValueError("the input GLB holds no triangles; select a mesh object with faces")
-    uv = [getattr(m.visual, "uv", None) for m in meshes]
-    every = all(u is not None and len(u) == len(m.vertices) for u, m in zip(uv, meshes))
-    uvs = np.concatenate([u for u in uv if u is not None]).astype(np.float32) if every else None
-    mesh = trimesh.util.concatenate(meshes) if len(meshes) > 1 else meshes[0]
-    v = np.asarray(mesh.vertices, dtype=np.float32)
-    return np.stack([v[:, 0], -v[:, 2], v[:, 1]], axis=-1), np.asarray(mesh.faces, dtype=np.int64), uvs
-
-
-def textured_glb(vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray, texture_png: bytes) -> bytes:
-    """The artist's mesh exactly as given (Z up -> Y up only) in its vertex order, its UV map [V, 2], the texture."""
-    import trimesh
-    from PIL import Image
-
-    v_gltf = np.stack([vertices[:, 0], vertices[:, 2], -vertices[:, 1]], axis=-1)
-    material = trimesh.visual.material.PBRMaterial(baseColorTexture=Image.open(io.BytesIO(texture_png)), metallicFactor=0.0, roughnessFactor=0.8)
-    mesh = trimesh.Trimesh(v_gltf, faces, visual=trimesh.visual.TextureVisuals(uv=uvs, material=material), process=False)
-    return trimesh.Scene(mesh).export(file_type="glb")
-
-
 def texture_uvs(request, uvs: np.ndarray | None) -> np.ndarray | None:
     """The UV map a texture job bakes into (request.uvs: auto / keep / new), or None for a new unwrap."""
     if request.uvs == "keep" and uvs is None:
@@ -86,6 +55,7 @@ def texture_uvs(request, uvs: np.ndarray | None) -> np.ndarray | None:
 def run_request(prior: DiffusionPrior, resolved, input_mesh: bytes | None, callbacks) -> bytes:
     """Run a resolved request (core/resolve.py) to the bytes the client receives: the server's worker
     and `propdreamer generate` both come here."""
+    from .gltf import read_mesh, textured_glb
     from .pipeline import generate, refine_mesh, texture_mesh
 
     request, config = resolved.request, resolved.config

@@ -20,14 +20,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .gltf import to_glb
 from .mesh.colour_field import ColourField
 from .mesh.dmtet import DMTet, DMTetConfig
-from .mesh.export import bake, export_mesh, to_glb
+from .mesh.export import bake, export_mesh
 from .mesh.model import MeshModel
 from .mesh.uv import into_unit_tile, unwrap, weld
 from .shading import ShadingConfig
 from .stage1.defaults import LATENT_PRIOR_TIMESTEPS
-from .stage1.trainer import Callbacks, CoarseConfig, CoarseTrainer, RegulariserWeights, render_views, turntable_cameras
+from .stage1.trainer import Callbacks, DistillationConfig, DistillationTrainer, RegulariserWeights, render_views, turntable_cameras
 from .stage2.presets import RefinePreset, get_refine_preset
 
 if TYPE_CHECKING:
@@ -62,22 +63,22 @@ class TextureResult:
 
 
 def _surface_points(vertices: Tensor, faces: Tensor, count: int = 20000) -> Tensor:
-    from .gaussians.init import points_on_mesh
+    from .geometry.sampling import points_on_mesh
 
     return points_on_mesh(vertices.detach().cpu().numpy(), faces.cpu().numpy(), count)
 
 
-def _refine_and_export(prior: DiffusionPrior, prompt: str, config: CoarseConfig, refine: RefinePreset, model: MeshModel, callbacks: Callbacks, seconds: dict) -> MeshResult:
+def _refine_and_export(prior: DiffusionPrior, prompt: str, config: DistillationConfig, refine: RefinePreset, model: MeshModel, callbacks: Callbacks, seconds: dict) -> MeshResult:
     # Stage two refines a surface: annealed timesteps and the library's regulariser weights, whatever
     # stage one used (its pixel-prior settings are about carving a volume).
     config = replace(config, timesteps=config.timesteps or LATENT_PRIOR_TIMESTEPS, regularisers=config.regularisers or RegulariserWeights())
     t0 = time.time()
     if model.train_geometry:
-        CoarseTrainer(prior, prompt, replace(config, shading=GEOMETRY_SHADING), representation=model, preset=refine.geometry, stage="geometry").run(callbacks)
+        DistillationTrainer(prior, prompt, replace(config, shading=GEOMETRY_SHADING), representation=model, preset=refine.geometry, stage="geometry").run(callbacks)
         seconds["geometry"] = time.time() - t0
     model.train_geometry = False
     t0 = time.time()
-    trainer = CoarseTrainer(prior, prompt, replace(config, shading=TEXTURE_SHADING), representation=model, preset=refine.texture, stage="texture")
+    trainer = DistillationTrainer(prior, prompt, replace(config, shading=TEXTURE_SHADING), representation=model, preset=refine.texture, stage="texture")
     trainer.run(callbacks)
     seconds["texture"] = time.time() - t0
     t0 = time.time()
@@ -91,8 +92,8 @@ def _refine_and_export(prior: DiffusionPrior, prompt: str, config: CoarseConfig,
     return MeshResult(glb, preview, seconds, unwrapped.vertices, unwrapped.faces, unwrapped.uvs, unwrapped.texture)
 
 
-def starting_point(prior: DiffusionPrior, prompt: str, config: CoarseConfig) -> dict:
-    """What stage one starts from, as CoarseTrainer arguments: nothing (the ball), or Shap-E's shape of the
+def starting_point(prior: DiffusionPrior, prompt: str, config: DistillationConfig) -> dict:
+    """What stage one starts from, as DistillationTrainer arguments: nothing (the ball), or Shap-E's shape of the
     prompt (config.init "shap-e"): coloured points on it for Gaussians (DreamMapping: about 50k, never
     above the preset's cap), or a NeRF whose density was fitted to it."""
     if config.init != "shap-e":
@@ -116,7 +117,9 @@ def starting_point(prior: DiffusionPrior, prompt: str, config: CoarseConfig) -> 
     return {"representation": nerf}
 
 
-def generate(prior: DiffusionPrior, prompt: str, config: CoarseConfig = CoarseConfig(), callbacks: Callbacks = Callbacks(), refine: RefinePreset | None = None) -> MeshResult:
+def generate(
+    prior: DiffusionPrior, prompt: str, config: DistillationConfig = DistillationConfig(), callbacks: Callbacks = Callbacks(), refine: RefinePreset | None = None
+) -> MeshResult:
     """`refine` overrides the stage-two preset named by `config.preset` (tests use tiny ones)."""
     refine = refine or get_refine_preset(config.preset)
     seconds: dict[str, float] = {}
@@ -125,17 +128,17 @@ def generate(prior: DiffusionPrior, prompt: str, config: CoarseConfig = CoarseCo
     if start:
         seconds["init"] = time.time() - t0
         t0 = time.time()
-    coarse = CoarseTrainer(prior, prompt, config, **start).run(callbacks)
+    coarse = DistillationTrainer(prior, prompt, config, **start).run(callbacks)
     seconds["coarse"] = time.time() - t0
-    return _from_coarse(prior, prompt, config, refine, coarse.representation, callbacks, seconds)
+    return from_stage_one(prior, prompt, config, refine, coarse.representation, callbacks, seconds)
 
 
-def from_coarse(prior: DiffusionPrior, prompt: str, config: CoarseConfig, refine: RefinePreset, rep, callbacks: Callbacks = Callbacks(), seconds: dict | None = None) -> MeshResult:
-    """Stage two from a finished stage-one representation (what `generate` does after stage one)."""
-    return _from_coarse(prior, prompt, config, refine, rep, callbacks, {} if seconds is None else seconds)
-
-
-def _from_coarse(prior: DiffusionPrior, prompt, config, refine, rep, callbacks, seconds) -> MeshResult:
+def from_stage_one(
+    prior: DiffusionPrior, prompt: str, config: DistillationConfig, refine: RefinePreset, rep, callbacks: Callbacks = Callbacks(), seconds: dict | None = None
+) -> MeshResult:
+    """Stage two from a finished stage-one representation (what `generate` does after stage one); `seconds`
+    collects each stage's time."""
+    seconds = {} if seconds is None else seconds
     device = prior.device
     dmtet = DMTet.from_field(lambda x: rep.density(x.to(device)).cpu(), rep.bound, DMTetConfig(resolution=refine.dmtet_resolution))
     colour = ColourField()
@@ -154,7 +157,13 @@ def _unit_frame(vertices: Tensor) -> tuple[Tensor, Tensor, float]:
 
 
 def refine_mesh(
-    prior, prompt: str, vertices: np.ndarray, faces: np.ndarray, config: CoarseConfig = CoarseConfig(), callbacks: Callbacks = Callbacks(), refine: RefinePreset | None = None
+    prior,
+    prompt: str,
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    config: DistillationConfig = DistillationConfig(),
+    callbacks: Callbacks = Callbacks(),
+    refine: RefinePreset | None = None,
 ) -> MeshResult:
     """The input seeds the optimisation; the result stays recognisably the same object."""
     refine = refine or get_refine_preset(config.preset)
@@ -164,9 +173,9 @@ def refine_mesh(
     if config.representation == "gaussians":
         t0 = time.time()
         points = _surface_points(v, f, config.resolved_preset().gaussians.init.count)
-        coarse = CoarseTrainer(prior, prompt, config, init_points=points).run(callbacks)
+        coarse = DistillationTrainer(prior, prompt, config, init_points=points).run(callbacks)
         seconds["coarse"] = time.time() - t0
-        return _from_coarse(prior, prompt, config, refine, coarse.representation, callbacks, seconds)
+        return from_stage_one(prior, prompt, config, refine, coarse.representation, callbacks, seconds)
     dmtet = DMTet.from_mesh(v, f, DMTetConfig(resolution=refine.dmtet_resolution))
     model = MeshModel(ColourField(), dmtet, lr_sdf=refine.input_mesh_lr, lr_deform=refine.input_mesh_lr)
     return _refine_and_export(prior, prompt, config, refine, model.to(prior.device), callbacks, seconds)
@@ -190,7 +199,7 @@ def texture_mesh(
     prompt: str,
     vertices: np.ndarray,
     faces: np.ndarray,
-    config: CoarseConfig = CoarseConfig(),
+    config: DistillationConfig = DistillationConfig(),
     callbacks: Callbacks = Callbacks(),
     refine: RefinePreset | None = None,
     uvs: np.ndarray | None = None,
@@ -211,7 +220,7 @@ def texture_mesh(
     model = MeshModel(ColourField(), fixed=(proxy, torch.from_numpy(proxy_f)), train_geometry=False).to(prior.device)
     seconds = {"proxy": time.time() - t0}
     t0 = time.time()
-    trainer = CoarseTrainer(prior, prompt, replace(config, shading=TEXTURE_SHADING), representation=model, preset=refine.texture, stage="texture")
+    trainer = DistillationTrainer(prior, prompt, replace(config, shading=TEXTURE_SHADING), representation=model, preset=refine.texture, stage="texture")
     trainer.run(callbacks)
     seconds["texture"] = time.time() - t0
     t0 = time.time()

@@ -29,11 +29,25 @@ class RenderRequest:
 
 
 @dataclass
+class ShapeTerms:
+    """A render's own regularisers, unweighted, each a scalar; None where the representation has none of
+    the kind. Weighted by the same-named fields of `stage1.defaults.RegulariserWeights`."""
+
+    orientation: Tensor | None = None  # NeRF: DreamFusion's R_orient, normals facing away from the camera
+    normal_consistency: Tensor | None = None  # meshes: 1 - n_f . n_g over adjacent faces
+    laplacian: Tensor | None = None  # meshes: |v - mean(neighbours)|^2
+
+    def present(self) -> dict[str, Tensor]:
+        """The terms this render has, by name (for progress reports)."""
+        return {k: v for k, v in (("orientation", self.orientation), ("normal_consistency", self.normal_consistency), ("laplacian", self.laplacian)) if v is not None}
+
+
+@dataclass
 class Rendered:
     premult: Tensor  # [B, 3, H, W] colour times coverage
     alpha: Tensor  # [B, 1, H, W] coverage in [0, 1]
     depth: Tensor  # [B, 1, H, W] expected camera depth (along the camera's -Z); 0 where empty
-    regularisers: dict[str, Tensor] = field(default_factory=dict)  # unweighted, e.g. "orientation"
+    regularisers: ShapeTerms = field(default_factory=ShapeTerms)
 
 
 @dataclass

@@ -16,9 +16,9 @@ from .builtin_prior import BUILTIN
 from .guidance import METHODS as METHOD_CONFIGS
 from .request import AUTO_METHOD, CameraSetup, JobRequest, StartName, prompt_warnings
 from .shape_init import ShapEConfig, shap_e_available
-from .stage1.defaults import LATENT_PRIOR_TIMESTEPS, default_guidance_options, default_guidance_scale, default_orbit, default_timesteps
+from .stage1.defaults import LATENT_PRIOR_TIMESTEPS, defaults_for
 from .stage1.presets import get_preset
-from .stage1.trainer import CoarseConfig
+from .stage1.trainer import DistillationConfig
 
 if TYPE_CHECKING:
     from .priors.base import DiffusionPrior
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class ResolvedJob:
     request: JobRequest
-    config: CoarseConfig  # stage one's config (stage two derives its own from it: pipeline.py)
+    config: DistillationConfig  # stage one's config (stage two derives its own from it: pipeline.py)
     settings: dict[str, Any]  # what runs, msgpack-able: the `resolved` event and the CLI's report
     warnings: tuple[str, ...] = ()
 
@@ -60,20 +60,21 @@ def resolve(request: JobRequest, prior: DiffusionPrior, shap_e: ShapEConfig | No
     method = request.method or AUTO_METHOD[request.representation]
     init = _init(request, method, name, shap_e, warnings)
     paper = METHOD_CONFIGS[method][1]()  # the method's own defaults
+    prior_defaults = defaults_for(prior)
     scale = request.guidance_scale
     if scale is None:
-        scale = default_guidance_scale(method, prior)
+        scale = prior_defaults.guidance_scale(method)
     if scale is None:  # the method's paper default
         scale = paper.guidance_scale
     steps = request.steps or get_preset(request.preset).steps
-    timesteps = None if request.t_range is None else replace(default_timesteps(prior, method), t_min=request.t_range[0], t_max=request.t_range[1])
-    options = dict(default_guidance_options(method, prior))
+    timesteps = None if request.t_range is None else replace(prior_defaults.timesteps_for(method), t_min=request.t_range[0], t_max=request.t_range[1])
+    options = prior_defaults.options_for(method)
     if request.negative_prompt:
         options["negative_prompt"] = request.negative_prompt
-    cameras = request.cameras or CameraSetup(orbit=default_orbit(prior))  # none given: where the prior was trained to look from
+    cameras = request.cameras or CameraSetup(orbit=prior_defaults.orbit)  # none given: where the prior was trained to look from
     explicit = bool(cameras.matrices)
     orbit = None if explicit else cameras.orbit
-    config = CoarseConfig(
+    config = DistillationConfig(
         representation=request.representation,
         method=method,
         preset=request.preset,
@@ -100,7 +101,7 @@ def resolve(request: JobRequest, prior: DiffusionPrior, shap_e: ShapEConfig | No
         )
         if unset
     ]
-    stage_one = timesteps or default_timesteps(prior, method)
+    stage_one = timesteps or prior_defaults.timesteps_for(method)
     negative = request.negative_prompt or (paper.negative_prompt if method == "nfsd" else "")
     settings = {
         "kind": request.kind,

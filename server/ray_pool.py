@@ -22,7 +22,7 @@ import time
 from typing import Any
 
 from .pool import Pool
-from .worker import JobHandle, WorkerConfig, _capabilities, _free_gpu_memory, _resolve, run_one
+from .worker import JobHandle, WorkerConfig, gpu_memory_free, load_pipeline, pipeline_capabilities, run_one
 from .worker_messages import FromWorker, GpuMemory, JobMessage, Outcome
 
 log = logging.getLogger(__name__)
@@ -57,10 +57,10 @@ class RayWorker:
         self.events = _EventBuffer()
         self.cancel_flag = threading.Event()
         try:
-            self.run_fn, self.broken = _resolve(pipeline), None
+            self.run_fn, self.broken = load_pipeline(pipeline), None
         except Exception as err:  # stay up and fail each job with the reason
             self.run_fn, self.broken = None, f"the worker cannot load its pipeline '{pipeline}': {type(err).__name__}: {err}"
-        self.capabilities = _capabilities(pipeline, settings) if not self.broken else {}
+        self.capabilities = pipeline_capabilities(pipeline, settings) if not self.broken else {}
 
     def hello(self) -> dict[str, Any]:
         import os
@@ -72,7 +72,7 @@ class RayWorker:
             "node": ray.util.get_node_ip_address(),
             "pid": os.getpid(),
             "gpus": [str(g) for g in gpus],
-            "free_gpu_memory": _free_gpu_memory(),
+            "free_gpu_memory": gpu_memory_free(),
             "capabilities": self.capabilities,
         }
 
@@ -80,7 +80,7 @@ class RayWorker:
         self.cancel_flag.clear()
         handle = JobHandle(self.events, job_id, self.cancel_flag, self.preview_interval_s, self.settings)
         final = run_one(self.run_fn, self.broken, job_id, request, input_mesh, handle)
-        self.events.send(GpuMemory(_free_gpu_memory()))
+        self.events.send(GpuMemory(gpu_memory_free()))
         return final
 
     def drain(self, wait_s: float = 0.0) -> list[FromWorker]:

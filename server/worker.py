@@ -55,7 +55,7 @@ class JobHandle:
         return self._cancel.is_set()
 
 
-def _resolve(path: str):
+def load_pipeline(path: str):
     module, _, name = path.partition(":")
     return getattr(importlib.import_module(module), name)
 
@@ -64,20 +64,20 @@ def worker_main(conn, pipeline_path: str, cancel_flag, preview_interval_s: float
     if settings.get("threads"):
         limit_threads(int(settings["threads"]))
     try:
-        run = _resolve(pipeline_path)
+        run = load_pipeline(pipeline_path)
         broken = None
     except Exception as err:  # stay up and fail each job with the reason, rather than die and respawn forever
         run, broken = None, f"the server cannot load its pipeline '{pipeline_path}': {type(err).__name__}: {err}"
     conn.send(Ready(broken))
-    conn.send(Capabilities(_capabilities(pipeline_path, settings) if not broken else {}))
-    conn.send(GpuMemory(_free_gpu_memory()))
+    conn.send(Capabilities(pipeline_capabilities(pipeline_path, settings) if not broken else {}))
+    conn.send(GpuMemory(gpu_memory_free()))
     while True:
         message: RunJob | Stop = conn.recv()
         if isinstance(message, Stop):
             return
         job_id = message.job_id
         conn.send(run_one(run, broken, job_id, message.request, message.input_mesh, JobHandle(conn, job_id, cancel_flag, preview_interval_s, settings)))
-        conn.send(GpuMemory(_free_gpu_memory()))
+        conn.send(GpuMemory(gpu_memory_free()))
 
 
 def limit_threads(threads: int) -> None:
@@ -115,7 +115,7 @@ def _out_of_gpu_memory(err: Exception) -> bool:
     return oom is not None and isinstance(err, oom)
 
 
-def _capabilities(pipeline_path: str, settings: dict[str, Any]) -> dict[str, Any]:
+def pipeline_capabilities(pipeline_path: str, settings: dict[str, Any]) -> dict[str, Any]:
     """What the pipeline reports about this machine at start (its module's `capabilities(settings)`, if it
     has one), for `welcome`; e.g. which compositor renders Gaussians."""
     module = importlib.import_module(pipeline_path.partition(":")[0])
@@ -128,7 +128,7 @@ def _capabilities(pipeline_path: str, settings: dict[str, Any]) -> dict[str, Any
         return {"error": f"{type(err).__name__}: {err}"}
 
 
-def _free_gpu_memory() -> int | None:
+def gpu_memory_free() -> int | None:
     """Free bytes on the worker's CUDA device, or None (no torch loaded yet, or no GPU)."""
     torch = sys.modules.get("torch")  # the pipeline imports torch; never import it just for this
     if torch is not None and torch.cuda.is_available():

@@ -10,7 +10,7 @@ from PIL import Image
 
 from propdreamer.core import provenance
 from propdreamer.core.cancel import Cancelled
-from propdreamer.core.jobs import read_mesh, textured_glb
+from propdreamer.core.gltf import read_mesh, textured_glb
 
 
 def _png(colour) -> bytes:

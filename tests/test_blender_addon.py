@@ -88,7 +88,7 @@ def test_glb_helpers_round_trip_without_blender():
     sys.path.insert(0, str(ROOT / "blender_addon"))
     import numpy as np
 
-    from propdreamer.core.jobs import read_mesh, textured_glb
+    from propdreamer.core.gltf import read_mesh, textured_glb
     from propdreamer_blender.glb import read_texture_result, write_mesh_glb
 
     positions = [(0.0, 0.0, 0.0), (1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)]

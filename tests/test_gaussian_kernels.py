@@ -9,9 +9,11 @@ import logging
 import pytest
 import torch
 
+from propdreamer.core.cameras import opencv_cameras
 from propdreamer.core.gaussians import kernels
 from propdreamer.core.gaussians import rasterize as raster
 from propdreamer.core.gaussians.kernels import KernelStatus, kernel_status
+from propdreamer.core.gaussians.projection import Splats
 
 
 @pytest.fixture(autouse=True)
@@ -45,12 +47,12 @@ def test_no_toolkit_and_working_kernels():
 def test_rasterize_follows_the_check_not_the_device(monkeypatch):
     """With the kernels unavailable the PyTorch compositor renders; with them, gsplat's path is taken."""
     g = torch.Generator().manual_seed(0)
-    splats = raster.Splats(torch.randn(20, 3, generator=g) * 0.3, torch.randn(20, 4, generator=g), torch.full((20, 3), 0.05), torch.full((20,), 0.5))
+    splats = Splats(torch.randn(20, 3, generator=g) * 0.3, torch.randn(20, 4, generator=g), torch.full((20, 3), 0.05), torch.full((20,), 0.5))
     colours = torch.rand(1, 20, 3, generator=g)
     from propdreamer.core.cameras import orbit_cameras
 
     cams = orbit_cameras(torch.tensor([20.0]), torch.tensor([30.0]), torch.tensor([2.2]), torch.tensor([40.0]))
-    viewmats, Ks = raster.opencv_cameras(cams, 16)
+    viewmats, Ks = opencv_cameras(cams, 16)
     asked = []
 
     def status(cuda: bool) -> KernelStatus:

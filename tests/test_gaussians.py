@@ -7,12 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from propdreamer.core.cameras import orbit_cameras
+from propdreamer.core.cameras import opencv_cameras, orbit_cameras
 from propdreamer.core.gaussians.field import fill_enclosed, filtered_opacity_grid
-from propdreamer.core.gaussians.init import GaussianInit, points_on_mesh
+from propdreamer.core.gaussians.init import GaussianInit
 from propdreamer.core.gaussians.model import Gaussians, GaussiansConfig
 from propdreamer.core.gaussians.pairs import covered_pixels, rasterize_pairs
-from propdreamer.core.gaussians.rasterize import Splats, opencv_cameras, rasterize_gsplat, rasterize_torch
+from propdreamer.core.gaussians.projection import Splats
+from propdreamer.core.gaussians.rasterize import rasterize_gsplat, rasterize_torch
+from propdreamer.core.geometry.sampling import points_on_mesh
 
 RASTERISERS = pytest.mark.parametrize("raster", [rasterize_torch, rasterize_pairs], ids=["dense", "pairs"])
 

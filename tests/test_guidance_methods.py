@@ -91,7 +91,7 @@ def _fixed_ctx(guidance, eps_c, eps, t):
 
     z = torch.zeros_like(eps)
     ctx = GuidanceContext(images=z, z=z, z_t=z, t=t, eps=eps, w=torch.ones(2, 1, 1, 1), prompts=PROMPTS, step=0, steps=1)
-    ctx.scratch["eps_cfg"] = eps_c
+    ctx.eps_cfg = eps_c
     return ctx
 
 
@@ -464,10 +464,10 @@ def test_vsd_conditions_eps_phi_on_the_shading_mode_as_prolificdreamer(prior):
     assert not torch.equal(vsd.shading_embedding["diffuse"], before["diffuse"])
     assert torch.equal(vsd.shading_embedding["textureless"], before["textureless"])
     # the trainer hands the guidance the mode it rendered with
-    from propdreamer.core.stage1.trainer import CoarseConfig, CoarseTrainer
+    from propdreamer.core.stage1.trainer import DistillationConfig, DistillationTrainer
 
     seen = []
-    trainer = CoarseTrainer(prior, "a red cube", CoarseConfig(method="vsd", steps=2))
+    trainer = DistillationTrainer(prior, "a red cube", DistillationConfig(method="vsd", steps=2))
     original = trainer.guidance.step_auxiliary
     trainer.guidance.step_auxiliary = lambda ctx: seen.append(ctx.shading) or original(ctx)
     trainer.train_step()

@@ -11,10 +11,10 @@ import pytest
 import torch
 import trimesh
 
-from propdreamer.core.cameras import orbit_cameras
-from propdreamer.core.gaussians.rasterize import opencv_cameras
+from propdreamer.core.cameras import opencv_cameras, orbit_cameras
+from propdreamer.core.gltf import to_glb
 from propdreamer.core.mesh.dmtet import DMTet, DMTetConfig
-from propdreamer.core.mesh.export import ExportConfig, export_mesh, to_glb, uv_rasterize
+from propdreamer.core.mesh.export import ExportConfig, export_mesh, uv_rasterize
 from propdreamer.core.mesh.marching_tets import marching_tets
 from propdreamer.core.mesh.rasterize import edge_faces, rasterize
 from propdreamer.core.mesh.tets import tet_grid

@@ -127,8 +127,8 @@ def test_orientation_penalty_is_zero_for_normals_facing_the_camera_and_positive_
     away = Facing(1.0, (0.5, 0.5, 0.5))
     away.sign = 1.0
     req = lambda: RenderRequest(_front_camera(), 8, "diffuse", light, ShadingConfig())
-    assert float(render_volume(toward, None, req(), VolumeConfig()).regularisers["orientation"]) == 0.0
-    assert float(render_volume(away, None, req(), VolumeConfig()).regularisers["orientation"]) > 0.01
+    assert float(render_volume(toward, None, req(), VolumeConfig()).regularisers.orientation) == 0.0
+    assert float(render_volume(away, None, req(), VolumeConfig()).regularisers.orientation) > 0.01
 
 
 def _blob_scene():
@@ -150,9 +150,9 @@ def test_static_compaction_renders_exactly_what_nonzero_does():
         for _ in range(2):  # the second step runs at the capacity measured in the first
             request = RenderRequest(cams, 12, "diffuse", light=torch.tensor([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0]]), generator=torch.Generator().manual_seed(0))
             out = render_volume(field, grid, request, VolumeConfig(samples_per_ray=16), compactor)
-        (out.premult.sum() + out.regularisers["orientation"]).backward()
+        (out.premult.sum() + out.regularisers.orientation).backward()
         grads = torch.cat([p.grad.flatten() for p in field.parameters() if p.grad is not None])
-        outs.append((out.premult.detach(), out.alpha.detach(), out.regularisers["orientation"].detach(), grads))
+        outs.append((out.premult.detach(), out.alpha.detach(), out.regularisers.orientation.detach(), grads))
     assert compactor.fraction < 1.0 and compactor.overflows == 0  # it measured the occupied fraction and sized itself
     for a, b in zip(outs[0], outs[1]):
         torch.testing.assert_close(a, b)

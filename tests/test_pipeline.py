@@ -15,20 +15,20 @@ import trimesh
 from propdreamer.core import provenance
 from propdreamer.core.cancel import Cancelled
 from propdreamer.core.geometry.voxels import grid_points, iou, normalise
-from propdreamer.core.jobs import read_mesh, textured_glb
+from propdreamer.core.gltf import read_mesh, textured_glb
 from propdreamer.core.mesh.export import ExportConfig
 from propdreamer.core.mesh.mesh_sdf import winding_number
 from propdreamer.core.pipeline import generate, refine_mesh, texture_mesh
-from propdreamer.core.stage1.presets import CoarsePreset
-from propdreamer.core.stage1.trainer import Callbacks, CoarseConfig
+from propdreamer.core.stage1.presets import StagePreset
+from propdreamer.core.stage1.trainer import Callbacks, DistillationConfig
 from propdreamer.core.stage2.presets import RefinePreset
 
 ROOT = Path(__file__).parents[1]
 TINY = RefinePreset(
     "tiny",
     16,
-    CoarsePreset("tiny-geometry", steps=6, batch=2, resolutions=((0.0, 32),), report_every=3, preview_every=6),
-    CoarsePreset("tiny-texture", steps=6, batch=2, resolutions=((0.0, 32),), report_every=3, preview_every=6),
+    StagePreset("tiny-geometry", steps=6, batch=2, resolutions=((0.0, 32),), report_every=3, preview_every=6),
+    StagePreset("tiny-texture", steps=6, batch=2, resolutions=((0.0, 32),), report_every=3, preview_every=6),
     ExportConfig(face_budget=5000, texture_size=64),
     colour_fit_steps=20,
 )
@@ -43,7 +43,7 @@ def _validate(path: Path) -> dict:
 @pytest.fixture(scope="module")
 def generated(builtin_prior, tmp_path_factory):
     stages = []
-    result = generate(builtin_prior, "a red cube", CoarseConfig(steps=40), Callbacks(progress=lambda p: stages.append(p.stage)), refine=TINY)
+    result = generate(builtin_prior, "a red cube", DistillationConfig(steps=40), Callbacks(progress=lambda p: stages.append(p.stage)), refine=TINY)
     path = tmp_path_factory.mktemp("gen") / "cube.glb"
     path.write_bytes(result.glb)
     return result, path, stages
@@ -92,7 +92,7 @@ def test_cancel_during_stage_two_stops_the_pipeline(builtin_prior):
         return "geometry" in seen
 
     with pytest.raises(Cancelled, match="geometry"):
-        generate(builtin_prior, "a red cube", CoarseConfig(steps=4), Callbacks(progress=lambda p: seen.append(p.stage), should_cancel=cancel), refine=TINY)
+        generate(builtin_prior, "a red cube", DistillationConfig(steps=4), Callbacks(progress=lambda p: seen.append(p.stage), should_cancel=cancel), refine=TINY)
 
 
 def _box():
@@ -103,7 +103,7 @@ def _box():
 def test_texture_keeps_the_artists_geometry_exactly(builtin_prior):
     vertices, faces = _box()
     v0, f0 = vertices.copy(), faces.copy()
-    result = texture_mesh(builtin_prior, "a blue cube", vertices, faces, CoarseConfig(), refine=TINY)
+    result = texture_mesh(builtin_prior, "a blue cube", vertices, faces, DistillationConfig(), refine=TINY)
     np.testing.assert_array_equal(vertices, v0)
     np.testing.assert_array_equal(faces, f0)
     assert result.faces.shape == faces.shape and result.uvs.shape == (len(result.vertices), 2)
@@ -118,7 +118,7 @@ def test_texture_keeps_the_artists_geometry_exactly(builtin_prior):
 @pytest.mark.parametrize("representation", ["nerf", "gaussians"])
 def test_refine_stays_recognisably_the_same_object(builtin_prior, representation):
     vertices, faces = _box()
-    config = CoarseConfig(representation=representation, steps=10)
+    config = DistillationConfig(representation=representation, steps=10)
     result = refine_mesh(builtin_prior, "a green cube", vertices, faces, config, refine=TINY)
     pts = grid_points(24, 0.75)
     occ = lambda v, f: normalise((winding_number(torch.tensor(v, dtype=torch.float32), torch.tensor(f), pts) > 0.5).reshape(24, 24, 24), 0.75, 24)

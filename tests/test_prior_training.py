@@ -127,7 +127,7 @@ def test_elevation_words_grow_an_older_vocabulary_and_reach_stage_one(tmp_path, 
     from propdreamer.core.builtin_prior import model
     from propdreamer.core.cameras import ELEVATION_BANDS, OrbitRange, ViewPromptRule, sample_orbit
     from propdreamer.core.priors.diffusers_prior import PriorConfig, load_prior
-    from propdreamer.core.stage1.trainer import CoarseConfig, CoarseTrainer
+    from propdreamer.core.stage1.trainer import DistillationConfig, DistillationTrainer
 
     with monkeypatch.context() as m:  # a prior saved before the elevation words existed
         m.setattr(model, "ELEVATION_BANDS", ())
@@ -141,7 +141,7 @@ def test_elevation_words_grow_an_older_vocabulary_and_reach_stage_one(tmp_path, 
     prior = load_prior(PriorConfig(source=str(tmp_path / "new"), device="cpu"))
     assert prior.view_rule.elevation_bands == ELEVATION_BANDS
     assert prior.unknown_words("a red cube, side view, low angle") == []
-    trainer = CoarseTrainer(prior, "a red cube", CoarseConfig())
+    trainer = DistillationTrainer(prior, "a red cube", DistillationConfig())
     cams = sample_orbit(64, OrbitRange(elevation_deg=(-10.0, 60.0)), torch.Generator().manual_seed(0))
     prompts = trainer.prompts_for(cams)
     assert {p.split(", ")[-1] for p in prompts} == {"low angle", "mid angle", "high angle"}
@@ -165,14 +165,14 @@ def test_training_elevations_are_saved_and_stage_one_reads_them(tmp_path):
 
     from propdreamer.core.builtin_prior.dataset import PRIOR_ORBIT, render_dataset
     from propdreamer.core.priors.diffusers_prior import PriorConfig, load_prior
-    from propdreamer.core.stage1.trainer import CoarseConfig, CoarseTrainer
+    from propdreamer.core.stage1.trainer import DistillationConfig, DistillationTrainer
 
     low = DatasetConfig(resolution=8, views_per_label=2, orbit=replace(PRIOR_ORBIT, elevation_deg=(-5.0, 25.0)))
     assert float(render_dataset(low).cameras.elevation_deg.max()) <= 25.0
     train(_config(data=low), tmp_path / "low", log=lambda m: None)
     prior = load_prior(PriorConfig(source=str(tmp_path / "low"), device="cpu"))
     assert prior.trained_orbit.elevation_deg == (-5.0, 25.0)
-    assert CoarseTrainer(prior, "a red cube", CoarseConfig(steps=1)).orbit.elevation_deg == (-5.0, 25.0)
+    assert DistillationTrainer(prior, "a red cube", DistillationConfig(steps=1)).orbit.elevation_deg == (-5.0, 25.0)
 
 
 @pytest.mark.parametrize(

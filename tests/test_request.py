@@ -68,10 +68,10 @@ def test_a_latent_prior_gets_the_literatures_defaults(latent):
     assert r.settings["timesteps"] == {"kind": "sqrt", "t_min": 0.02, "t_max": 0.98}
     # VSD: ProlificDreamer's schedule, t_max 0.98 -> 0.5 after 20% of the run
     from propdreamer.core.stage1.defaults import VSD_LATENT_PRIOR_TIMESTEPS
-    from propdreamer.core.stage1.trainer import CoarseTrainer
+    from propdreamer.core.stage1.trainer import DistillationTrainer
 
     assert resolve(JobRequest("a red cube", method="vsd"), latent).settings["timesteps"] == {"kind": "step", "t_min": 0.02, "t_max": 0.98, "annealed_max": 0.5, "anneal_at": 0.2}
-    trainer = CoarseTrainer(latent, "a red cube", resolve(JobRequest("a red cube", method="vsd", steps=10), latent).config)
+    trainer = DistillationTrainer(latent, "a red cube", resolve(JobRequest("a red cube", method="vsd", steps=10), latent).config)
     assert trainer.guidance.config.timesteps == VSD_LATENT_PRIOR_TIMESTEPS
     t = VSD_LATENT_PRIOR_TIMESTEPS
     assert t.sample(1, 10, 500, 1000, torch.Generator().manual_seed(0)).max() > 500 >= t.sample(2, 10, 500, 1000, torch.Generator().manual_seed(0)).max()

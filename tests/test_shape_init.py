@@ -75,13 +75,13 @@ def test_points_lie_on_the_shape_with_its_colours(shape):
 
 def test_gaussians_start_from_shap_e_points(latent_prior, tiny_shap_e):
     from propdreamer.core.pipeline import starting_point
-    from propdreamer.core.stage1.trainer import CoarseConfig, CoarseTrainer
+    from propdreamer.core.stage1.trainer import DistillationConfig, DistillationTrainer
 
-    config = CoarseConfig(representation="gaussians", method="vdm", steps=2, init="shap-e", shap_e=ShapEConfig(source=str(tiny_shap_e), **FAST))
+    config = DistillationConfig(representation="gaussians", method="vdm", steps=2, init="shap-e", shap_e=ShapEConfig(source=str(tiny_shap_e), **FAST))
     start = starting_point(latent_prior, "a red cube", config)
     cap = config.resolved_preset().gaussians.densify.max_gaussians
     assert start["init_points"].shape == (min(50_000, cap), 3) and start["init_colours"].shape == (min(50_000, cap), 3)
-    trainer = CoarseTrainer(latent_prior, "a red cube", config, **start)
+    trainer = DistillationTrainer(latent_prior, "a red cube", config, **start)
     torch.testing.assert_close(trainer.rep.params["means"].detach().cpu(), start["init_points"])
     assert not starting_point(latent_prior, "a red cube", replace(config, init="ball"))  # the ball: nothing to pass
 

@@ -11,7 +11,7 @@ import torch
 from propdreamer.core.cli import main
 from propdreamer.core.geometry.voxels import delta_e, grid_points, iou, normalise, srgb_to_lab
 from propdreamer.core.stage1.presets import PRESETS, get_preset
-from propdreamer.core.stage1.trainer import Callbacks, Cancelled, CoarseConfig, CoarseTrainer
+from propdreamer.core.stage1.trainer import Callbacks, Cancelled, DistillationConfig, DistillationTrainer
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 
@@ -28,7 +28,7 @@ def _params(trainer):
 @pytest.mark.parametrize("representation", ["nerf", "gaussians"])
 @pytest.mark.parametrize("method", ["sds", "nfsd", "vsd", "ssd", "vdm"])
 def test_every_method_trains_both_representations(builtin_prior, method, representation):
-    trainer = CoarseTrainer(builtin_prior, "a red cube", CoarseConfig(representation=representation, method=method, steps=3))
+    trainer = DistillationTrainer(builtin_prior, "a red cube", DistillationConfig(representation=representation, method=method, steps=3))
     before = _params(trainer)
     result = trainer.run()
     after = _params(trainer)
@@ -40,12 +40,12 @@ def test_every_method_trains_both_representations(builtin_prior, method, represe
 
 def test_stage_one_guidance_scale_defaults_by_prior_and_method(builtin_prior):
     """SDS in 3D on the pixel prior takes CFG 10 (measured, BENCHMARKS.md); SSD keeps 30; an explicit scale wins."""
-    scale = lambda **kw: CoarseTrainer(builtin_prior, "a red cube", CoarseConfig(steps=1, **kw)).guidance.config.guidance_scale
+    scale = lambda **kw: DistillationTrainer(builtin_prior, "a red cube", DistillationConfig(steps=1, **kw)).guidance.config.guidance_scale
     assert scale() == 10.0
     assert scale(method="ssd") == 30.0
     assert scale(guidance_scale=42.0) == 42.0
     # VSD's LoRA fits one render a step on the pixel prior (BENCHMARKS.md: the 90 s target); an explicit choice wins
-    lora_batch = lambda **kw: CoarseTrainer(builtin_prior, "a red cube", CoarseConfig(steps=1, method="vsd", **kw)).guidance.config.lora_batch
+    lora_batch = lambda **kw: DistillationTrainer(builtin_prior, "a red cube", DistillationConfig(steps=1, method="vsd", **kw)).guidance.config.lora_batch
     assert lora_batch() == 1
     assert lora_batch(guidance_options={"lora_batch": None}) is None
 
@@ -56,10 +56,10 @@ def test_stage_one_cameras_default_to_the_elevations_the_prior_was_trained_on(bu
     from propdreamer.core.cameras import OrbitRange
     from propdreamer.core.stage1.defaults import DEFAULT_ORBIT
 
-    orbit = lambda **kw: CoarseTrainer(builtin_prior, "a red cube", CoarseConfig(steps=1, **kw)).orbit
+    orbit = lambda **kw: DistillationTrainer(builtin_prior, "a red cube", DistillationConfig(steps=1, **kw)).orbit
     monkeypatch.setattr(builtin_prior, "trained_orbit", OrbitRange(elevation_deg=(-10.0, 30.0), distance=(2.1, 2.3)))
     assert orbit().elevation_deg == (-10.0, 30.0) and orbit().distance == (2.1, 2.3)
-    trainer = CoarseTrainer(builtin_prior, "a red cube", CoarseConfig(steps=1))
+    trainer = DistillationTrainer(builtin_prior, "a red cube", DistillationConfig(steps=1))
     assert float(trainer.sample_cameras(64).elevation_deg.max()) <= 30.0
     monkeypatch.setattr(builtin_prior, "trained_orbit", OrbitRange(elevation_deg=(-10.0, 80.0)))
     assert orbit().elevation_deg == (-10.0, 60.0)
@@ -69,7 +69,7 @@ def test_stage_one_cameras_default_to_the_elevations_the_prior_was_trained_on(bu
 
 
 def test_seeded_runs_reproduce_and_seeds_differ(builtin_prior):
-    run = lambda seed: _params(_trained(builtin_prior, CoarseConfig(steps=3, seed=seed)))
+    run = lambda seed: _params(_trained(builtin_prior, DistillationConfig(steps=3, seed=seed)))
     a, b, c = run(0), run(0), run(1)
     # Same seed: the same run up to float summation order (multithreaded scatter-adds on the CPU).
     for k in a:
@@ -78,13 +78,13 @@ def test_seeded_runs_reproduce_and_seeds_differ(builtin_prior):
 
 
 def _trained(prior, config, steps=None):
-    trainer = CoarseTrainer(prior, "a blue cone", config)
+    trainer = DistillationTrainer(prior, "a blue cone", config)
     trainer.run()
     return trainer
 
 
 def test_cancel_stops_within_one_step(builtin_prior):
-    trainer = CoarseTrainer(builtin_prior, "a red cube", CoarseConfig(steps=50))
+    trainer = DistillationTrainer(builtin_prior, "a red cube", DistillationConfig(steps=50))
     calls = []
 
     def should_cancel():
@@ -98,7 +98,7 @@ def test_cancel_stops_within_one_step(builtin_prior):
 
 def test_progress_reports_every_n_steps_with_eta_and_a_preview(builtin_prior):
     reports = []
-    trainer = CoarseTrainer(builtin_prior, "a red cube", CoarseConfig(steps=20))
+    trainer = DistillationTrainer(builtin_prior, "a red cube", DistillationConfig(steps=20))
     trainer.run(Callbacks(progress=reports.append))
     assert [p.step for p in reports] == [10, 20] and all(p.total == 20 and p.stage == "coarse" for p in reports)
     assert reports[0].eta_s > 0 and reports[-1].eta_s == 0
@@ -108,14 +108,14 @@ def test_progress_reports_every_n_steps_with_eta_and_a_preview(builtin_prior):
 
 @pytest.mark.parametrize("representation", ["nerf", "gaussians"])
 def test_checkpoint_resume_continues_exactly(builtin_prior, representation, tmp_path):
-    config = CoarseConfig(representation=representation, steps=6)
-    straight = CoarseTrainer(builtin_prior, "a green torus", config)
+    config = DistillationConfig(representation=representation, steps=6)
+    straight = DistillationTrainer(builtin_prior, "a green torus", config)
     straight.run()
-    first = CoarseTrainer(builtin_prior, "a green torus", config)
+    first = DistillationTrainer(builtin_prior, "a green torus", config)
     for _ in range(3):
         first.train_step()
     path = first.save(tmp_path / "coarse.pt")
-    resumed = CoarseTrainer(builtin_prior, "a green torus", config)
+    resumed = DistillationTrainer(builtin_prior, "a green torus", config)
     resumed.load(path)
     assert resumed.step == 3
     resumed.run()
@@ -123,7 +123,7 @@ def test_checkpoint_resume_continues_exactly(builtin_prior, representation, tmp_
     assert a.keys() == b.keys()
     for k in a:
         torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=1e-5)
-    other = CoarseTrainer(builtin_prior, "a red cube", config)
+    other = DistillationTrainer(builtin_prior, "a red cube", config)
     with pytest.raises(ValueError, match="same prompt"):
         other.load(path)
 
@@ -137,7 +137,7 @@ def test_presets_are_typed_round_trip_and_cap_resolution_at_the_prior():
     with pytest.raises(ValueError, match="choose one of"):
         get_preset("ultra")
     with pytest.raises(ValueError, match="representation"):
-        CoarseConfig(representation="mesh")
+        DistillationConfig(representation="mesh")
 
 
 def test_generate_coarse_writes_turntable_previews(builtin_prior, tmp_path, capsys):
@@ -220,7 +220,7 @@ def test_oracle_fits_the_true_primitive_renders(builtin_prior):
         OracleFit("green", "teapot")
 
     refs = synthetic3d.reference_shapes(1.0)
-    trainer = CoarseTrainer(builtin_prior, "a green cube", CoarseConfig(steps=150, shading=ORACLE_SHADING))
+    trainer = DistillationTrainer(builtin_prior, "a green cube", DistillationConfig(steps=150, shading=ORACLE_SHADING))
     before = synthetic3d.score(trainer.rep, "green", "cube", refs)
     trainer.guidance = oracle
     trainer.run()

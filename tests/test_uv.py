@@ -9,20 +9,21 @@ import numpy as np
 import pytest
 import trimesh
 
-from propdreamer.core.jobs import read_mesh, texture_uvs, textured_glb
+from propdreamer.core.gltf import read_mesh, textured_glb
+from propdreamer.core.jobs import texture_uvs
 from propdreamer.core.mesh.export import ExportConfig
 from propdreamer.core.mesh.uv import UnwrapConfig, into_unit_tile, unwrap, weld
 from propdreamer.core.pipeline import texture_mesh, texture_proxy
 from propdreamer.core.request import JobRequest, RequestError
-from propdreamer.core.stage1.presets import CoarsePreset
-from propdreamer.core.stage1.trainer import CoarseConfig
+from propdreamer.core.stage1.presets import StagePreset
+from propdreamer.core.stage1.trainer import DistillationConfig
 from propdreamer.core.stage2.presets import RefinePreset
 
 TINY = RefinePreset(
     "tiny",
     16,
-    CoarsePreset("g", steps=2, batch=1, resolutions=((0.0, 32),), report_every=1, preview_every=2),
-    CoarsePreset("t", steps=4, batch=2, resolutions=((0.0, 32),), report_every=2, preview_every=4),
+    StagePreset("g", steps=2, batch=1, resolutions=((0.0, 32),), report_every=1, preview_every=2),
+    StagePreset("t", steps=4, batch=2, resolutions=((0.0, 32),), report_every=2, preview_every=4),
     ExportConfig(texture_size=64),
 )
 
@@ -77,7 +78,7 @@ def _corner_mesh(subdivisions: int = 2):
 
 def test_texture_bakes_into_the_uvs_it_was_given(builtin_prior):
     v, f, uv = _corner_mesh()
-    result = texture_mesh(builtin_prior, "a blue sphere", v, f, CoarseConfig(), refine=TINY, uvs=uv)
+    result = texture_mesh(builtin_prior, "a blue sphere", v, f, DistillationConfig(), refine=TINY, uvs=uv)
     np.testing.assert_array_equal(result.vertices, v)  # nothing split, nothing moved: the artist's map, as sent
     np.testing.assert_array_equal(result.faces, f)
     np.testing.assert_array_equal(result.uvs, uv)
@@ -92,7 +93,7 @@ def test_a_high_poly_mesh_is_optimised_on_a_proxy_and_baked_in_full(builtin_prio
     assert len(w) == 2562 and len(wf) == 5120  # welded, not decimated
     w, wf = texture_proxy(v, f, 1000)
     assert 900 <= len(wf) <= 1000
-    result = texture_mesh(builtin_prior, "a blue sphere", v, f, CoarseConfig(), refine=replace(TINY, texture_proxy_faces=1000), uvs=uv)
+    result = texture_mesh(builtin_prior, "a blue sphere", v, f, DistillationConfig(), refine=replace(TINY, texture_proxy_faces=1000), uvs=uv)
     assert 900 <= result.proxy_faces <= 1000
     np.testing.assert_array_equal(result.uvs, uv)  # baked onto the full mesh's own map
     import io

@@ -30,10 +30,10 @@ def register() -> None:
 def unregister() -> None:
     import bpy
 
-    from . import operators, records
+    from . import records, tracking
 
     records.unregister()
-    operators.shutdown()
+    tracking.shutdown()
     del bpy.types.Scene.propdreamer
     for cls in reversed(_classes()):
         bpy.utils.unregister_class(cls)

@@ -1,46 +1,20 @@
-"""The add-on's operators. Each submits and returns at once; a `bpy.app.timers` callback polls the
-socket on the main thread and imports results as they arrive, so Blender never freezes. In background
-mode (`blender -b`) or with `wait` set, an operator runs its job to completion before returning."""
+"""The add-on's operators. Each submits and returns at once; the timer in tracking.py polls the socket
+on the main thread and imports results as they arrive, so Blender never freezes. In background mode
+(`blender -b`) or with `wait` set, an operator runs its job to completion before returning."""
 
 from __future__ import annotations
 
-import math
-import random
-import time
 from typing import TYPE_CHECKING
 
 import bpy
 from bpy.props import BoolProperty, StringProperty
 
-from . import importer, manifest, records
-from .glb import read_manifest
-from .jobs import FINAL_STATES, JobState, JobTracker
-from .prefs import preferences, read_key
+from . import importer, panel_request, records, tracking
+from .jobs import JobState
+from .prefs import preferences
 from .protocol import ProtocolError, ServerError
-from .request_body import AUTO, PanelSettings, job_request
-
-_TRACKER: JobTracker | None = None
-_SYNCED: set[str] = set()  # jobs whose end without a result is already written to their record
-POLL_INTERVAL_S = 0.2
-
-
-def tracker(context=None) -> JobTracker:
-    global _TRACKER
-    prefs = preferences(context)
-    if _TRACKER is None or _TRACKER.endpoint != prefs.server:
-        if _TRACKER is not None:
-            _TRACKER.close()
-        _TRACKER = JobTracker(prefs.server, key=read_key(prefs), timeout_s=prefs.timeout_s, client_id=prefs.client_id)
-    return _TRACKER
-
-
-def shutdown() -> None:
-    global _TRACKER
-    if _TRACKER is not None:
-        _TRACKER.close()
-        _TRACKER = None
-    if bpy.app.timers.is_registered(poll_jobs):
-        bpy.app.timers.unregister(poll_jobs)
+from .request_body import AUTO
+from .tracking import tracker
 
 
 def _explain(err: Exception, endpoint: str) -> str:
@@ -59,138 +33,6 @@ def _report(operator, context, err: Exception) -> set[str]:
     """Turn a server or input error into an operator report that says what to do."""
     operator.report({"ERROR"}, f"PropDreamer: {_explain(err, preferences(context).server)}")
     return {"CANCELLED"}
-
-
-def _panel_seed(settings) -> int:
-    return random.randrange(2**31 - 1) if settings.random_seed else settings.seed
-
-
-def _job_body(settings, kind: str, context, seed: int | None = None) -> dict:
-    """The panel's settings as the job request's wire body (request_body.py builds it, bpy-free), with
-    `seed` when given (variations), else the panel's."""
-    seed = _panel_seed(settings) if seed is None else seed
-    panel = PanelSettings(
-        prompt=settings.prompt,
-        negative_prompt=settings.negative_prompt,
-        method=settings.method,
-        representation=settings.representation,
-        preset=settings.preset,
-        seed=seed,
-        cameras=settings.cameras,
-        elevation=tuple(settings.elevation),
-        distance=tuple(settings.distance),
-        fov=settings.fov,
-        init=settings.init,
-    )
-    matrices, fovs = _scene_cameras(settings, context) if settings.cameras in ("scene", "active") else ((), ())
-    return job_request(kind, panel, tuple(matrices), tuple(fovs)).to_body()
-
-
-def _scene_cameras(settings, context) -> tuple[list, list]:
-    """The scene's cameras (all, or the active one) in the object's frame: the result sits at the cursor
-    and is about 1 unit wide."""
-    cams = [context.scene.camera] if settings.cameras == "active" else [o for o in context.scene.objects if o.type == "CAMERA"]
-    cams = [c for c in cams if c is not None]
-    origin, size = context.scene.cursor.location, settings.target_size
-    matrices = []
-    for cam in cams:
-        m = cam.matrix_world.copy()
-        m.translation = (m.translation - origin) / size
-        matrices.append([m[r][c] for r in range(4) for c in range(4)])
-    return matrices, [math.degrees(c.data.angle) for c in cams]
-
-
-def handle_finished(job: JobState, context=None) -> None:
-    """Fetch a finished job's result and put it into the scene (main thread)."""
-    context = context or bpy.context
-    if job.state != "done":
-        return
-    t = tracker(context)
-    data = t.fetch(job.job)
-    meta = job.meta
-    if job.kind == "texture":
-        obj = bpy.data.objects.get(meta.get("target", ""))
-        if obj is None or obj.type != "MESH":
-            job.state, job.message = "failed", f"the object '{meta.get('target')}' is gone; its texture waits on the server (Import Finished Results once it is back)"
-            return
-        layer, material = importer.apply_texture(obj, data, meta.get("uv_map", importer.NEW_UV_MAP), f"PropDreamer {job.prompt}"[:60], meta.get("geometry"))
-        manifest.apply(bpy.data.materials[material], read_manifest(data))  # how the texture was made: on the material it added, not the artist's object
-        job.message = f"textured '{obj.name}': UV map '{layer}', material '{material}'"
-    else:
-        obj = importer.import_glb(data, f"PropDreamer {job.prompt}"[:60])
-        manifest.apply(obj, read_manifest(data))  # how it was made: custom properties, and Re-run with These Settings
-        importer.place(obj, meta.get("location", (0.0, 0.0, 0.0)), meta.get("size", 1.0))
-        if job.kind == "refine" and meta.get("source") in bpy.data.objects:
-            source = bpy.data.objects[meta["source"]]
-            obj.rotation_euler = (0.0, 0.0, 0.0)
-            source.hide_set(True)
-        job.message = f"added '{obj.name}'"
-    job.state = "imported"
-    records.set_state(job.job, "imported", job.message)
-    t.acknowledge(job.job)
-
-
-def _sync_records() -> None:
-    """Jobs that ended without a result are marked so in the .blend (imported ones are marked on import),
-    each once: this runs with every poll of the timer."""
-    for job in _TRACKER.jobs.values() if _TRACKER is not None else ():
-        if job.state in FINAL_STATES and job.state != "done" and job.job not in _SYNCED:
-            _SYNCED.add(job.job)
-            record = records.find(job.job)
-            if record is not None and record.state in records.OPEN_STATES:
-                record.state, record.message = job.state, job.message[:500]
-
-
-def poll_jobs() -> float | None:
-    """The timer: apply events, import finished results; stops itself when nothing is running."""
-    if _TRACKER is None:
-        return None
-    wm = bpy.context.window_manager
-    try:
-        for job in _TRACKER.poll():
-            try:
-                handle_finished(job)
-            except Exception as err:  # shown in the panel, never swallowed
-                job.state, job.message = "failed", f"could not import the result: {err}"
-                print(f"PropDreamer: job {job.job}: {job.message}")
-    except (TimeoutError, ProtocolError, ServerError) as err:
-        print(f"PropDreamer: {err}")
-    _sync_records()
-    active = [j for j in _TRACKER.jobs.values() if j.active]
-    if active:
-        wm.progress_update(int(100 * min(j.progress for j in active)))
-    else:
-        wm.progress_end()
-    for window in wm.windows:
-        for area in window.screen.areas:
-            if area.type == "VIEW_3D":
-                area.tag_redraw()
-    return POLL_INTERVAL_S if active else None
-
-
-def _start_polling(context) -> None:
-    context.window_manager.progress_begin(0, 100)
-    if not bpy.app.timers.is_registered(poll_jobs):
-        bpy.app.timers.register(poll_jobs, first_interval=POLL_INTERVAL_S, persistent=True)
-
-
-def _wait(job: JobState, context, timeout_s: float = 24 * 3600) -> None:
-    t = tracker(context)
-    deadline = time.monotonic() + timeout_s
-    shown, told = ("", -1.0), False
-    while job.active and time.monotonic() < deadline:
-        for finished in t.poll(budget_s=0.2):
-            handle_finished(finished, context)
-        if job.summary and not told:  # what the server resolved: the settings that actually run
-            print(f"PropDreamer: running {job.summary}" + "".join(f"\nPropDreamer: warning: {w}" for w in job.warnings), flush=True)
-            told = True
-        if bpy.app.background and job.stage and (job.stage != shown[0] or time.monotonic() - shown[1] > 10.0):
-            eta = f", about {job.eta_s:.0f} s left in this stage" if job.eta_s is not None else ""
-            print(f"PropDreamer: {job.stage} {job.step}/{job.total}{eta}", flush=True)  # the only progress a headless run shows
-            shown = (job.stage, time.monotonic())
-    if job.state in ("done",):
-        handle_finished(job, context)
-    _sync_records()
 
 
 class JobOperator:
@@ -213,7 +55,7 @@ class JobOperator:
             self.report({"ERROR"}, "PropDreamer: the prompt is empty; describe the object, e.g. 'a wooden barrel'")
             return None
         try:
-            body = _job_body(settings, kind, context, seed)
+            body = panel_request.job_body(settings, kind, context, seed)
         except ValueError as err:
             _report(self, context, err)
             return None
@@ -236,13 +78,13 @@ class JobOperator:
 
     def finish(self, context, job: JobState) -> set[str]:
         if (bpy.app.background and not self.detach) or self.wait or context.scene.propdreamer.wait:
-            _wait(job, context)
+            tracking.wait(job, context)
             if job.state not in ("imported",):
                 self.report({"ERROR"}, f"PropDreamer: job {job.state}: {job.message or 'no result'}")
                 return {"CANCELLED"}
             self.report({"INFO"}, f"PropDreamer: {job.message}")
             return {"FINISHED"}
-        _start_polling(context)
+        tracking.start_polling(context)
         self.report({"INFO"}, f"PropDreamer: job {job.job[:8]} queued")
         return {"FINISHED"}
 
@@ -256,7 +98,7 @@ class PROPDREAMER_OT_generate(JobOperator, bpy.types.Operator):
 
     def execute(self, context):
         settings = context.scene.propdreamer
-        seed, (x, y, z), jobs = _panel_seed(settings), context.scene.cursor.location, []
+        seed, (x, y, z), jobs = panel_request.panel_seed(settings), context.scene.cursor.location, []
         for i in range(settings.variations):  # variations: seeds s .. s+N-1, in a row along +X from the 3D cursor
             job = self.submit(context, "generate", meta={"location": (x + 1.25 * settings.target_size * i, y, z), "size": settings.target_size}, seed=(seed + i) % (2**31 - 1))
             if job is None:
@@ -410,7 +252,7 @@ class PROPDREAMER_OT_fetch_again(bpy.types.Operator):
                 job = JobState(job_id, kind, j.get("prompt", ""), meta, state="done", settings=j.get("settings"))
                 t.jobs[job.job] = job
                 try:
-                    handle_finished(job, context)
+                    tracking.handle_finished(job, context)
                 except ValueError as err:  # e.g. the mesh changed since it was sent: refused, the result stays on the server
                     job.state, job.message = "failed", str(err)
                     records.set_state(job_id, "submitted", job.message)  # still open: undo the edit and import again
@@ -437,7 +279,8 @@ class PROPDREAMER_OT_rerun(bpy.types.Operator):
     wait: BoolProperty(name="Wait", default=False, options={"SKIP_SAVE"})
 
     def execute(self, context):
-        past = _TRACKER.jobs.get(self.job) if _TRACKER is not None else None
+        session = tracking.current()
+        past = session.jobs.get(self.job) if session is not None else None
         if past is None or not past.body:
             self.report({"ERROR"}, "PropDreamer: that job is not in this session's history")
             return {"CANCELLED"}

@@ -7,7 +7,7 @@ import tempfile
 
 import bpy
 
-from . import manifest, operators
+from . import manifest, tracking
 
 _PREVIEWS: dict[str, tuple[int, str]] = {}  # job -> (preview serial, image name)
 
@@ -80,7 +80,7 @@ class PROPDREAMER_PT_panel(bpy.types.Panel):
             box = layout.box()
             box.label(text=s.waiting_note, icon="INFO")
             box.operator("propdreamer.fetch_again", icon="IMPORT")
-        tracker = operators._TRACKER
+        tracker = tracking.current()
         if tracker is None or not tracker.jobs:
             return
         box = layout.box()

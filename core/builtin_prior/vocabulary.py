@@ -24,11 +24,6 @@ def caption(colour: str, shape: str, view_suffix: str = "") -> str:
     return f"a {colour} {shape}{view_suffix}"
 
 
-def all_labels() -> list[tuple[str, str]]:
-    """Every (colour, shape) pair, in a fixed order."""
-    return [(c, s) for s in SHAPES for c in COLOURS]
-
-
 def parse_caption(prompt: str) -> tuple[str | None, str | None]:
     """The colour and shape words a prompt names, if any (first match of each)."""
     words = prompt.lower().replace(",", " ").split()

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .rasterize import Splats, covariances
+from .projection import Splats, covariances
 
 SHELL = 0.2  # the filtered opacity that counts as the shell (0.5 lost about 0.05 IoU: thinner shells leak)
 

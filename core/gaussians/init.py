@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -44,14 +43,3 @@ class GaussianInit:
             "opacities": torch.full((N,), math.log(self.opacity / (1 - self.opacity))),
             "albedo": torch.log(c / (1 - c)),
         }
-
-
-def points_on_mesh(vertices: np.ndarray, faces: np.ndarray, count: int, seed: int = 0) -> Tensor:
-    """`count` points [count, 3] uniformly on the surface of a triangle mesh (area-weighted)."""
-    import trimesh
-
-    if len(faces) == 0:
-        raise ValueError("cannot sample points on a mesh without faces; select an object with polygons")
-    mesh = trimesh.Trimesh(vertices=np.asarray(vertices, dtype=np.float64), faces=np.asarray(faces), process=False)
-    points, _ = trimesh.sample.sample_surface(mesh, count, seed=seed)
-    return torch.from_numpy(np.asarray(points, dtype=np.float32))

@@ -14,11 +14,13 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from ..cameras import opencv_cameras
 from ..representation import Rendered, RenderRequest, Representation, StepInfo
 from ..shading import shade
 from .field import filtered_covariances, sample_grid, solid_grid
 from .init import GaussianInit
-from .rasterize import EPS2D, Splats, opencv_cameras, quat_to_rotmat, rasterize
+from .projection import EPS2D, Splats, quat_to_rotmat
+from .rasterize import rasterize
 
 
 @dataclass(frozen=True)

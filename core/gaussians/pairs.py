@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .rasterize import EPS2D, Splats, gsplat_info, project, splat_alpha
+from .projection import EPS2D, Splats, gsplat_info, project, splat_alpha
 
 
 def covered_pixels(centre: Tensor, radius: Tensor, width: int, height: int) -> tuple[Tensor, Tensor, Tensor]:

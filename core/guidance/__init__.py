@@ -24,12 +24,6 @@ METHODS: dict[str, tuple[type[Guidance], type[GuidanceConfig]]] = {
 }
 
 
-def pixel_prior_scale(method: str, latent: bool) -> float | None:
-    """The CFG scale to use instead of the paper default, or None: SDS and SSD take 30 on pixel priors,
-    because the small builtin prior saturates at the papers' 100 (FINDINGS.md used 30 too)."""
-    return 30.0 if not latent and method in ("sds", "ssd") else None
-
-
 def build_guidance(method: str, prior: DiffusionPrior, **overrides) -> Guidance:
     """The named method with its papers' defaults, any config field overridden by keyword."""
     if method not in METHODS:
@@ -42,4 +36,4 @@ def build_guidance(method: str, prior: DiffusionPrior, **overrides) -> Guidance:
     return cls(prior, config_cls(**overrides))
 
 
-__all__ = ["METHODS", "pixel_prior_scale", "Guidance", "GuidanceConfig", "GuidanceContext", "GuidanceOutput", "build_guidance"]
+__all__ = ["METHODS", "Guidance", "GuidanceConfig", "GuidanceContext", "GuidanceOutput", "build_guidance"]

@@ -58,7 +58,9 @@ class GuidanceContext:
     alpha: Tensor | None = None  # [B, 1, H, W] rendered coverage (SSD masks with it)
     depth: Tensor | None = None  # [B, 1, H, W] rendered depth (SSD)
     generator: torch.Generator | None = None
-    scratch: dict[str, Tensor] = field(default_factory=dict)  # what `update` leaves for `step_auxiliary`
+    # What `update` leaves for `step_auxiliary` (the same step's auxiliary update reuses them, detached):
+    eps_cfg: Tensor | None = None  # [B, C, h, w] the classifier-free-guided prediction (VDM's M_psi fits it, SSD's mu)
+    control_variate: Tensor | None = None  # [B, C, h, w] SSD's h = eps phi - sigma grad phi
     plain_prompts: list[str] | None = None  # [B] the prompts without view words (VSD's eps_phi); None: `prompts`
     shading: str | None = None  # the step's shading mode (core/shading.py MODES; one per batch); None: unknown
 

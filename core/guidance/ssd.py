@@ -118,13 +118,14 @@ class SSD(Guidance):
         phi, grad_phi = self.phi_and_grad(ctx.z_t, ctx)
         _, sigma = alpha_sigma(self.prior.alphas_cumprod, ctx.t)
         h = control_variate(phi, grad_phi, ctx.eps, sigma)
-        ctx.scratch.update(eps_cfg=eps_c, h=h)
+        ctx.eps_cfg, ctx.control_variate = eps_c, h
         g = ssd_update(eps_c, h, self.mu.detach(), ctx.w)
         return g, {"phi": phi.mean().detach()}
 
     def step_auxiliary(self, ctx: GuidanceContext) -> dict[str, Tensor]:
         """One Adam step on mu minimising the second moment of g (eps_cfg and h detached)."""
-        g = ssd_update(ctx.scratch["eps_cfg"], ctx.scratch["h"], self.mu, ctx.w)
+        assert ctx.eps_cfg is not None and ctx.control_variate is not None, "SSD's step_auxiliary runs after its update"
+        g = ssd_update(ctx.eps_cfg, ctx.control_variate, self.mu, ctx.w)
         loss = g.pow(2).sum() / g.shape[0]
         self.optimiser.zero_grad(set_to_none=True)
         loss.backward()

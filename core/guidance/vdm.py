@@ -62,12 +62,13 @@ class VDM(Guidance):
             eps_c = cfg(eps_y, eps_0, c.guidance_scale)
             m_out = self.m_psi(eps_c)
             lam = dca_lambda(self.prior.alphas_cumprod, ctx.t, c.dca_cutoff)
-        ctx.scratch["eps_cfg"] = eps_c
+        ctx.eps_cfg = eps_c
         return vdm_update(eps_c, m_out, lam, ctx.w), {"lambda_t": lam.mean()}
 
     def step_auxiliary(self, ctx: GuidanceContext) -> dict[str, Tensor]:
         """One Adam step on L_op = || M_psi(eps_cfg) - eps ||^2."""
-        loss = (self.m_psi(ctx.scratch["eps_cfg"]) - ctx.eps).pow(2).mean()
+        assert ctx.eps_cfg is not None, "VDM's step_auxiliary runs after its update"
+        loss = (self.m_psi(ctx.eps_cfg) - ctx.eps).pow(2).mean()
         self.optimiser.zero_grad(set_to_none=True)
         loss.backward()
         self.optimiser.step()

@@ -1,9 +1,6 @@
 """From a refined mesh to an artist's asset: clean, decimate, unwrap (xatlas, uv.py), bake the colour field
-into a UV texture, pad the charts, write a GLB with a PBR material.
-
-Conventions: PropDreamer's world is Blender's (Z up); glTF is Y up, so positions are written as
-(x, z, -y) and Blender's glTF importer turns them back into Z up. UVs follow trimesh / OpenGL (v up,
-image row 0 at v = 1); trimesh flips them into glTF's convention when it writes the file.
+into a UV texture, pad the charts; `gltf.to_glb` writes the result with a PBR material. UVs follow
+trimesh / OpenGL (v up, image row 0 at v = 1).
 """
 
 from __future__ import annotations
@@ -62,11 +59,11 @@ def clean(vertices: np.ndarray, faces: np.ndarray, config: ExportConfig) -> tupl
 
 def uv_rasterize(uvs: Tensor, faces: Tensor, size: int) -> tuple[Tensor, Tensor]:
     """Which face covers each texel centre and where: face [T, T] (-1 none), barycentrics [T, T, 3]."""
-    from .rasterize import _barycentric, _candidates
+    from .rasterize import barycentric, face_pixel_pairs
 
     s = torch.stack([uvs[:, 0] * size, (1 - uvs[:, 1]) * size], -1)[faces]  # [F, 3, 2] texel coords, row 0 at v = 1
-    fid, p, pix = _candidates(s, torch.arange(faces.shape[0]), 0.0, size)
-    lam = _barycentric(p, s[fid])
+    fid, p, pix = face_pixel_pairs(s, torch.arange(faces.shape[0]), 0.0, size)
+    lam = barycentric(p, s[fid])
     inside = (lam >= -1e-6).all(-1)
     face = torch.full((size * size,), -1, dtype=torch.long)
     bary = torch.zeros(size * size, 3)
@@ -114,23 +111,3 @@ def export_mesh(vertices: np.ndarray, faces: np.ndarray, colour: Callable[[Tenso
     v_uv = v[vmapping]
     texture = bake(torch.from_numpy(v_uv), torch.from_numpy(f_uv), torch.from_numpy(uvs), colour, config.texture_size, config.padding)
     return UnwrappedMesh(v_uv, f_uv, uvs, texture)
-
-
-def to_glb(mesh: UnwrappedMesh, config: ExportConfig = ExportConfig(), name: str = "propdreamer") -> bytes:
-    """A GLB: the mesh centred in a unit box, Y up (glTF), with a base-colour texture and PBR factors."""
-    import trimesh
-    from PIL import Image
-
-    v = normalise_to_unit_box(mesh.vertices)
-    v_gltf = np.stack([v[:, 0], v[:, 2], -v[:, 1]], axis=-1)  # Z up (Blender) -> Y up (glTF)
-    material = trimesh.visual.material.PBRMaterial(
-        name=f"{name}_material",
-        baseColorTexture=Image.fromarray(mesh.texture),
-        metallicFactor=config.metallic,
-        roughnessFactor=config.roughness,
-    )
-    visual = trimesh.visual.TextureVisuals(uv=mesh.uvs, material=material)
-    tm = trimesh.Trimesh(v_gltf, mesh.faces, visual=visual, process=False)
-    scene = trimesh.Scene()
-    scene.add_geometry(tm, node_name=name, geom_name=name)
-    return scene.export(file_type="glb")

@@ -25,7 +25,7 @@ def winding_number(vertices: Tensor, faces: Tensor, points: Tensor, chunk: int =
 
 def unsigned_distance(vertices: Tensor, faces: Tensor, points: Tensor, samples: int = 20000) -> Tensor:
     """[P] distance from points [P, 3] to the mesh's surface (its vertices and `samples` points spread over it)."""
-    from ..gaussians.init import points_on_mesh
+    from ..geometry.sampling import points_on_mesh
 
     surface = torch.cat([points_on_mesh(vertices.numpy(), faces.numpy(), samples), vertices.float()])
     return torch.cat([torch.cdist(p, surface).min(1).values for p in points.split(4096)])

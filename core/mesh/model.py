@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..representation import Rendered, RenderRequest, Representation
+from ..representation import Rendered, RenderRequest, Representation, ShapeTerms
 from ..shading import shade
 from .colour_field import ColourField
 from .dmtet import DMTet
@@ -97,9 +97,9 @@ class MeshModel(Representation):
         colour = shade(albedo, normals, light, request.mode, request.shading)
         image = torch.zeros(*mask.shape, 3, device=v.device, dtype=colour.dtype).index_put(tuple(mask.nonzero().unbind(-1)), colour)
         premult = image.permute(0, 3, 1, 2) * frags.alpha
-        regs = {}
+        regs = ShapeTerms()
         if self.train_geometry:
-            regs = {"normal_consistency": normal_consistency(v, f, adjacency), "laplacian": laplacian(v, f)}
+            regs = ShapeTerms(normal_consistency=normal_consistency(v, f, adjacency), laplacian=laplacian(v, f))
         return Rendered(premult=premult, alpha=frags.alpha, depth=frags.depth, regularisers=regs)
 
     def optimisers(self, lr_scale: float = 1.0) -> dict[str, torch.optim.Optimizer]:

@@ -1,6 +1,6 @@
 """A differentiable triangle rasteriser in pure PyTorch (CPU and CUDA).
 
-Per camera: project the vertices (pinhole, OpenCV convention as `gaussians.rasterize.opencv_cameras`),
+Per camera: project the vertices (pinhole, OpenCV convention as `cameras.opencv_cameras`),
 bin every face into the pixels of its screen bounding box (plus a one-pixel margin), test pixel centres
 with barycentric coordinates, and keep the nearest face per pixel (depth test). Barycentrics are then
 recomputed, perspective-correct, with gradients for the winning (pixel, face) pairs only.
@@ -20,8 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..cameras import Cameras
-from ..gaussians.rasterize import opencv_cameras
+from ..cameras import Cameras, opencv_cameras
 
 
 @dataclass
@@ -57,7 +56,7 @@ def _segment_distance(p: Tensor, a: Tensor, b: Tensor) -> Tensor:
     return (p - (a + t.clamp(0, 1)[:, None] * ab)).norm(dim=-1)
 
 
-def _barycentric(p: Tensor, s: Tensor) -> Tensor:
+def barycentric(p: Tensor, s: Tensor) -> Tensor:
     """Screen barycentrics [K, 3] of points p [K, 2] in triangles s [K, 3, 2] (unclamped)."""
     v0, v1, v2 = s[:, 0], s[:, 1], s[:, 2]
     cross = lambda a, b: a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]
@@ -68,7 +67,7 @@ def _barycentric(p: Tensor, s: Tensor) -> Tensor:
     return torch.stack([1 - l1 - l2, l1, l2], dim=-1)
 
 
-def _candidates(s: Tensor, face_ids: Tensor, margin: float, W: int) -> tuple[Tensor, Tensor, Tensor]:
+def face_pixel_pairs(s: Tensor, face_ids: Tensor, margin: float, W: int) -> tuple[Tensor, Tensor, Tensor]:
     """Every (face, pixel) pair whose pixel centre lies in the face's screen box grown by `margin` pixels:
     face ids [K], pixel centres [K, 2], flat pixel indices [K]."""
     box = s[face_ids]  # [n, 3, 2]
@@ -105,8 +104,8 @@ def rasterize(vertices: Tensor, faces: Tensor, cameras: Cameras, resolution: int
             s = screen.detach()[faces]  # [F, 3, 2]
             onscreen = visible & (s.amax(1) > -2).all(-1) & (s.amin(1) < W + 2).all(-1)
             # Coverage: pixel centres inside a face's tight bounding box.
-            fid, p, pix = _candidates(s, onscreen.nonzero().squeeze(-1), 0.0, W)
-            lam = _barycentric(p, s[fid])
+            fid, p, pix = face_pixel_pairs(s, onscreen.nonzero().squeeze(-1), 0.0, W)
+            lam = barycentric(p, s[fid])
             inside = (lam >= -1e-5).all(-1)  # a little slack so pixel centres on shared edges never fall through
             depth = 1 / (lam / z.detach()[faces[fid]]).sum(-1).clamp(min=1e-12)
             big = torch.full((H * W,), float("inf"), device=vertices.device, dtype=vertices.dtype)
@@ -117,7 +116,7 @@ def rasterize(vertices: Tensor, faces: Tensor, cameras: Cameras, resolution: int
             # Pixels within 1.5 px of a front-facing silhouette edge: the nearest such edge gives alpha
             # (inside or outside), and the colour of uncovered ones.
             rim = onscreen & front & silhouette.any(-1)
-            rfid, rp, rpix = _candidates(s, rim.nonzero().squeeze(-1), 1.5, W)
+            rfid, rp, rpix = face_pixel_pairs(s, rim.nonzero().squeeze(-1), 1.5, W)
             d_sil = torch.stack([_segment_distance(rp, s[rfid, e], s[rfid, (e + 1) % 3]) for e in range(3)], -1)
             d_sil = torch.where(silhouette[rfid], d_sil, torch.full_like(d_sil, float("inf"))).amin(-1)
             near_k = d_sil < 1.5
@@ -137,7 +136,7 @@ def rasterize(vertices: Tensor, faces: Tensor, cameras: Cameras, resolution: int
             edge_face = torch.where(soft_sel, soft_face[has], f_sel)
         # Differentiable quantities for the selected (pixel, face) pairs.
         s_sel = screen[faces[f_sel]]  # [M, 3, 2] with gradients
-        lam = _barycentric(p_sel, s_sel)
+        lam = barycentric(p_sel, s_sel)
         lam = torch.where(covered_sel[:, None], lam, lam.clamp(min=0) / lam.clamp(min=0).sum(-1, keepdim=True).clamp(min=1e-12))
         zf = z[faces[f_sel]]  # [M, 3]
         w = lam / zf

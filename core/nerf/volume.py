@@ -20,7 +20,7 @@ from torch import Tensor
 
 from ..cameras import camera_rays
 from ..device import device_generator
-from ..representation import Rendered, RenderRequest
+from ..representation import Rendered, RenderRequest, ShapeTerms
 from ..shading import shade
 from .compact import SampleCompactor
 from .field import NeRFField
@@ -88,7 +88,7 @@ def render_volume(field: NeRFField, grid: OccupancyGrid | None, request: RenderR
     depth = (w * t).sum(1) * cos / (acc + 1e-6)  # [R]
     # Colour only where there are samples: shade the M evaluated samples, scatter, composite.
     colour = torch.zeros(R * S + 1, 3, device=o.device, dtype=o.dtype)
-    regularisers: dict[str, Tensor] = {}
+    regularisers = ShapeTerms()
     if sigma_m:
         albedo, normals = torch.cat(albedo_m), (torch.cat(normal_m) if need_normals else None)
         light = None
@@ -100,7 +100,7 @@ def render_volume(field: NeRFField, grid: OccupancyGrid | None, request: RenderR
         if normals is not None:
             facing_away = (normals * d.repeat_interleave(S, dim=0)[at]).sum(-1).clamp(min=0) ** 2  # [M]
             orient = torch.zeros(R * S + 1, device=o.device, dtype=o.dtype).index_put((idx,), facing_away)[: R * S]
-            regularisers["orientation"] = (w.detach() * orient.reshape(R, S)).sum(1).mean()
+            regularisers.orientation = (w.detach() * orient.reshape(R, S)).sum(1).mean()
     premult = (w[..., None] * colour[: R * S].reshape(R, S, 3)).sum(1)  # [R, 3]
 
     def image(v: Tensor) -> Tensor:  # [R, C] -> [B, C, H, W]

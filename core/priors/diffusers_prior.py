@@ -110,7 +110,7 @@ class DiffusersPrior:
         # A builtin-format prior records the view words its captions used; stage one prompts with the same.
         meta = builtin_metadata(folder)
         self.view_rule = saved_view_rule(meta)
-        # ... and the cameras its last training run rendered from: stage one's default orbit (trainer.default_orbit).
+        # ... and the cameras its last training run rendered from: stage one's default orbit (stage1.defaults.defaults_for).
         self.trained_orbit = saved_orbit(meta)
         log.info("loaded prior %s from %s on %s (%s, %s space, %d px)", self.source, folder, device, dtype, "latent" if self.latent else "pixel", self.image_size)
 

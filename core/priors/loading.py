@@ -120,9 +120,6 @@ def _snapshot(repo_id: str, revision: str | None, offline: bool, kind: ModelKind
     return folder
 
 
-AUTO = "auto"
-
-
 def auto_prior(cuda: bool) -> str:
     """The server's default prior: Stable Diffusion when a CUDA GPU is present and its weights are
     already on this machine (a local cache, never a download), else the builtin prior."""

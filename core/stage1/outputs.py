@@ -7,10 +7,10 @@ from pathlib import Path
 import torch
 
 from ..images import grid, save_png
-from .trainer import CoarseResult, render_views, turntable_cameras
+from .trainer import DistillationResult, render_views, turntable_cameras
 
 
-def write_turntable(result: CoarseResult, out_dir: Path, views: int = 8, resolution: int = 64, scale: int = 2) -> list[Path]:
+def write_turntable(result: DistillationResult, out_dir: Path, views: int = 8, resolution: int = 64, scale: int = 2) -> list[Path]:
     """`views` renders around the object (diffuse, lit from the camera) and a strip of all of them."""
     device = next(iter(result.representation.parameters())).device
     cams = turntable_cameras(views, device=device)

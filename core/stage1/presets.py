@@ -18,7 +18,9 @@ from ..nerf.volume import VolumeConfig
 
 
 @dataclass(frozen=True)
-class CoarsePreset:
+class StagePreset:
+    """How long and at what size one stage distils: stage one's presets below, stage two's in stage2/presets.py."""
+
     name: str
     steps: int
     batch: int  # views per step, azimuths stratified
@@ -46,9 +48,9 @@ def _nerf(levels: int, log2_table: int, max_resolution: int, samples: int, occup
     return NeRFConfig(field=FieldConfig(grid=grid), occupancy=OccupancyConfig(resolution=occupancy), volume=VolumeConfig(samples_per_ray=samples))
 
 
-PRESETS: dict[str, CoarsePreset] = {
+PRESETS: dict[str, StagePreset] = {
     # Two CPU cores and the builtin prior: about a minute (BENCHMARKS.md).
-    "draft": CoarsePreset(
+    "draft": StagePreset(
         "draft",
         steps=300,
         batch=4,
@@ -58,7 +60,7 @@ PRESETS: dict[str, CoarsePreset] = {
         report_every=10,
         preview_every=100,
     ),
-    "standard": CoarsePreset(
+    "standard": StagePreset(
         "standard",
         steps=2500,
         batch=4,
@@ -68,7 +70,7 @@ PRESETS: dict[str, CoarsePreset] = {
         report_every=25,
         preview_every=250,
     ),
-    "high": CoarsePreset(
+    "high": StagePreset(
         "high",
         steps=5000,
         batch=4,
@@ -81,7 +83,7 @@ PRESETS: dict[str, CoarsePreset] = {
 }
 
 
-def get_preset(name: str, steps: int | None = None) -> CoarsePreset:
+def get_preset(name: str, steps: int | None = None) -> StagePreset:
     if name not in PRESETS:
         raise ValueError(f"unknown preset '{name}'; choose one of {sorted(PRESETS)}")
     preset = PRESETS[name]

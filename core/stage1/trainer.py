@@ -1,4 +1,6 @@
-"""Stage one: distil a NeRF or 3D Gaussians out of a 2D prior (DreamFusion's loop, Magic3D's coarse stage).
+"""The distillation trainer every stage runs: stage one distils a NeRF or 3D Gaussians out of a 2D prior
+(DreamFusion's loop, Magic3D's coarse stage); stage two runs the same loop on a DMTet mesh, first its
+geometry, then its texture (core/pipeline.py), each with its own `StagePreset`.
 
 Each step: sample a batch of cameras (stratified azimuths), pick a shading mode and lights, render,
 composite over the background, and let the guidance method turn the renders into an update; add the
@@ -23,40 +25,34 @@ from ..cancel import Cancelled
 from ..device import to_device
 from ..guidance import Guidance, build_guidance
 from ..guidance.timesteps import TimestepSchedule
+from ..priors.base import DiffusionPrior
 from ..representation import Rendered, RenderRequest, Representation, StepInfo
 from ..request import AUTO_METHOD, RepresentationName, StartName
 from ..shading import ShadingConfig, ShadingMode, light_directions
 from ..shape_init import ShapEConfig
-from .defaults import (
-    RegulariserWeights,
-    default_guidance_options,
-    default_guidance_scale,
-    default_orbit,
-    default_regularisers,
-    default_timesteps,
-)
-from .presets import CoarsePreset, get_preset
+from .defaults import RegulariserWeights, defaults_for
+from .presets import StagePreset, get_preset
 
 DEFAULT_METHOD: dict[str, str] = AUTO_METHOD
 
 
 @dataclass(frozen=True)
-class CoarseConfig:
+class DistillationConfig:
     representation: RepresentationName = "nerf"
     method: str | None = None  # None: DEFAULT_METHOD for the representation
     preset: str = "draft"
     steps: int | None = None  # None: the preset's
     seed: int = 0
-    guidance_scale: float | None = None  # None: default_guidance_scale (10 for SDS, 30 for SSD on pixel priors)
-    timesteps: TimestepSchedule | None = None  # None: default_timesteps(prior, method)
+    guidance_scale: float | None = None  # None: the prior's (defaults_for(prior); 10 for SDS, 30 for SSD on pixel priors)
+    timesteps: TimestepSchedule | None = None  # None: the prior's for the method
     shading: ShadingConfig = field(default_factory=ShadingConfig)
     background: BackgroundConfig | None = None  # None: white for pixel priors, an MLP for latent priors
-    orbit: OrbitRange | None = None  # None: default_orbit(prior)
+    orbit: OrbitRange | None = None  # None: the prior's
     # Explicit cameras from Blender replace the orbit: row-major 4x4 camera-to-world matrices and fovs.
     explicit_c2w: tuple[tuple[float, ...], ...] = ()
     explicit_fov_deg: tuple[float, ...] = ()
     view_prompts: ViewPromptRule | None = field(default_factory=ViewPromptRule)  # None: the bare prompt
-    regularisers: RegulariserWeights | None = None  # None: default_regularisers(prior)
+    regularisers: RegulariserWeights | None = None  # None: the prior's
     # Any other field of the method's config, e.g. {"negative_prompt": ...} (NFSD), {"depth_estimator": FOLDER} (SSD).
     guidance_options: dict = field(default_factory=dict)
     init: StartName = "ball"  # where `generate` starts stage one (core/shape_init.py)
@@ -75,7 +71,7 @@ class CoarseConfig:
     def resolved_method(self) -> str:
         return self.method or DEFAULT_METHOD[self.representation]
 
-    def resolved_preset(self) -> CoarsePreset:
+    def resolved_preset(self) -> StagePreset:
         return get_preset(self.preset, self.steps)
 
 
@@ -96,15 +92,15 @@ class Callbacks:
 
 
 @dataclass
-class CoarseResult:
+class DistillationResult:
     representation: Representation
     background: Background
-    config: CoarseConfig
+    config: DistillationConfig
     steps: int
     seconds: float
 
 
-def build_representation(config: CoarseConfig, preset: CoarsePreset, init_points: Tensor | None = None, init_colours: Tensor | None = None) -> Representation:
+def build_representation(config: DistillationConfig, preset: StagePreset, init_points: Tensor | None = None, init_colours: Tensor | None = None) -> Representation:
     generator = torch.Generator().manual_seed(config.seed)
     if config.representation == "nerf":
         if init_points is not None:
@@ -137,18 +133,19 @@ def render_views(rep: Representation, background: Background, cameras: Cameras, 
     return images
 
 
-class CoarseTrainer:
-    """Stage one for one prompt; `run()` trains, `save` / `load` checkpoint and resume."""
+class DistillationTrainer:
+    """One stage's distillation for one prompt (stage one by default; stage two passes its mesh, preset and
+    `stage` name); `run()` trains, `save` / `load` checkpoint and resume."""
 
     def __init__(
         self,
-        prior,
+        prior: DiffusionPrior,
         prompt: str,
-        config: CoarseConfig = CoarseConfig(),
+        config: DistillationConfig = DistillationConfig(),
         init_points: Tensor | None = None,
         init_colours: Tensor | None = None,
         representation: Representation | None = None,
-        preset: CoarsePreset | None = None,
+        preset: StagePreset | None = None,
         stage: str = "coarse",
     ) -> None:
         """Stage one by default; stage two passes its own mesh `representation`, `preset` and `stage` name."""
@@ -162,14 +159,14 @@ class CoarseTrainer:
         self.rep = (representation or build_representation(config, self.preset, init_points, init_colours)).to(device)
         background = config.background or BackgroundConfig(kind="mlp" if prior.latent else "white")
         self.background = Background(background).to(device)
-        method = config.resolved_method
-        scale = config.guidance_scale if config.guidance_scale is not None else default_guidance_scale(method, prior)
-        self.regularisers = config.regularisers or default_regularisers(prior)
-        self.orbit = config.orbit or default_orbit(prior)
+        method, defaults = config.resolved_method, defaults_for(prior)
+        scale = config.guidance_scale if config.guidance_scale is not None else defaults.guidance_scale(method)
+        self.regularisers = config.regularisers or defaults.regularisers
+        self.orbit = config.orbit or defaults.orbit
         options = {
-            "timesteps": config.timesteps or default_timesteps(prior, method),
+            "timesteps": config.timesteps or defaults.timesteps_for(method),
             **({"guidance_scale": scale} if scale is not None else {}),
-            **default_guidance_options(method, prior),
+            **defaults.options_for(method),
             **config.guidance_options,
         }
         self.guidance: Guidance = build_guidance(method, prior, **options)
@@ -219,11 +216,12 @@ class CoarseTrainer:
             plain_prompts=[self.prompt] * len(cameras),
             shading=mode,
         )
-        w = self.regularisers
+        w, r = self.regularisers, out.regularisers
         a = out.alpha.clamp(1e-5, 1 - 1e-5)
-        terms = {"guidance": g.loss, "sparsity": out.alpha.mean(), "opaque": -(a * a.log() + (1 - a) * (1 - a).log()).mean()}
-        terms.update(out.regularisers)  # orientation (NeRF), normal_consistency and laplacian (meshes)
-        loss = g.loss + sum(getattr(w, name) * value for name, value in terms.items() if name != "guidance")
+        sparsity, opaque = out.alpha.mean(), -(a * a.log() + (1 - a) * (1 - a).log()).mean()
+        weighted = [(w.sparsity, sparsity), (w.opaque, opaque), (w.orientation, r.orientation), (w.normal_consistency, r.normal_consistency), (w.laplacian, r.laplacian)]
+        loss = g.loss + sum(weight * term for weight, term in weighted if term is not None)
+        terms = {"guidance": g.loss, "sparsity": sparsity, "opaque": opaque, **r.present()}
         for opt in self.optimisers.values():
             opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -234,7 +232,7 @@ class CoarseTrainer:
         return {**{k: v.detach() for k, v in terms.items()}, "update_norm": g.update_norm, "t": g.t.float().mean(), **g.losses}
 
     # -- the loop ------------------------------------------------------------------------------
-    def run(self, callbacks: Callbacks = Callbacks()) -> CoarseResult:
+    def run(self, callbacks: Callbacks = Callbacks()) -> DistillationResult:
         preset = self.preset
         start_step, t0 = self.step, time.time()
         while self.step < preset.steps:
@@ -247,7 +245,7 @@ class CoarseTrainer:
                 eta = elapsed / (done - start_step) * (preset.steps - done)
                 preview = self.preview() if (done % preset.preview_every == 0 or done == preset.steps) else None
                 callbacks.progress(Progress(self.stage, done, preset.steps, {k: float(v) for k, v in terms.items()}, eta, preview))
-        return CoarseResult(self.rep, self.background, self.config, self.step, time.time() - t0)
+        return DistillationResult(self.rep, self.background, self.config, self.step, time.time() - t0)
 
     def preview(self, views: int = 4) -> Tensor:
         """[3, H, B*W]: a strip of `views` turntable renders."""

@@ -6,23 +6,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..mesh.export import ExportConfig
-from ..stage1.presets import CoarsePreset
+from ..stage1.presets import StagePreset
 
 
 @dataclass(frozen=True)
 class RefinePreset:
     name: str
     dmtet_resolution: int
-    geometry: CoarsePreset  # steps, batch, render resolutions of geometry refinement
-    texture: CoarsePreset  # the same for texture refinement (geometry fixed)
+    geometry: StagePreset  # steps, batch, render resolutions of geometry refinement
+    texture: StagePreset  # the same for texture refinement (geometry fixed)
     export: ExportConfig = field(default_factory=ExportConfig)
     colour_fit_steps: int = 150  # regress the colour field onto stage one's albedo before refining
     input_mesh_lr: float = 3e-3  # refine jobs: the geometry's learning rate (SDF and offsets) when an artist's mesh seeds it
     texture_proxy_faces: int = 20_000  # texture jobs optimise on a decimated copy above this many triangles, then bake onto the full mesh
 
 
-def _stage(name: str, steps: int, resolutions: tuple[tuple[float, int], ...], every: int) -> CoarsePreset:
-    return CoarsePreset(name, steps=steps, batch=4, resolutions=resolutions, report_every=every, preview_every=max(steps, 1))
+def _stage(name: str, steps: int, resolutions: tuple[tuple[float, int], ...], every: int) -> StagePreset:
+    return StagePreset(name, steps=steps, batch=4, resolutions=resolutions, report_every=every, preview_every=max(steps, 1))
 
 
 REFINE_PRESETS: dict[str, RefinePreset] = {

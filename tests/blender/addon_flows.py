@@ -17,6 +17,7 @@ r = {}
 
 bpy.ops.wm.read_homefile(use_empty=True)
 addon_utils.enable("propdreamer_blender", default_set=True)
+r["blender"] = bpy.app.version_string
 r["registered"] = hasattr(bpy.types.Scene, "propdreamer") and hasattr(bpy.ops.propdreamer, "generate")
 prefs = bpy.context.preferences.addons["propdreamer_blender"].preferences
 prefs.server = endpoint
@@ -43,9 +44,9 @@ r["generated"] = {
 }
 
 # History: re-run the generate job with its own settings.
-from propdreamer_blender import operators  # noqa: E402
+from propdreamer_blender import tracking  # noqa: E402
 
-first = next(j for j in operators._TRACKER.jobs.values() if j.kind == "generate")
+first = next(j for j in tracking.current().jobs.values() if j.kind == "generate")
 r["sent_init"] = first.body.get("init")
 s.prompt = "something else"
 before = set(bpy.data.objects)
@@ -191,20 +192,20 @@ try:
     r["failed"] = list(bpy.ops.propdreamer.generate(wait=True))
 except RuntimeError as err:  # bpy.ops raises what an operator reports as an error
     r["failed"] = ["CANCELLED", str(err)]
-failed = [j for j in operators._TRACKER.jobs.values() if j.prompt == "error"][0]
+failed = [j for j in tracking.current().jobs.values() if j.prompt == "error"][0]
 r["failed_job"] = [failed.state, failed.message, failed.summary]
 
 # Cancel a running job.
-from propdreamer_blender import operators  # noqa: E402
+from propdreamer_blender import tracking  # noqa: E402
 
 # In background mode the operators wait for their jobs, so submit through the add-on's job tracker.
-job = operators.tracker().submit("generate", {"prompt": "slow cube"})
+job = tracking.tracker().submit("generate", {"prompt": "slow cube"})
 deadline = time.time() + 20
 while job.state == "queued" and time.time() < deadline:
-    operators._TRACKER.poll(0.1)
+    tracking.current().poll(0.1)
 r["cancel"] = list(bpy.ops.propdreamer.cancel(job=job.job))
 while job.active and time.time() < deadline:
-    operators._TRACKER.poll(0.1)
+    tracking.current().poll(0.1)
 r["cancelled_state"] = job.state
 
 
