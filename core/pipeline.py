@@ -157,7 +157,7 @@ def _unit_frame(vertices: Tensor) -> tuple[Tensor, Tensor, float]:
 
 
 def refine_mesh(
-    prior,
+    prior: DiffusionPrior,
     prompt: str,
     vertices: np.ndarray,
     faces: np.ndarray,
@@ -195,7 +195,7 @@ def texture_proxy(vertices: np.ndarray, faces: np.ndarray, max_faces: int) -> tu
 
 
 def texture_mesh(
-    prior,
+    prior: DiffusionPrior,
     prompt: str,
     vertices: np.ndarray,
     faces: np.ndarray,

@@ -147,7 +147,10 @@ def overlapping_faces(obj: bpy.types.Object, uv_map: str) -> int:
             bpy.ops.uv.select_all(action="DESELECT")
             bpy.ops.uv.select_overlap(extend=False)
             bm = bmesh.from_edit_mesh(tmp.data)
-            return sum(1 for f in bm.faces if f.loops and all(loop.uv_select_vert for loop in f.loops))
+            if bpy.app.version >= (5, 0, 0):  # Blender 5.0 keeps the UV selection on the loop itself
+                return sum(1 for f in bm.faces if f.loops and all(loop.uv_select_vert for loop in f.loops))
+            layer = bm.loops.layers.uv[uv_map]  # 4.x: on each UV map's loop data
+            return sum(1 for f in bm.faces if f.loops and all(loop[layer].select for loop in f.loops))
         finally:
             tool.use_uv_select_sync = sync
 
