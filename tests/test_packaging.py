@@ -126,8 +126,9 @@ def test_dockerfile_runs_a_valid_serve_command_on_files_that_exist():
         if line.startswith("COPY "):
             for source in line.split()[1:-1]:
                 assert (ROOT / source).exists(), f"Dockerfile copies {source}, which does not exist"
-    torch_pin = next(l for l in lines if "pip install torch" in l).split()[-1]
+    torch_pin = next(l for l in lines if "pip install" in l and "torch==" in l).split()[-1]
     assert f'"{torch_pin}"' in (ROOT / "packaging/setup_env.sh").read_text()  # one torch version everywhere
+    assert torch_pin in (ROOT / "packaging/constraints.txt").read_text().splitlines()  # ... the lock's too
 
 
 def test_serve_launcher_sets_up_and_reaches_the_server_cli():
