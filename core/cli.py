@@ -70,6 +70,7 @@ def job_request(args: argparse.Namespace):
         guidance_scale=args.guidance_scale,
         uvs=args.uvs if args.texture else "auto",
         init=args.init,
+        face_budget=args.face_budget,
     )
     return request, (Path(mesh) if mesh else None)
 
@@ -143,6 +144,7 @@ def add_request_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--guidance-scale", type=float, default=None, help="CFG scale (default: the method's on this prior)")
     p.add_argument("--texture", metavar="MESH", help="texture this GLB mesh (its geometry is kept)")
     p.add_argument("--refine", metavar="MESH", help="refine this GLB mesh (it seeds the optimisation)")
+    p.add_argument("--face-budget", type=int, default=None, help="the most triangles of the exported mesh, 1000 to 200000 (default: the preset's)")
     p.add_argument("--uvs", default="auto", choices=UV_SOURCES, help="--texture: bake into the mesh's own UV map (keep), a new unwrap (new), or the mesh's when it has one (auto)")
     p.add_argument(
         "--init",

@@ -85,8 +85,9 @@ def _refine_and_export(prior: DiffusionPrior, prompt: str, config: DistillationC
     with torch.no_grad():
         v, f = model.mesh()
     colour = lambda x: model.colour(x.to(v.device)).cpu()
-    unwrapped = export_mesh(v.detach().cpu().numpy(), f.cpu().numpy(), colour, refine.export)
-    glb = to_glb(unwrapped, refine.export)
+    export = replace(refine.export, face_budget=config.face_budget) if config.face_budget is not None else refine.export  # the artist's budget
+    unwrapped = export_mesh(v.detach().cpu().numpy(), f.cpu().numpy(), colour, export)
+    glb = to_glb(unwrapped, export)
     seconds["export"] = time.time() - t0
     preview = torch.cat(list(render_views(model, trainer.background, turntable_cameras(4, device=v.device), 64, TEXTURE_SHADING).cpu()), dim=-1)
     return MeshResult(glb, preview, seconds, unwrapped.vertices, unwrapped.faces, unwrapped.uvs, unwrapped.texture)

@@ -72,6 +72,7 @@ KINDS, METHODS, REPRESENTATIONS, PRESETS, CAMERA_MODES, UV_SOURCES, INITS = map(
     values, (KIND_CHOICES, METHOD_CHOICES, REPRESENTATION_CHOICES, PRESET_CHOICES, CAMERA_MODE_CHOICES, UV_CHOICES, INIT_CHOICES)
 )
 
+MIN_FACE_BUDGET, MAX_FACE_BUDGET = 1_000, 200_000  # the triangles an artist may ask the exported mesh to have at most
 RepresentationName = Literal["nerf", "gaussians"]  # REPRESENTATIONS, as a type (tests/test_request.py keeps them equal)
 StartName = Literal["ball", "shap-e"]  # where stage one starts once `init` auto is resolved
 
@@ -236,8 +237,11 @@ class JobRequest:
     uvs: str = "auto"  # texture jobs: which UV map the texture is baked into (UV_CHOICES)
     init: str = "auto"  # generate jobs: where stage one starts (INIT_CHOICES)
     retry: bool = False  # run the job once more if its worker dies under it (never on its own: a job may have run for an hour)
+    face_budget: int | None = None  # generate / refine jobs: the exported mesh's most triangles; None: the preset's
 
-    FIELDS = frozenset({"kind", "prompt", "negative_prompt", "method", "representation", "preset", "seed", "steps", "guidance_scale", "t_range", "cameras", "uvs", "init", "retry"})
+    FIELDS = frozenset(
+        {"kind", "prompt", "negative_prompt", "method", "representation", "preset", "seed", "steps", "guidance_scale", "t_range", "cameras", "uvs", "init", "retry", "face_budget"}
+    )
 
     def __post_init__(self) -> None:
         self.from_body(self.to_body(), 1 if self.kind in ("refine", "texture") else 0)  # one validation, whoever builds it
@@ -276,7 +280,12 @@ class JobRequest:
             uvs=_choice(body, "uvs", UV_SOURCES, "auto"),
             init=_choice(body, "init", INITS, "auto"),
             retry=body.get("retry", False),
+            face_budget=_number(body, "face_budget", MIN_FACE_BUDGET, MAX_FACE_BUDGET, integer=True),
         )
+        if values_["face_budget"] is not None:
+            values_["face_budget"] = int(values_["face_budget"])
+            if kind == "texture":
+                raise RequestError("face_budget", "sets the triangles of a mesh PropDreamer makes; a texture job keeps the artist's mesh as it is (leave it out)")
         if not isinstance(values_["retry"], bool):
             raise RequestError("retry", f"must be true or false, got {values_['retry']!r}")
         if values_["uvs"] != "auto" and kind != "texture":
@@ -310,6 +319,8 @@ class JobRequest:
             body["init"] = self.init
         if self.retry:
             body["retry"] = True
+        if self.face_budget is not None:
+            body["face_budget"] = self.face_budget
         return body
 
 

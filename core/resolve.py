@@ -88,6 +88,7 @@ def resolve(request: JobRequest, prior: DiffusionPrior, shap_e: ShapEConfig | No
         explicit_fov_deg=cameras.fovs_deg if explicit else (),
         init=init,
         shap_e=shap_e,
+        face_budget=request.face_budget,
     )
     defaults = [
         f
@@ -98,6 +99,7 @@ def resolve(request: JobRequest, prior: DiffusionPrior, shap_e: ShapEConfig | No
             ("t_range", request.t_range is None),
             ("cameras", request.cameras is None),
             ("init", request.kind == "generate" and request.init == "auto"),
+            ("face_budget", request.kind != "texture" and request.face_budget is None),
         )
         if unset
     ]
@@ -120,8 +122,10 @@ def resolve(request: JobRequest, prior: DiffusionPrior, shap_e: ShapEConfig | No
         "defaults": defaults,
         "init": "mesh" if request.needs_mesh else init,
     }
-    if request.kind == "texture":  # stage one does not run: the texture stage's steps are what the artist waits for
-        from .stage2.presets import get_refine_preset
+    from .stage2.presets import get_refine_preset
 
+    if request.kind == "texture":  # stage one does not run: the texture stage's steps are what the artist waits for
         settings["texture_steps"] = get_refine_preset(request.preset).texture.steps
+    else:  # the exported mesh's most triangles: the artist's, or the preset's
+        settings["face_budget"] = request.face_budget or get_refine_preset(request.preset).export.face_budget
     return ResolvedJob(request, config, settings, tuple(warnings))

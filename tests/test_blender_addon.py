@@ -37,7 +37,7 @@ def test_addon_flows_in_real_blender(server, tmp_path):
     assert lines, out.stdout[-3000:] + out.stderr[-3000:]
     r = json.loads(lines[-1][7:])
     assert r["registered"] and r["settings"][:5] == ["a red cube", "auto", "nerf", "draft", "prior"]  # Auto method, the prior's cameras
-    assert r["settings"][6] == "auto" and r["sent_init"] == "ball"  # Start from: Auto by default; the panel's choice reaches the request
+    assert r["settings"][6] == "auto" and r["sent_init"] == "ball" and r["sent_face_budget"] == 5000  # Start from: Auto by default; the panel's choice reaches the request
     assert r["check"] == ["FINISHED"] and "protocol 1." in r["check_text"]
     assert r["generate"] == ["FINISHED"]
     g = r["generated"]
@@ -48,6 +48,7 @@ def test_addon_flows_in_real_blender(server, tmp_path):
     assert p["prompt"] == "a red cube" and p["seed"] == 7 and p["prior"] == "stand-in" and p["generator"].startswith("PropDreamer ")
     assert p["settings"].startswith("sds on nerf, draft 3 steps") and r["importer_group_removed"]
     assert r["manifest_request"]["prompt"] == "a red cube" and r["manifest_request"]["seed"] == 7 and r["manifest_request"]["init"] == "ball"
+    assert r["manifest_request"]["face_budget"] == 5000  # the artist's budget travels in the manifest (and Re-run sends it again)
     assert r["rerun_selected"] == ["FINISHED"]
     again = r["rerun_selected_new"]  # made again with its own settings (not the panel's), beside it, and the panel shows them
     assert again["n"] == 1 and again["prompt"] == "a red cube" and again["seed"] == 7 and again["panel"] == ["a red cube", 7]

@@ -2,6 +2,7 @@
 validator, watertightness, geometry kept exactly), Blender's import, and the server running the real
 pipeline on loopback."""
 
+import io
 import json
 import subprocess
 import threading
@@ -47,6 +48,14 @@ def generated(builtin_prior, tmp_path_factory):
     path = tmp_path_factory.mktemp("gen") / "cube.glb"
     path.write_bytes(result.glb)
     return result, path, stages
+
+
+def test_the_artists_face_budget_sets_the_exported_triangles(builtin_prior, generated):
+    result, _, _ = generated
+    assert len(result.faces) > 1000  # the tiny preset's own budget (5,000) keeps more
+    small = generate(builtin_prior, "a red cube", DistillationConfig(steps=10, face_budget=1000), refine=TINY)
+    scene = trimesh.load(io.BytesIO(small.glb), file_type="glb")
+    assert 500 < len(small.faces) <= 1000 and sum(len(g.faces) for g in scene.geometry.values()) == len(small.faces)
 
 
 def test_generate_writes_a_valid_closed_textured_glb(generated):

@@ -120,6 +120,7 @@ def test_the_command_line_and_the_addon_through_the_server_resolve_the_same_conf
         ),
         (["a red cone", "--representation", "gaussians", "--init", "shap-e"], PanelSettings("a red cone", representation="gaussians", init="shap-e")),
         (["a red cone", "--init", "ball"], PanelSettings("a red cone", init="ball")),
+        (["a red cone", "--face-budget", "5000"], PanelSettings("a red cone", face_budget=5000)),
     ):
         cli, _ = cli_request(parser.parse_args(["generate", *argv, "-o", "x.glb"]))
         body = msgpack.unpackb(msgpack.packb(panel_request("generate", panel).to_body()))
@@ -195,3 +196,20 @@ def test_the_typed_choices_are_the_listed_choices():
 
     assert get_args(RepresentationName) == REPRESENTATIONS
     assert set(get_args(StartName)) == set(INITS) - {"auto"}
+
+
+def test_the_face_budget_reaches_the_export_and_is_refused_where_it_cannot_apply(builtin):
+    from propdreamer.core.request import MAX_FACE_BUDGET, MIN_FACE_BUDGET
+
+    job = resolve(JobRequest("a red cube", face_budget=5000), builtin)
+    assert job.config.face_budget == 5000 and job.settings["face_budget"] == 5000 and "face_budget" not in job.settings["defaults"]
+    preset = resolve(JobRequest("a red cube", preset="standard"), builtin)
+    assert preset.config.face_budget is None and preset.settings["face_budget"] == 100_000 and "face_budget" in preset.settings["defaults"]
+    assert JobRequest.from_body({"prompt": "a red cube", "face_budget": 2000}).to_body()["face_budget"] == 2000
+    for bad in (MIN_FACE_BUDGET - 1, MAX_FACE_BUDGET + 1, 2.5, "many"):
+        with pytest.raises(RequestError, match="face_budget"):
+            JobRequest.from_body({"prompt": "a red cube", "face_budget": bad})
+    with pytest.raises(RequestError, match="keeps the artist's mesh"):
+        JobRequest.from_body({"kind": "texture", "prompt": "a red cube", "face_budget": 5000}, 1)
+    assert panel_request("texture", PanelSettings("a red cube", face_budget=5000)).face_budget is None  # the panel never sends it there
+    assert panel_request("refine", PanelSettings("a red cube", face_budget=5000)).face_budget == 5000

@@ -29,6 +29,7 @@ def job_body(settings, kind: str, context, seed: int | None = None) -> dict:
         distance=tuple(settings.distance),
         fov=settings.fov,
         init=settings.init,
+        face_budget=settings.face_budget,
     )
     matrices, fovs = scene_cameras(settings, context) if settings.cameras in ("scene", "active") else ((), ())
     return job_request(kind, panel, tuple(matrices), tuple(fovs)).to_body()

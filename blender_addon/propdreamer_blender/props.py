@@ -36,6 +36,13 @@ class PropDreamerSettings(bpy.types.PropertyGroup):
     )
     random_seed: BoolProperty(name="Random seed", description="A new seed for every job", default=False)
     init: EnumProperty(name="Start from", items=STARTS, default="auto", description="Where Generate starts its object (Refine starts from the selected mesh)")
+    face_budget: IntProperty(
+        name="Face budget",
+        min=0,
+        max=200_000,
+        default=0,
+        description="The most triangles Generate and Refine may give the object (1,000 to 200,000); 0: the preset's (draft 20,000, standard and high 100,000)",
+    )
     cameras: EnumProperty(name="Cameras", items=CAMERAS, default="prior")
     elevation: FloatVectorProperty(name="Elevation", size=2, default=(-10.0, 60.0), min=-89.0, max=89.0, description="Degrees above the ground plane (min, max)")
     distance: FloatVectorProperty(name="Distance", size=2, default=(2.0, 2.4), min=0.5, max=20.0, description="Camera distance in object units (min, max)")

@@ -38,6 +38,7 @@ class PROPDREAMER_OT_rerun_selected(JobOperator, bpy.types.Operator):
             if name in request:
                 setattr(settings, name, request[name])
         settings.method = request.get("method") or "auto"
+        settings.face_budget = request.get("face_budget") or 0  # 0: the preset's
         settings.random_seed = False
         size = max(obj.dimensions) or settings.target_size
         x, y, z = obj.matrix_world.translation

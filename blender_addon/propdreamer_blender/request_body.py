@@ -25,6 +25,7 @@ class PanelSettings:
     distance: tuple[float, float] = (2.0, 2.4)
     fov: float = 40.0
     init: str = "auto"  # one of request.INITS: where Generate starts
+    face_budget: int = 0  # the exported mesh's most triangles; 0: the preset's
 
 
 def job_request(kind: str, s: PanelSettings, matrices: tuple = (), fovs_deg: tuple = ()) -> rq.JobRequest:
@@ -51,6 +52,7 @@ def job_request(kind: str, s: PanelSettings, matrices: tuple = (), fovs_deg: tup
             cameras=cameras,
             uvs="keep" if kind == "texture" else "auto",  # the add-on always sends the UV map to bake into
             init=s.init if kind == "generate" else "auto",
+            face_budget=s.face_budget if s.face_budget and kind != "texture" else None,  # a texture job keeps the artist's mesh
         )
     except rq.RequestError as err:
         raise ValueError(str(err)) from None

@@ -49,6 +49,7 @@ class PROPDREAMER_PT_panel(bpy.types.Panel):
         col.prop(s, "representation")
         col.prop(s, "preset")
         col.prop(s, "init")
+        col.prop(s, "face_budget")
         row = layout.row(align=True)
         row.prop(s, "seed")
         row.prop(s, "random_seed", text="", icon="FILE_REFRESH")

@@ -57,6 +57,7 @@ class DistillationConfig:
     guidance_options: dict = field(default_factory=dict)
     init: StartName = "ball"  # where `generate` starts stage one (core/shape_init.py)
     shap_e: ShapEConfig = field(default_factory=ShapEConfig)  # which Shap-E, when init is "shap-e"
+    face_budget: int | None = None  # the exported mesh's most triangles (stage two's export); None: the preset's
 
     def __post_init__(self) -> None:
         if len(self.explicit_c2w) != len(self.explicit_fov_deg) or any(len(m) != 16 for m in self.explicit_c2w):

@@ -29,7 +29,7 @@ r["check_text"] = prefs.last_check
 
 # Generate: a textured mesh at the cursor, at the target size.
 bpy.context.scene.cursor.location = (1.0, 2.0, 3.0)
-s.prompt, s.target_size, s.init, s.seed = "a red cube", 2.0, "ball", 7
+s.prompt, s.target_size, s.init, s.seed, s.face_budget = "a red cube", 2.0, "ball", 7, 5000
 before = set(bpy.data.objects)
 r["generate"] = list(bpy.ops.propdreamer.generate(wait=True))
 new = [o for o in bpy.data.objects if o not in before]
@@ -48,6 +48,7 @@ from propdreamer_blender import tracking  # noqa: E402
 
 first = next(j for j in tracking.current().jobs.values() if j.kind == "generate")
 r["sent_init"] = first.body.get("init")
+r["sent_face_budget"] = first.body.get("face_budget")
 s.prompt = "something else"
 before = set(bpy.data.objects)
 r["rerun"] = list(bpy.ops.propdreamer.rerun(job=first.job, wait=True))
