@@ -42,6 +42,7 @@ def test_addon_flows_in_real_blender(server, tmp_path):
     assert r["generate"] == ["FINISHED"]
     g = r["generated"]
     assert g["n"] == 1 and g["uv"] >= 1 and g["image"]
+    assert g["asset"] == ["a red cube (PropDreamer, seed 7)", ["PropDreamer", "nerf", "sds"]]  # Mark as Asset: for the Asset Browser
     assert g["location"] == pytest.approx([1.0, 2.0, 3.0]) and g["size"] == pytest.approx(2.0, rel=1e-4)
     assert r["rerun"] == ["FINISHED"] and r["rerun_new"] == 1 and r["rerun_prompt"] == "a red cube"
     p = r["provenance"]  # the manifest as the object's custom properties

@@ -27,6 +27,7 @@ def test_addon_flows_in_blender_lts(version, server, tmp_path):  # noqa: F811
     assert r["registered"] and r["check"] == ["FINISHED"] and r["generate"] == ["FINISHED"]
     g = r["generated"]
     assert g["n"] == 1 and g["uv"] >= 1 and g["image"]  # imported, with its UV map and its texture
+    assert g["asset"] == ["a red cube (PropDreamer, seed 7)", ["PropDreamer", "nerf", "sds"]]
     assert r["rerun"] == ["FINISHED"] and r["rerun_selected"] == ["FINISHED"] and r["variations"] == ["FINISHED"]
     assert r["texture"] == ["FINISHED"] and r["selection_kept"]
     for name, t in r["textured"].items():  # the artists' geometry and UVs untouched, in this release too

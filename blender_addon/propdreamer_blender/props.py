@@ -36,6 +36,9 @@ class PropDreamerSettings(bpy.types.PropertyGroup):
     )
     random_seed: BoolProperty(name="Random seed", description="A new seed for every job", default=False)
     init: EnumProperty(name="Start from", items=STARTS, default="auto", description="Where Generate starts its object (Refine starts from the selected mesh)")
+    mark_asset: BoolProperty(
+        name="Mark as Asset", description="Mark each imported result as an asset of this file (Asset Browser), tagged and described from how it was made", default=False
+    )
     face_budget: IntProperty(
         name="Face budget",
         min=0,

@@ -8,7 +8,7 @@ import time
 
 import bpy
 
-from . import importer, manifest, records
+from . import assets, importer, manifest, records
 from .glb import read_manifest
 from .jobs import FINAL_STATES, JobState, JobTracker
 from .prefs import preferences, read_key
@@ -62,7 +62,10 @@ def handle_finished(job: JobState, context=None) -> None:
         job.message = f"textured '{obj.name}': UV map '{layer}', material '{material}'"
     else:
         obj = importer.import_glb(data, f"PropDreamer {job.prompt}"[:60])
-        manifest.apply(obj, read_manifest(data))  # how it was made: custom properties, and Re-run with These Settings
+        made = read_manifest(data)
+        manifest.apply(obj, made)  # how it was made: custom properties, and Re-run with These Settings
+        if context.scene.propdreamer.mark_asset:
+            assets.mark(obj, made)
         importer.place(obj, meta.get("location", (0.0, 0.0, 0.0)), meta.get("size", 1.0))
         if job.kind == "refine" and meta.get("source") in bpy.data.objects:
             source = bpy.data.objects[meta["source"]]

@@ -29,7 +29,7 @@ r["check_text"] = prefs.last_check
 
 # Generate: a textured mesh at the cursor, at the target size.
 bpy.context.scene.cursor.location = (1.0, 2.0, 3.0)
-s.prompt, s.target_size, s.init, s.seed, s.face_budget = "a red cube", 2.0, "ball", 7, 5000
+s.prompt, s.target_size, s.init, s.seed, s.face_budget, s.mark_asset = "a red cube", 2.0, "ball", 7, 5000, True
 before = set(bpy.data.objects)
 r["generate"] = list(bpy.ops.propdreamer.generate(wait=True))
 new = [o for o in bpy.data.objects if o not in before]
@@ -41,7 +41,9 @@ r["generated"] = {
     "image": any(n.type == "TEX_IMAGE" and n.image for n in nodes),
     "location": list(obj.location),
     "size": max(obj.dimensions),
+    "asset": None if obj.asset_data is None else [obj.asset_data.description, sorted(t.name for t in obj.asset_data.tags)],
 }
+s.mark_asset = False
 
 # History: re-run the generate job with its own settings.
 from propdreamer_blender import tracking  # noqa: E402
