@@ -29,7 +29,6 @@ from propdreamer.core.builtin_prior.vocabulary import COLOURS, SHAPES, caption, 
 from propdreamer.core.distill2d import Distill2DConfig
 from propdreamer.core.guidance import METHODS, build_guidance
 from propdreamer.core.priors import PriorConfig, load_prior
-from propdreamer.core.stage1.defaults import defaults_for
 
 DEFAULT_PROMPTS = ["a red cube", "a blue torus", "a green cylinder", "a yellow cone"]
 VIEW = ", front view"
@@ -56,7 +55,7 @@ def update_variance(guidance, x, prompt: str, step: int, steps: int, draws: int,
 def run_one(prior, method: str, prompt: str, args, writer) -> dict:
     torch.manual_seed(args.seed)
     config = Distill2DConfig(method=method, steps=args.steps, seed=args.seed)
-    guidance = build_guidance(method, prior, **config.guidance_overrides(defaults_for(prior)))
+    guidance = build_guidance(method, prior, **config.guidance_overrides(prior.defaults))
     gen = torch.Generator().manual_seed(args.seed)
     theta = (config.init_logit + 0.1 * torch.randn((1, 3, prior.image_size, prior.image_size), generator=gen)).requires_grad_(True)
     optimiser = torch.optim.Adam([theta], lr=config.lr)

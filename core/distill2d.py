@@ -21,7 +21,7 @@ from .guidance import METHODS, build_guidance
 from .guidance.timesteps import TimestepSchedule
 from .images import grid, save_png
 from .priors.diffusers_prior import DiffusersPrior
-from .stage1.defaults import PriorDefaults, defaults_for
+from .stage1.defaults import PriorDefaults
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ def distill2d(prior: DiffusersPrior, prompt: str, config: Distill2DConfig = Dist
     P = config.particles
     theta = (config.init_logit + 0.1 * torch.randn((P, 3, size, size), generator=generator)).to(prior.device).requires_grad_(True)
     optimiser = torch.optim.Adam([theta], lr=config.lr)
-    guidance = build_guidance(config.method, prior, **config.guidance_overrides(defaults_for(prior)))
+    guidance = build_guidance(config.method, prior, **config.guidance_overrides(prior.defaults))
     every = max(1, config.steps // config.snapshots)
     snapshots = []
     t0 = time.time()

@@ -16,7 +16,7 @@ from .builtin_prior import BUILTIN
 from .guidance import METHODS as METHOD_CONFIGS
 from .request import AUTO_METHOD, CameraSetup, JobRequest, StartName, prompt_warnings
 from .shape_init import ShapEConfig, shap_e_available
-from .stage1.defaults import LATENT_PRIOR_TIMESTEPS, defaults_for
+from .stage1.defaults import LATENT_PRIOR_TIMESTEPS
 from .stage1.presets import get_preset
 from .stage1.trainer import DistillationConfig
 
@@ -60,7 +60,7 @@ def resolve(request: JobRequest, prior: DiffusionPrior, shap_e: ShapEConfig | No
     method = request.method or AUTO_METHOD[request.representation]
     init = _init(request, method, name, shap_e, warnings)
     paper = METHOD_CONFIGS[method][1]()  # the method's own defaults
-    prior_defaults = defaults_for(prior)
+    prior_defaults = prior.defaults
     scale = request.guidance_scale
     if scale is None:
         scale = prior_defaults.guidance_scale(method)

@@ -3,8 +3,10 @@ the README installs every other dependency, so a skip would hide a broken instal
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -39,3 +41,22 @@ def tiny_sd_folder(tmp_path_factory) -> Path:
     from tiny_models import build_tiny_sd
 
     return build_tiny_sd(tmp_path_factory.mktemp("tiny-sd"))
+
+
+@contextlib.contextmanager
+def real_pipeline_server(spool: Path):
+    """`propdreamer serve` in this process on loopback with the real pipeline on the builtin prior, on the
+    CPU; yields the server and stops it on the way out."""
+    from propdreamer.server.app import Server, ServerConfig
+    from propdreamer.server.worker import WorkerConfig
+
+    worker = WorkerConfig(pipeline="propdreamer.core.jobs:run_job", settings={"prior": "builtin", "device": "cpu"})
+    server = Server(ServerConfig(bind="tcp://127.0.0.1:0", spool=spool, worker=worker))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        thread.join(5)
+        server.close()

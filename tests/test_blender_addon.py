@@ -176,22 +176,10 @@ def test_texture_selected_end_to_end_on_the_real_pipeline(tmp_path):
     """From the panel's request to a textured object: the real server and pipeline (builtin prior, draft)
     bake into the UV map the add-on sent: a new one for Suzanne (no polygon torn or flipped), the
     cylinder's own for the cylinder; the texture takes the prompt's colour."""
-    from propdreamer.server.app import Server, ServerConfig
-    from propdreamer.server.worker import WorkerConfig
+    from conftest import real_pipeline_server
 
-    server = Server(
-        ServerConfig(
-            bind="tcp://127.0.0.1:0", spool=tmp_path / "spool", worker=WorkerConfig(pipeline="propdreamer.core.jobs:run_job", settings={"prior": "builtin", "device": "cpu"})
-        )
-    )
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with real_pipeline_server(tmp_path / "spool") as server:
         out = subprocess.run([sys.executable, str(ROOT / "tests/blender/texture_real.py"), server.endpoint], capture_output=True, text=True, timeout=900)
-    finally:
-        server.stop()
-        thread.join(5)
-        server.close()
     lines = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")]
     assert lines, out.stdout[-3000:] + out.stderr[-3000:]
     r = json.loads(lines[-1][7:])

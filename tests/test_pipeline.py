@@ -5,7 +5,6 @@ pipeline on loopback."""
 import io
 import json
 import subprocess
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -147,20 +146,14 @@ def test_refine_stays_recognisably_the_same_object(builtin_prior, representation
 
 
 def test_server_runs_a_real_texture_job_on_loopback(tmp_path):
-    from propdreamer.server.app import Server, ServerConfig
+    from conftest import real_pipeline_server
+
+    from propdreamer.core.gltf import z_up_to_y_up
     from propdreamer.server.client import Client
-    from propdreamer.server.worker import WorkerConfig
 
     vertices, faces = _box()
-    upload = trimesh.Trimesh(np.stack([vertices[:, 0], vertices[:, 2], -vertices[:, 1]], -1), faces, process=False)
-    server = Server(
-        ServerConfig(
-            bind="tcp://127.0.0.1:0", spool=tmp_path / "spool", worker=WorkerConfig(pipeline="propdreamer.core.jobs:run_job", settings={"prior": "builtin", "device": "cpu"})
-        )
-    )
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    upload = trimesh.Trimesh(z_up_to_y_up(vertices), faces, process=False)
+    with real_pipeline_server(tmp_path / "spool") as server:
         c = Client(server.endpoint, timeout_s=30)
         job = c.request("submit", {"prompt": "a yellow cube", "kind": "texture", "preset": "draft"}, buffers=[upload.export(file_type="glb")]).body["job"]
         done = c.wait_for(job, ("done", "failed"), timeout_s=600)
@@ -178,7 +171,3 @@ def test_server_runs_a_real_texture_job_on_loopback(tmp_path):
         assert made["prior"] == {"id": "builtin", "weights_sha256": provenance.weights_digest(Path(provenance.__file__).parent / "builtin_prior" / "weights")}
         assert {"texture", "bake"} <= set(made["seconds"]) and made["generator"].startswith("PropDreamer ")
         c.close()
-    finally:
-        server.stop()
-        thread.join(5)
-        server.close()

@@ -47,7 +47,7 @@ def test_every_unset_field_takes_the_builtin_priors_default(builtin):
     s = r.settings
     assert s["timesteps"] == {"kind": "uniform", "t_min": 0.02, "t_max": 0.95}
     assert s["refine_timesteps"] == {"kind": "sqrt", "t_min": 0.02, "t_max": 0.98}
-    assert s["cameras"]["elevation_deg"] == [-10.0, 30.0] and s["defaults"] == ["method", "guidance_scale", "steps", "t_range", "cameras", "init"]
+    assert s["cameras"]["elevation_deg"] == [-10.0, 30.0] and s["defaults"] == ["method", "guidance_scale", "steps", "t_range", "cameras", "init", "face_budget"]
     assert settings_summary(s) == "sds on nerf, draft 300 steps, CFG 10, t 0.02-0.95, elevation -10..30"
     assert r.warnings == ()
     texture = resolve(JobRequest("a red cube", kind="texture", uvs="keep"), builtin).settings  # stage one does not run for a texture job
@@ -90,11 +90,12 @@ def test_fields_the_artist_sets_win(builtin):
             seed=3,
             cameras=CameraSetup(OrbitRange(elevation_deg=(0.0, 10.0))),
             init="ball",
+            face_budget=8000,
         ),
         builtin,
     )
     c = r.config
-    assert (c.method, c.guidance_scale, c.steps, c.seed) == ("nfsd", 4.0, 12, 3)
+    assert (c.method, c.guidance_scale, c.steps, c.seed, c.face_budget) == ("nfsd", 4.0, 12, 3, 8000)
     assert c.timesteps == TimestepSchedule("uniform", t_min=0.1, t_max=0.6) and c.orbit.elevation_deg == (0.0, 10.0)
     assert c.guidance_options == {"negative_prompt": "a blue cube"} and r.settings["negative_prompt"] == "a blue cube"
     assert r.settings["defaults"] == []

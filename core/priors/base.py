@@ -15,6 +15,7 @@ from torch import Tensor
 if TYPE_CHECKING:
     from ..cameras import ViewPromptRule
     from ..request import OrbitRange
+    from ..stage1.defaults import PriorDefaults
 
 
 @runtime_checkable
@@ -33,6 +34,12 @@ class DiffusionPrior(Protocol):
     view_rule: ViewPromptRule | None  # the view words its captions used (builtin-format priors), else None
     trained_orbit: OrbitRange | None  # the cameras its training rendered from (stage one's default orbit), else None
     scheduler_config: dict[str, Any]  # its diffusers scheduler's config (samplers start from it)
+
+    @property
+    def defaults(self) -> PriorDefaults:
+        """What stage one uses on this prior where a request leaves a field unset (guidance scale per
+        method, timesteps, regularisers, orbit): one typed object, stage1/defaults.py."""
+        ...
 
     def encode(self, x: Tensor) -> Tensor:
         """x [B, 3, H, W] in [0, 1] -> z [B, C, h, w]; differentiable with respect to x."""

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +23,9 @@ from ..cameras import Cameras, OrbitRange, ViewPromptRule
 from .base import v_to_eps
 from .camera_conditioning import camera_features
 from .loading import BUILTIN, resolve_prior_folder
+
+if TYPE_CHECKING:
+    from ..stage1.defaults import PriorDefaults
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +116,13 @@ class DiffusersPrior:
         # ... and the cameras its last training run rendered from: stage one's default orbit (stage1.defaults.defaults_for).
         self.trained_orbit = saved_orbit(meta)
         log.info("loaded prior %s from %s on %s (%s, %s space, %d px)", self.source, folder, device, dtype, "latent" if self.latent else "pixel", self.image_size)
+
+    @property
+    def defaults(self) -> PriorDefaults:
+        """See `base.DiffusionPrior.defaults`: a pixel or latent prior's, with the orbit it was trained on."""
+        from ..stage1.defaults import defaults_for  # stage one's types import the prior's interface
+
+        return defaults_for(self)
 
     # -- image space <-> model space -------------------------------------------------------------
     def encode(self, x: Tensor) -> Tensor:

@@ -1,5 +1,5 @@
 """What an unset field of a job request becomes on a given prior: one typed object per kind of prior,
-`PriorDefaults`, found by `defaults_for(prior)`.
+`PriorDefaults`, which a prior carries as `prior.defaults` (`defaults_for(prior)` builds it).
 
 `core/resolve.py` reads it to turn a request into a fully explicit config; the trainer falls back to it
 when a config built in code leaves a field unset; the 2D distiller reads its 2D guidance scales. The

@@ -30,7 +30,7 @@ from ..representation import Rendered, RenderRequest, Representation, StepInfo
 from ..request import AUTO_METHOD, RepresentationName, StartName
 from ..shading import ShadingConfig, ShadingMode, light_directions
 from ..shape_init import ShapEConfig
-from .defaults import RegulariserWeights, defaults_for
+from .defaults import RegulariserWeights
 from .presets import StagePreset, get_preset
 
 DEFAULT_METHOD: dict[str, str] = AUTO_METHOD
@@ -43,7 +43,7 @@ class DistillationConfig:
     preset: str = "draft"
     steps: int | None = None  # None: the preset's
     seed: int = 0
-    guidance_scale: float | None = None  # None: the prior's (defaults_for(prior); 10 for SDS, 30 for SSD on pixel priors)
+    guidance_scale: float | None = None  # None: the prior's (prior.defaults; 10 for SDS, 30 for SSD on pixel priors)
     timesteps: TimestepSchedule | None = None  # None: the prior's for the method
     shading: ShadingConfig = field(default_factory=ShadingConfig)
     background: BackgroundConfig | None = None  # None: white for pixel priors, an MLP for latent priors
@@ -160,7 +160,7 @@ class DistillationTrainer:
         self.rep = (representation or build_representation(config, self.preset, init_points, init_colours)).to(device)
         background = config.background or BackgroundConfig(kind="mlp" if prior.latent else "white")
         self.background = Background(background).to(device)
-        method, defaults = config.resolved_method, defaults_for(prior)
+        method, defaults = config.resolved_method, prior.defaults
         scale = config.guidance_scale if config.guidance_scale is not None else defaults.guidance_scale(method)
         self.regularisers = config.regularisers or defaults.regularisers
         self.orbit = config.orbit or defaults.orbit
