@@ -54,7 +54,6 @@ class Rendered:
 class StepInfo:
     step: int
     steps: int
-    rendered: Rendered | None = None
 
 
 class Representation(nn.Module):

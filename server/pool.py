@@ -48,14 +48,14 @@ class Pool:
 
     kind = "local"
 
-    def __init__(self, slots: list) -> None:
+    def __init__(self, slots: list[Slot]) -> None:
         self.slots = slots
 
-    def free(self) -> list:
+    def free(self) -> list[Slot]:
         """Slots ready for a job, in order."""
         return [s for s in self.slots if s.current is None and s.ready and s.alive()]
 
-    def running(self, job_id: str):
+    def running(self, job_id: str) -> Slot | None:
         return next((s for s in self.slots if s.current == job_id), None)
 
     def refresh(self) -> None:

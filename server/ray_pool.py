@@ -273,7 +273,7 @@ class RayPool(Pool):
         (64 actors asked one by one cost the loop more than the events they carry)."""
         import ray
 
-        refs = [r for s in self.slots for r in s.pending()] if not self.lost else []
+        refs = [r for s in self.slots if isinstance(s, RaySlot) for r in s.pending()] if not self.lost else []
         self.ready, self.wait_error = set(), None
         if refs:
             try:

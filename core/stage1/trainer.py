@@ -228,7 +228,7 @@ class DistillationTrainer:
         loss.backward()
         for opt in self.optimisers.values():
             opt.step()
-        self.rep.after_backward(StepInfo(step, preset.steps, out))
+        self.rep.after_backward(StepInfo(step, preset.steps))
         self.step += 1
         return {**{k: v.detach() for k, v in terms.items()}, "update_norm": g.update_norm, "t": g.t.float().mean(), **g.losses}
 
