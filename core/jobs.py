@@ -79,7 +79,7 @@ def with_provenance(glb: bytes, resolved, prior: DiffusionPrior, seconds: dict[s
     weights' digest, the stages' times."""
     from . import provenance
 
-    record = provenance.manifest(resolved.request.to_body(), resolved.settings, prior.source or str(resolved.settings.get("prior", "")), prior.folder, seconds)
+    record = provenance.manifest(resolved.request.to_body(), resolved.settings, prior.source, prior.folder, seconds)
     return provenance.attach(glb, record)
 
 

@@ -14,7 +14,6 @@ import io
 import logging
 import time
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -26,13 +25,11 @@ from .mesh.dmtet import DMTet, DMTetConfig
 from .mesh.export import bake, export_mesh
 from .mesh.model import MeshModel
 from .mesh.uv import into_unit_tile, unwrap, weld
+from .priors.base import DiffusionPrior
 from .shading import ShadingConfig
 from .stage1.defaults import LATENT_PRIOR_TIMESTEPS
 from .stage1.trainer import Callbacks, DistillationConfig, DistillationTrainer, RegulariserWeights, render_views, turntable_cameras
 from .stage2.presets import RefinePreset, get_refine_preset
-
-if TYPE_CHECKING:
-    from .priors.base import DiffusionPrior
 
 log = logging.getLogger(__name__)
 

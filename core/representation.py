@@ -9,7 +9,7 @@ which representation made it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import torch
 from torch import Tensor, nn
@@ -39,7 +39,7 @@ class ShapeTerms:
 
     def present(self) -> dict[str, Tensor]:
         """The terms this render has, by name (for progress reports)."""
-        return {k: v for k, v in (("orientation", self.orientation), ("normal_consistency", self.normal_consistency), ("laplacian", self.laplacian)) if v is not None}
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
 
 
 @dataclass

@@ -262,6 +262,9 @@ class JobRequest:
             raise RequestError("prompt", "must not be empty: describe the object, e.g. 'a red cube'")
         seed = _number(body, "seed", 0, 2**31 - 1, integer=True)
         steps = _number(body, "steps", 1, MAX_STEPS, integer=True)
+        face_budget = _number(body, "face_budget", MIN_FACE_BUDGET, MAX_FACE_BUDGET, integer=True)
+        if face_budget is not None and kind == "texture":
+            raise RequestError("face_budget", "sets the triangles of a mesh PropDreamer makes; a texture job keeps the artist's mesh as it is (leave it out)")
         t_range = None if body.get("t_range") is None else _range(body, "t_range", (0.0, 1.0), 0.0, 1.0, strict=True)
         cameras = None if body.get("cameras") is None else CameraSetup.from_body(body["cameras"])
         request = object.__new__(cls)  # validated here; __post_init__ would validate again
@@ -280,12 +283,8 @@ class JobRequest:
             uvs=_choice(body, "uvs", UV_SOURCES, "auto"),
             init=_choice(body, "init", INITS, "auto"),
             retry=body.get("retry", False),
-            face_budget=_number(body, "face_budget", MIN_FACE_BUDGET, MAX_FACE_BUDGET, integer=True),
+            face_budget=None if face_budget is None else int(face_budget),
         )
-        if values_["face_budget"] is not None:
-            values_["face_budget"] = int(values_["face_budget"])
-            if kind == "texture":
-                raise RequestError("face_budget", "sets the triangles of a mesh PropDreamer makes; a texture job keeps the artist's mesh as it is (leave it out)")
         if not isinstance(values_["retry"], bool):
             raise RequestError("retry", f"must be true or false, got {values_['retry']!r}")
         if values_["uvs"] != "auto" and kind != "texture":

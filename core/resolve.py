@@ -10,18 +10,16 @@ actually ran.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .builtin_prior import BUILTIN
 from .guidance import METHODS as METHOD_CONFIGS
+from .priors.base import DiffusionPrior
 from .request import AUTO_METHOD, CameraSetup, JobRequest, StartName, prompt_warnings
 from .shape_init import ShapEConfig, shap_e_available
 from .stage1.defaults import LATENT_PRIOR_TIMESTEPS
 from .stage1.presets import get_preset
 from .stage1.trainer import DistillationConfig
-
-if TYPE_CHECKING:
-    from .priors.base import DiffusionPrior
 
 
 @dataclass(frozen=True)

@@ -46,15 +46,7 @@ def _run(request, input_mesh, job):
     job.event(
         "resolved",
         {
-            "settings": {
-                "method": request.get("method", "sds"),
-                "representation": "nerf",
-                "preset": "draft",
-                "steps": 3,
-                "guidance_scale": 10.0,
-                "timesteps": {"kind": "uniform", "t_min": 0.02, "t_max": 0.95},
-                "cameras": {"elevation_deg": [-10.0, 30.0]},
-            },
+            "settings": {**SETTINGS, "method": request.get("method", "sds")},
             "warnings": [],
         },
     )

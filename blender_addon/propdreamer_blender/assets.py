@@ -12,7 +12,8 @@ TAG = "PropDreamer"
 def mark(obj: bpy.types.Object, manifest: dict | None) -> None:
     obj.asset_mark()
     data = obj.asset_data
-    request, settings = (manifest or {}).get("request", {}), (manifest or {}).get("settings", {})
+    made = manifest or {}
+    request, settings = made.get("request", {}), made.get("settings", {})
     data.description = f"{request.get('prompt', obj.name)} (PropDreamer, seed {request.get('seed', 0)})"
     for tag in (TAG, settings.get("method"), settings.get("representation")):
         if tag and tag not in data.tags:

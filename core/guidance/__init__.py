@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
 
+from ..priors.base import DiffusionPrior
 from .base import Guidance, GuidanceConfig, GuidanceContext, GuidanceOutput
 from .nfsd import NFSD, NFSDConfig
 from .sds import SDS, SDSConfig
 from .ssd import SSD, SSDConfig
 from .vdm import VDM, VDMConfig
 from .vsd import VSD, VSDConfig
-
-if TYPE_CHECKING:
-    from ..priors.base import DiffusionPrior
 
 METHODS: dict[str, tuple[type[Guidance], type[GuidanceConfig]]] = {
     "sds": (SDS, SDSConfig),

@@ -13,15 +13,12 @@ All three branches [cond, uncond, neg] are evaluated in one UNet call.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
+from ..priors.base import DiffusionPrior
 from .base import Guidance, GuidanceConfig, GuidanceContext
-
-if TYPE_CHECKING:
-    from ..priors.base import DiffusionPrior
 
 NEGATIVE_PROMPT = "unrealistic, blurry, low quality, out of focus, ugly, low contrast, dull, dark, low-resolution, gloomy"
 

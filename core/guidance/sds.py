@@ -8,16 +8,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
+from ..priors.base import DiffusionPrior
 from .base import Guidance, GuidanceConfig, GuidanceContext
 from .common import cfg
-
-if TYPE_CHECKING:
-    from ..priors.base import DiffusionPrior
 
 
 @dataclass(frozen=True)

@@ -27,18 +27,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import torch
 from torch import Tensor
 
-from ..priors.base import alpha_sigma
+from ..priors.base import DiffusionPrior, alpha_sigma
 from .base import Guidance, GuidanceConfig, GuidanceContext
 from .common import cfg
 from .depth import disparity, load_depth_estimator, masked_normal_loss, masked_pearson_loss
-
-if TYPE_CHECKING:
-    from ..priors.base import DiffusionPrior
 
 Baseline = Callable[[Tensor, GuidanceContext], Tensor]  # (z_t [B, C, h, w] requiring grad, ctx) -> phi [B]
 

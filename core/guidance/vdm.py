@@ -12,17 +12,14 @@ U-Net, learns to map the guided prediction to the noise that was actually added:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
+from ..priors.base import DiffusionPrior
 from .base import Guidance, GuidanceConfig, GuidanceContext
 from .common import cfg
 from .ulite import ULite
-
-if TYPE_CHECKING:
-    from ..priors.base import DiffusionPrior
 
 
 @dataclass(frozen=True)

@@ -28,20 +28,16 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
 from torch import Tensor
 
 from ..device import to_device
-from ..priors.base import add_noise, alpha_sigma
+from ..priors.base import DiffusionPrior, add_noise, alpha_sigma
 from ..priors.camera_conditioning import camera_features
 from .base import Guidance, GuidanceConfig, GuidanceContext
 from .common import cfg
-
-if TYPE_CHECKING:
-    from ..priors.base import DiffusionPrior
 
 LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]  # the attention projections of diffusers' UNet
 ADAPTER = "vsd"

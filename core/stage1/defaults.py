@@ -10,13 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..cameras import OrbitRange
 from ..guidance.timesteps import TimestepSchedule
-
-if TYPE_CHECKING:
-    from ..priors.base import DiffusionPrior
+from ..priors.base import DiffusionPrior
 
 
 @dataclass(frozen=True)
