@@ -5,7 +5,8 @@ A pool is a list of worker slots, each running one job at a time. Two kinds:
 - `LocalPool`: supervised processes on this machine (`worker.Supervisor`), one per device
   (`--devices cuda:0,cuda:1`) or N on one device (`--workers N`, e.g. CPU workers).
 - `RayPool` (`ray_pool.py`): long-lived Ray actors, one per GPU of a Ray cluster (`--ray auto` or
-  `--ray ADDRESS`), which Ray schedules across machines.
+  `--ray ADDRESS`), which Ray schedules across machines, driven through a child process
+  (`ray_bridge.py`) so the server outlives its cluster.
 
 Every slot offers what the server needs, the same on both: `submit`, `poll` (its job messages, worker_messages.py: events,
 previews, the final done / failed / cancelled), `cancel`, `overdue_cancel`, `alive` / `exit_reason`,
