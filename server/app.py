@@ -25,6 +25,7 @@ from .pool import LocalPool, Pool, local_devices
 from .queue_order import check_order, expected_work, insert_at
 from .schema import check_input_mesh, parse_request
 from .spool import FINAL, Spool
+from .uploads import UploadLimits, Uploads
 from .wire import PROTOCOL_VERSION, Message, ProtocolError, ReplayGuard, WireLimits, claimed_client, decode, encode
 from .worker import WorkerConfig
 from .worker_messages import Cancelled, Done, Event, Failed, Preview
@@ -50,6 +51,7 @@ class ServerConfig:
     device: str = "cpu"
     worker: WorkerConfig = field(default_factory=WorkerConfig)
     limits: WireLimits = field(default_factory=WireLimits)
+    uploads: UploadLimits = field(default_factory=UploadLimits)  # meshes sent in chunks (uploads.py)
     workers: int = 1  # local worker processes on `device` (e.g. CPU workers)
     devices: str | None = None  # "cuda:0,cuda:1": one local worker per device (overrides `workers`)
     ray: str | None = None  # "auto" or a Ray cluster's address: the workers are Ray actors (ray_pool.py)
@@ -78,6 +80,7 @@ class Server:
         check_order(config.queue_order)
         self.read_only: str | None = None  # why the spool cannot be written (a full disk); None: it can
         self._recover()
+        self.uploads = Uploads(self.spool.root / "uploads", config.uploads)
         self.context = zmq.Context()
         self.socket = self.context.socket(zmq.ROUTER)
         self.socket.setsockopt(zmq.SNDHWM, config.send_hwm)
@@ -94,6 +97,7 @@ class Server:
         self.handlers: dict[str, Callable[[Message], Message]] = {
             "hello": self.on_hello,
             "submit": self.on_submit,
+            "upload": self.on_upload,
             "cancel": self.on_cancel,
             "status": self.on_status,
             "list": self.on_list,
@@ -389,13 +393,36 @@ class Server:
                 "artist_keys": self.artist_keys is not None,
                 "max_input_faces": self.config.max_input_faces,  # clients refuse bigger meshes before preparing them
                 "max_frame_bytes": self.config.limits.max_frame_bytes,
+                "max_chunk_bytes": self.config.uploads.max_chunk_bytes,  # larger meshes go by `upload`, in chunks of at most this
+                "max_upload_bytes": self.config.uploads.max_upload_bytes,
             },
         )
 
+    def on_upload(self, message: Message) -> Message:
+        """One chunk of a mesh (uploads.py); a submit names the upload once it is whole."""
+        if self.read_only:
+            raise ProtocolError("disk_full", self.read_only)
+        if len(message.buffers) != 1:
+            raise ProtocolError("invalid_field", f"an `upload` carries one chunk as its one buffer; got {len(message.buffers)} buffers")
+        body = message.body
+        try:
+            upload = self.uploads.append(message.client, body.get("upload"), body.get("offset"), body.get("size"), message.buffers[0])
+        except OSError as err:
+            raise ProtocolError("disk_full", f"{self.spool.space_note()}: the upload was dropped ({err.strerror}); free space there and upload again") from None
+        return Message("uploaded", {"upload": body["upload"], "received": upload.received, "size": upload.size})
+
     def on_submit(self, message: Message) -> Message:
-        request, warnings = parse_request(message.body, len(message.buffers), self.vocabulary, self.config.prior)
+        token = message.body.get("upload")  # the mesh sent before, in chunks
+        body = {k: v for k, v in message.body.items() if k != "upload"}
+        mesh = message.buffers[0] if message.buffers else None
+        if token is not None:
+            if message.buffers:
+                raise ProtocolError("invalid_field", "a submit carries its mesh as a buffer or names an upload, not both")
+            mesh = self.uploads.read(message.client, token)
+        request, warnings = parse_request(body, len(message.buffers) or (0 if mesh is None else 1), self.vocabulary, self.config.prior)
         if request.needs_mesh:
-            check_input_mesh(message.buffers[0], self.config.max_input_faces)
+            assert mesh is not None  # parse_request refuses a mesh job without one
+            check_input_mesh(mesh, self.config.max_input_faces)
         if self.read_only:
             raise ProtocolError("disk_full", self.read_only)
         unavailable = self.pool.unavailable()
@@ -407,9 +434,11 @@ class Server:
                 "queue_full", f"this client already has {waiting} jobs waiting (at most {self.config.max_queued_per_client}); wait for some to finish, or cancel some"
             )
         try:
-            job_id = self.spool.accept(message.client, request.to_body(), message.buffers[0] if message.buffers else None)
+            job_id = self.spool.accept(message.client, request.to_body(), mesh)
         except OSError as err:
             raise ProtocolError("disk_full", f"{self.spool.space_note()}: the job was not accepted ({err.strerror}); free space there and submit again") from None
+        if token is not None:
+            self.uploads.drop(message.client, token)  # the job keeps its own copy
         place = self._enqueue(job_id, request.to_body())  # acknowledged only now, after the spool has it on disk
         self.told[job_id] = place  # jobs it went ahead of (longest-first) are told at the end of the tick
         position = place + (0 if self.pool.free() else 1)

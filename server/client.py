@@ -14,6 +14,8 @@ import zmq
 
 from .wire import Message, ProtocolError, WireLimits, decode, encode
 
+CHUNK_BYTES = 8 * 2**20  # an upload's chunk: the server's default `max_chunk_bytes` (its welcome says)
+
 
 class ServerError(RuntimeError):
     def __init__(self, code: str, message: str) -> None:
@@ -70,6 +72,22 @@ class Client:
                     raise ServerError(reply.body["code"], reply.body["message"])
                 return reply
         raise TimeoutError(f"no reply to '{type_}' from {self.endpoint} within {self.timeout_s:.0f} s: is `propdreamer serve` running there?")
+
+    def submit(self, body: dict[str, Any], mesh: bytes | None = None, chunk_bytes: int = CHUNK_BYTES) -> Message:
+        """Submit a job; a mesh larger than one chunk is sent first by `upload` and the submit names it."""
+        if mesh is None or len(mesh) <= chunk_bytes:
+            return self.request("submit", body, [mesh] if mesh is not None else None)
+        return self.request("submit", {**body, "upload": self.upload(mesh, chunk_bytes)})
+
+    def upload(self, data: bytes, chunk_bytes: int = CHUNK_BYTES) -> str:
+        """Send `data` in chunks (`upload` messages); returns the upload's name for a submit."""
+        import uuid
+
+        token, offset = uuid.uuid4().hex, 0
+        while offset < len(data):
+            reply = self.request("upload", {"upload": token, "offset": offset, "size": len(data)}, [data[offset : offset + chunk_bytes]])
+            offset = reply.body["received"]
+        return token
 
     def wait_for(self, job: str, kinds: tuple[str, ...], timeout_s: float = 60.0) -> Message:
         """The next event of one of `kinds` for `job` (also among those already received)."""

@@ -45,8 +45,8 @@ class ProtocolError(ValueError):
 @dataclass(frozen=True)
 class WireLimits:
     max_frames: int = 8
-    max_frame_bytes: int = 64 * 2**20  # buffers (meshes) may be large
-    max_message_bytes: int = 80 * 2**20  # all frames together, checked before the signature is computed
+    max_frame_bytes: int = 16 * 2**20  # ZeroMQ's MAXMSGSIZE: a larger frame is dropped before it is read; meshes travel in 8 MiB chunks (uploads.py)
+    max_message_bytes: int = 20 * 2**20  # all frames together, checked before the signature is computed
     max_header_bytes: int = 4096
     max_body_bytes: int = 1 * 2**20
     max_str_len: int = 64 * 1024

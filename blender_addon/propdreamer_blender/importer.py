@@ -176,7 +176,7 @@ def uv_warnings(obj: bpy.types.Object, uv_map: str, uvs: np.ndarray) -> list[str
 
 def check_size(obj: bpy.types.Object, limits: dict, with_uvs: bool) -> None:
     """Refuse, before any work, a mesh the server would refuse: over its triangle limit, or an upload
-    larger than its frame limit (one vertex per loop: 12 bytes of position and 8 of UV per loop)."""
+    larger than its upload limit (one vertex per loop: 12 bytes of position and 8 of UV per loop)."""
     mesh = obj.data
     triangles = len(mesh.loops) - 2 * len(mesh.polygons)  # a polygon of n corners is n - 2 triangles
     most = limits.get("max_input_faces")
@@ -186,10 +186,10 @@ def check_size(obj: bpy.types.Object, limits: dict, with_uvs: bool) -> None:
             f"(Decimate modifier, ratio {most / triangles:.2f} or less, applied to a duplicate) or ask for the server's --max-input-faces to be raised"
         )
     size = 20 * len(mesh.loops) + 12 * triangles if with_uvs else 12 * len(mesh.vertices) + 12 * triangles
-    frame = limits.get("max_frame_bytes")
-    if frame and size > frame:
+    most_bytes = limits.get("max_upload_bytes") or limits.get("max_frame_bytes")  # a server without chunked uploads: one frame
+    if most_bytes and size > most_bytes:
         raise ValueError(
-            f"'{obj.name}' would be a {size / 2**20:.0f} MiB upload, over the server's {frame / 2**20:.0f} MiB message limit: "
+            f"'{obj.name}' would be a {size / 2**20:.0f} MiB upload, over the server's {most_bytes / 2**20:.0f} MiB limit: "
             "texture a decimated copy (Decimate modifier on a duplicate)"
         )
 

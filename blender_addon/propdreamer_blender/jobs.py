@@ -85,11 +85,15 @@ class JobTracker:
         """The server's limits on uploads (from its welcome; asked once per tracker)."""
         if self._limits is None:
             body = self.hello()
-            self._limits = {k: body[k] for k in ("max_input_faces", "max_frame_bytes") if k in body}
+            self._limits = {k: body[k] for k in ("max_input_faces", "max_frame_bytes", "max_chunk_bytes", "max_upload_bytes") if k in body}
         return self._limits
 
     def submit(self, kind: str, body: dict[str, Any], buffers: list[bytes] | None = None, meta: dict[str, Any] | None = None) -> JobState:
-        reply = self.client.request("submit", {**body, "kind": kind}, buffers=buffers)
+        chunk = int(self.limits().get("max_chunk_bytes", 0)) if buffers else 0
+        if buffers and chunk:  # a mesh over one chunk goes first in chunks (`upload`)
+            reply = self.client.submit({**body, "kind": kind}, buffers[0], chunk)
+        else:
+            reply = self.client.request("submit", {**body, "kind": kind}, buffers=buffers)
         job = JobState(
             reply.body["job"], kind, body.get("prompt", ""), meta or {}, body=dict(body), warnings=list(reply.body.get("warnings", [])), position=int(reply.body.get("position", 0))
         )
