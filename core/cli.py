@@ -71,6 +71,7 @@ def job_request(args: argparse.Namespace):
         uvs=args.uvs if args.texture else "auto",
         init=args.init,
         face_budget=args.face_budget,
+        lods=args.lods,
     )
     return request, (Path(mesh) if mesh else None)
 
@@ -145,6 +146,7 @@ def add_request_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--texture", metavar="MESH", help="texture this GLB mesh (its geometry is kept)")
     p.add_argument("--refine", metavar="MESH", help="refine this GLB mesh (it seeds the optimisation)")
     p.add_argument("--face-budget", type=int, default=None, help="the most triangles of the exported mesh, 1000 to 200000 (default: the preset's)")
+    p.add_argument("--lods", type=int, default=1, help="levels of detail, 1 to 4: LOD0 at the face budget, each next a quarter of it, all with normal maps (default 1: LOD0 alone)")
     p.add_argument("--uvs", default="auto", choices=UV_SOURCES, help="--texture: bake into the mesh's own UV map (keep), a new unwrap (new), or the mesh's when it has one (auto)")
     p.add_argument(
         "--init",

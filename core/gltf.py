@@ -15,6 +15,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from .mesh.export import ExportConfig, UnwrappedMesh
+    from .mesh.lod import Lod
 
 
 def z_up_to_y_up(v: np.ndarray) -> np.ndarray:
@@ -76,3 +77,73 @@ def to_glb(mesh: UnwrappedMesh, config: ExportConfig | None = None, name: str = 
     scene = trimesh.Scene()
     scene.add_geometry(tm, node_name=name, geom_name=name)
     return scene.export(file_type="glb")
+
+
+def lods_glb(lods: list[Lod], config: ExportConfig | None = None, name: str = "propdreamer") -> bytes:
+    """A GLB of an LOD chain: one root node per level, `{name}_LOD0`.. (extras `{"lod": k}`), each with its
+    own mesh, UVs, base-colour texture and tangent-space normal map (NORMAL and TANGENT written, so a
+    viewer's tangent frame is the one the map was baked in). All levels share LOD0's centring and scale
+    into the unit box, Y up."""
+    import json
+    import struct
+
+    from PIL import Image
+
+    from .mesh.export import ExportConfig
+
+    config = config or ExportConfig()
+    lo, hi = lods[0].mesh.vertices.min(0), lods[0].mesh.vertices.max(0)
+    centre, scale = (lo + hi) / 2, 1.0 / max(float((hi - lo).max()), 1e-9)
+    binary = bytearray()
+    doc: dict = {"asset": {"version": "2.0", "generator": "PropDreamer"}, "scene": 0, "scenes": [{"nodes": []}], "nodes": [], "meshes": [], "materials": []}
+    doc.update(accessors=[], bufferViews=[], images=[], textures=[], samplers=[{"magFilter": 9729, "minFilter": 9987, "wrapS": 10497, "wrapT": 10497}])
+
+    def view(data: bytes, target: int | None = None) -> int:
+        binary.extend(b"\0" * (-len(binary) % 4))
+        doc["bufferViews"].append({"buffer": 0, "byteOffset": len(binary), "byteLength": len(data), **({"target": target} if target else {})})
+        binary.extend(data)
+        return len(doc["bufferViews"]) - 1
+
+    def accessor(values: np.ndarray, kind: str, bounds: bool = False) -> int:
+        component = 5125 if values.dtype == np.uint32 else 5126
+        entry = {"bufferView": view(values.tobytes(), 34963 if component == 5125 else 34962), "componentType": component, "count": len(values), "type": kind}
+        if component == 5125:
+            entry["count"] = values.size
+        if bounds:
+            entry.update(min=values.min(0).tolist(), max=values.max(0).tolist())
+        doc["accessors"].append(entry)
+        return len(doc["accessors"]) - 1
+
+    def texture(pixels: np.ndarray) -> int:
+        png = io.BytesIO()
+        Image.fromarray(pixels).save(png, format="PNG")
+        doc["images"].append({"bufferView": view(png.getvalue()), "mimeType": "image/png"})
+        doc["textures"].append({"sampler": 0, "source": len(doc["images"]) - 1})
+        return len(doc["textures"]) - 1
+
+    for k, lod in enumerate(lods):
+        m = lod.mesh
+        positions = z_up_to_y_up((m.vertices - centre) * scale).astype(np.float32)
+        attributes = {
+            "POSITION": accessor(positions, "VEC3", bounds=True),
+            "NORMAL": accessor(z_up_to_y_up(lod.normals).astype(np.float32), "VEC3"),
+            "TANGENT": accessor(np.concatenate([z_up_to_y_up(lod.tangents[:, :3]), lod.tangents[:, 3:]], 1).astype(np.float32), "VEC4"),
+            "TEXCOORD_0": accessor(np.stack([m.uvs[:, 0], 1.0 - m.uvs[:, 1]], 1).astype(np.float32), "VEC2"),  # glTF's v points down the image
+        }
+        doc["materials"].append(
+            {
+                "name": f"{name}_LOD{k}_material",
+                "pbrMetallicRoughness": {"baseColorTexture": {"index": texture(m.texture)}, "metallicFactor": config.metallic, "roughnessFactor": config.roughness},
+                "normalTexture": {"index": texture(lod.normal_map)},
+            }
+        )
+        indices = accessor(m.faces.astype(np.uint32).reshape(-1), "SCALAR")
+        doc["meshes"].append({"name": f"{name}_LOD{k}", "primitives": [{"attributes": attributes, "indices": indices, "material": k}]})
+        doc["nodes"].append({"name": f"{name}_LOD{k}", "mesh": k, "extras": {"lod": k}})
+        doc["scenes"][0]["nodes"].append(k)
+    binary.extend(b"\0" * (-len(binary) % 4))
+    doc["buffers"] = [{"byteLength": len(binary)}]
+    text = json.dumps(doc, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 4)
+    total = 12 + 8 + len(text) + 8 + len(binary)
+    return struct.pack("<4sII", b"glTF", 2, total) + struct.pack("<I4s", len(text), b"JSON") + text + struct.pack("<I4s", len(binary), b"BIN\0") + bytes(binary)

@@ -19,10 +19,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .gltf import to_glb
+from .gltf import lods_glb, to_glb
 from .mesh.colour_field import ColourField
 from .mesh.dmtet import DMTet, DMTetConfig
 from .mesh.export import bake, export_mesh
+from .mesh.lod import LodConfig, export_lods
 from .mesh.model import MeshModel
 from .mesh.uv import into_unit_tile, unwrap, weld
 from .priors.base import DiffusionPrior
@@ -83,8 +84,12 @@ def _refine_and_export(prior: DiffusionPrior, prompt: str, config: DistillationC
         v, f = model.mesh()
     colour = lambda x: model.colour(x.to(v.device)).cpu()
     export = replace(refine.export, face_budget=config.face_budget) if config.face_budget is not None else refine.export  # the artist's budget
-    unwrapped = export_mesh(v.detach().cpu().numpy(), f.cpu().numpy(), colour, export)
-    glb = to_glb(unwrapped, export)
+    if config.lods > 1:  # LOD0..: each level unwrapped and baked, with a normal map of the refined surface
+        lods = export_lods(v.detach().cpu().numpy(), f.cpu().numpy(), colour, export, LodConfig(levels=config.lods))
+        unwrapped, glb = lods[0].mesh, lods_glb(lods, export)
+    else:
+        unwrapped = export_mesh(v.detach().cpu().numpy(), f.cpu().numpy(), colour, export)
+        glb = to_glb(unwrapped, export)
     seconds["export"] = time.time() - t0
     preview = torch.cat(list(render_views(model, trainer.background, turntable_cameras(4, device=v.device), 64, TEXTURE_SHADING).cpu()), dim=-1)
     return MeshResult(glb, preview, seconds, unwrapped.vertices, unwrapped.faces, unwrapped.uvs, unwrapped.texture)

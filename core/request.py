@@ -73,6 +73,7 @@ KINDS, METHODS, REPRESENTATIONS, PRESETS, CAMERA_MODES, UV_SOURCES, INITS = map(
 )
 
 MIN_FACE_BUDGET, MAX_FACE_BUDGET = 1_000, 200_000  # the triangles an artist may ask the exported mesh to have at most
+MAX_LODS = 4  # levels of detail: LOD0 (at the face budget) .. LOD3
 RepresentationName = Literal["nerf", "gaussians"]  # REPRESENTATIONS, as a type (tests/test_request.py keeps them equal)
 StartName = Literal["ball", "shap-e"]  # where stage one starts once `init` auto is resolved
 
@@ -238,9 +239,27 @@ class JobRequest:
     init: str = "auto"  # generate jobs: where stage one starts (INIT_CHOICES)
     retry: bool = False  # run the job once more if its worker dies under it (never on its own: a job may have run for an hour)
     face_budget: int | None = None  # generate / refine jobs: the exported mesh's most triangles; None: the preset's
+    lods: int = 1  # generate / refine jobs: levels of detail; 2..4 adds LOD1.. at a quarter of the faces each, every level with a normal map
 
     FIELDS = frozenset(
-        {"kind", "prompt", "negative_prompt", "method", "representation", "preset", "seed", "steps", "guidance_scale", "t_range", "cameras", "uvs", "init", "retry", "face_budget"}
+        {
+            "kind",
+            "prompt",
+            "negative_prompt",
+            "method",
+            "representation",
+            "preset",
+            "seed",
+            "steps",
+            "guidance_scale",
+            "t_range",
+            "cameras",
+            "uvs",
+            "init",
+            "retry",
+            "face_budget",
+            "lods",
+        }
     )
 
     def __post_init__(self) -> None:
@@ -265,6 +284,9 @@ class JobRequest:
         face_budget = _number(body, "face_budget", MIN_FACE_BUDGET, MAX_FACE_BUDGET, integer=True)
         if face_budget is not None and kind == "texture":
             raise RequestError("face_budget", "sets the triangles of a mesh PropDreamer makes; a texture job keeps the artist's mesh as it is (leave it out)")
+        lods = _number(body, "lods", 1, MAX_LODS, integer=True)
+        if lods is not None and lods > 1 and kind == "texture":
+            raise RequestError("lods", "levels of detail are made from a mesh PropDreamer makes; a texture job keeps the artist's mesh as it is (leave it out)")
         t_range = None if body.get("t_range") is None else _range(body, "t_range", (0.0, 1.0), 0.0, 1.0, strict=True)
         cameras = None if body.get("cameras") is None else CameraSetup.from_body(body["cameras"])
         request = object.__new__(cls)  # validated here; __post_init__ would validate again
@@ -284,6 +306,7 @@ class JobRequest:
             init=_choice(body, "init", INITS, "auto"),
             retry=body.get("retry", False),
             face_budget=None if face_budget is None else int(face_budget),
+            lods=int(lods or 1),
         )
         if not isinstance(values_["retry"], bool):
             raise RequestError("retry", f"must be true or false, got {values_['retry']!r}")
@@ -320,6 +343,8 @@ class JobRequest:
             body["retry"] = True
         if self.face_budget is not None:
             body["face_budget"] = self.face_budget
+        if self.lods > 1:
+            body["lods"] = self.lods
         return body
 
 

@@ -87,6 +87,7 @@ def resolve(request: JobRequest, prior: DiffusionPrior, shap_e: ShapEConfig | No
         init=init,
         shap_e=shap_e,
         face_budget=request.face_budget,
+        lods=request.lods,
     )
     defaults = [
         f
@@ -126,4 +127,5 @@ def resolve(request: JobRequest, prior: DiffusionPrior, shap_e: ShapEConfig | No
         settings["texture_steps"] = get_refine_preset(request.preset).texture.steps
     else:  # the exported mesh's most triangles: the artist's, or the preset's
         settings["face_budget"] = request.face_budget or get_refine_preset(request.preset).export.face_budget
+        settings["lods"] = request.lods
     return ResolvedJob(request, config, settings, tuple(warnings))

@@ -57,6 +57,20 @@ def test_the_artists_face_budget_sets_the_exported_triangles(builtin_prior, gene
     assert 500 < len(small.faces) <= 1000 and sum(len(g.faces) for g in scene.geometry.values()) == len(small.faces)
 
 
+def test_generate_with_lods_writes_a_level_per_node_with_normal_maps(builtin_prior, tmp_path):
+    result = generate(builtin_prior, "a red cube", DistillationConfig(steps=10, face_budget=1000, lods=3), refine=TINY)
+    path = tmp_path / "lods.glb"
+    path.write_bytes(result.glb)
+    report = _validate(path)
+    assert report["numErrors"] == 0 and report["numWarnings"] == 0, report["messages"]
+    doc = json.loads(result.glb[20 : 20 + int.from_bytes(result.glb[12:16], "little")])
+    assert [n["name"] for n in doc["nodes"]] == ["propdreamer_LOD0", "propdreamer_LOD1", "propdreamer_LOD2"]
+    assert all("normalTexture" in m and "TANGENT" in mesh["primitives"][0]["attributes"] for m, mesh in zip(doc["materials"], doc["meshes"]))
+    scene = trimesh.load(path, force="scene")
+    faces = [len(scene.geometry[f"propdreamer_LOD{k}"].faces) for k in range(3)]
+    assert faces[0] == len(result.faces) and 500 < faces[0] <= 1000 and faces[0] > faces[1] > faces[2] >= 100, faces
+
+
 def test_generate_writes_a_valid_closed_textured_glb(generated):
     result, path, stages = generated
     assert {"coarse", "geometry", "texture"} <= set(stages)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import re
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,8 +18,10 @@ from mathutils import Vector
 from .glb import read_texture_result, write_mesh_glb
 
 
-def import_glb(data: bytes, name: str) -> bpy.types.Object:
-    """Import a GLB; returns its mesh object (named `name`)."""
+def import_glb(data: bytes, name: str) -> list[bpy.types.Object]:
+    """Import a GLB; returns its mesh object (named `name`), or its levels of detail, LOD0 first (nodes
+    named `..._LOD<k>`): those go into their own collection `name LODs`, named `name_LOD<k>`, LOD0 shown
+    and the others hidden in the viewport and in renders."""
     before = set(bpy.data.objects)
     fd, path = tempfile.mkstemp(suffix=".glb", prefix="propdreamer_")
     try:
@@ -31,12 +34,30 @@ def import_glb(data: bytes, name: str) -> bpy.types.Object:
     meshes = [o for o in new if o.type == "MESH"]
     if not meshes:
         raise ValueError("the server's result holds no mesh")
-    obj = meshes[0]
-    for other in new:  # keep only the mesh, with its world transform
-        if other is not obj and other.type != "MESH" and not other.children:
+    levels = sorted((o for o in meshes if lod_level(o.name) is not None), key=lambda o: lod_level(o.name) or 0)
+    kept = levels if len(levels) > 1 else meshes[:1]
+    for other in new:  # keep only the meshes, with their world transforms
+        if other not in kept and other.type != "MESH" and not other.children:
             bpy.data.objects.remove(other)
-    obj.name = name
-    return obj
+    if len(kept) == 1:
+        kept[0].name = name
+        return kept
+    collection = bpy.data.collections.new(f"{name} LODs")
+    bpy.context.collection.children.link(collection)
+    for k, obj in enumerate(kept):
+        for c in list(obj.users_collection):
+            c.objects.unlink(obj)
+        collection.objects.link(obj)
+        obj.name = f"{name}_LOD{k}"
+        obj.hide_render = k > 0
+        obj.hide_set(k > 0)
+    return kept
+
+
+def lod_level(name: str) -> int | None:
+    """k for an object named `..._LOD<k>` (Blender may add `.001`), else None."""
+    match = re.search(r"_LOD(\d+)(\.\d+)?$", name)
+    return int(match.group(1)) if match else None
 
 
 def place(obj: bpy.types.Object, location: Vector, size: float) -> None:

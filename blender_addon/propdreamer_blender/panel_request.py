@@ -30,6 +30,7 @@ def job_body(settings, kind: str, context, seed: int | None = None) -> dict:
         fov=settings.fov,
         init=settings.init,
         face_budget=settings.face_budget,
+        lods=settings.lods,
     )
     matrices, fovs = scene_cameras(settings, context) if settings.cameras in ("scene", "active") else ((), ())
     return job_request(kind, panel, tuple(matrices), tuple(fovs)).to_body()

@@ -46,6 +46,14 @@ class PropDreamerSettings(bpy.types.PropertyGroup):
         default=0,
         description="The most triangles Generate and Refine may give the object (1,000 to 200,000); 0: the preset's (draft 20,000, standard and high 100,000)",
     )
+    lods: IntProperty(
+        name="LODs",
+        min=1,
+        max=4,
+        default=1,
+        description="Levels of detail for Generate and Refine: 1, the object alone; 2 to 4, LOD0 at the face budget and each next level a quarter of it, "
+        "every level with a normal map of the full-detail surface, in a collection with LOD0 shown",
+    )
     cameras: EnumProperty(name="Cameras", items=CAMERAS, default="prior")
     elevation: FloatVectorProperty(name="Elevation", size=2, default=(-10.0, 60.0), min=-89.0, max=89.0, description="Degrees above the ground plane (min, max)")
     distance: FloatVectorProperty(name="Distance", size=2, default=(2.0, 2.4), min=0.5, max=20.0, description="Camera distance in object units (min, max)")

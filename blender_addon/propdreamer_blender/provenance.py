@@ -39,6 +39,7 @@ class PROPDREAMER_OT_rerun_selected(JobOperator, bpy.types.Operator):
                 setattr(settings, name, request[name])
         settings.method = request.get("method") or "auto"
         settings.face_budget = request.get("face_budget") or 0  # 0: the preset's
+        settings.lods = request.get("lods") or 1
         settings.random_seed = False
         size = max(obj.dimensions) or settings.target_size
         x, y, z = obj.matrix_world.translation

@@ -26,6 +26,7 @@ class PanelSettings:
     fov: float = 40.0
     init: str = "auto"  # one of request.INITS: where Generate starts
     face_budget: int = 0  # the exported mesh's most triangles; 0: the preset's
+    lods: int = 1  # levels of detail (1: the object alone)
 
 
 def job_request(kind: str, s: PanelSettings, matrices: tuple = (), fovs_deg: tuple = ()) -> rq.JobRequest:
@@ -53,6 +54,7 @@ def job_request(kind: str, s: PanelSettings, matrices: tuple = (), fovs_deg: tup
             uvs="keep" if kind == "texture" else "auto",  # the add-on always sends the UV map to bake into
             init=s.init if kind == "generate" else "auto",
             face_budget=s.face_budget if s.face_budget and kind != "texture" else None,  # a texture job keeps the artist's mesh
+            lods=s.lods if kind != "texture" else 1,
         )
     except rq.RequestError as err:
         raise ValueError(str(err)) from None

@@ -61,12 +61,16 @@ def handle_finished(job: JobState, context=None) -> None:
         manifest.apply(bpy.data.materials[material], read_manifest(data))  # how the texture was made: on the material it added, not the artist's object
         job.message = f"textured '{obj.name}': UV map '{layer}', material '{material}'"
     else:
-        obj = importer.import_glb(data, f"PropDreamer {job.prompt}"[:60])
+        obj, *lower = importer.import_glb(data, f"PropDreamer {job.prompt}"[:60])  # lower: LOD1.., when asked for
         made = read_manifest(data)
-        manifest.apply(obj, made)  # how it was made: custom properties, and Re-run with These Settings
+        for o in (obj, *lower):
+            manifest.apply(o, made)  # how it was made: custom properties, and Re-run with These Settings
         if context.scene.propdreamer.mark_asset:
             assets.mark(obj, made)
         importer.place(obj, meta.get("location", (0.0, 0.0, 0.0)), meta.get("size", 1.0))
+        bpy.context.view_layer.update()
+        for o in lower:  # every level where LOD0 is (the GLB gives them one frame)
+            o.matrix_world = obj.matrix_world.copy()
         if job.kind == "refine" and meta.get("source") in bpy.data.objects:
             source = bpy.data.objects[meta["source"]]
             obj.rotation_euler = (0.0, 0.0, 0.0)

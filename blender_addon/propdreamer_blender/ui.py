@@ -50,6 +50,7 @@ class PROPDREAMER_PT_panel(bpy.types.Panel):
         col.prop(s, "preset")
         col.prop(s, "init")
         col.prop(s, "face_budget")
+        col.prop(s, "lods")
         col.prop(s, "mark_asset")
         row = layout.row(align=True)
         row.prop(s, "seed")

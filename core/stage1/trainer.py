@@ -58,6 +58,7 @@ class DistillationConfig:
     init: StartName = "ball"  # where `generate` starts stage one (core/shape_init.py)
     shap_e: ShapEConfig = field(default_factory=ShapEConfig)  # which Shap-E, when init is "shap-e"
     face_budget: int | None = None  # the exported mesh's most triangles (stage two's export); None: the preset's
+    lods: int = 1  # levels of detail stage two exports (core/mesh/lod.py); 1: LOD0 alone, no normal map
 
     def __post_init__(self) -> None:
         if len(self.explicit_c2w) != len(self.explicit_fov_deg) or any(len(m) != 16 for m in self.explicit_c2w):

@@ -90,6 +90,39 @@ row_of = sorted((o for o in bpy.data.objects if o not in before), key=lambda o: 
 r["variation_objects"] = [[o.get("propdreamer_seed"), list(o.location)] for o in row_of]
 s.variations = 1
 
+# Levels of detail: Generate with LODs 3 -> a collection LOD0..LOD2, LOD0 shown and the others hidden
+# (viewport and render), all where LOD0 is, each material with its normal map.
+s.prompt, s.lods, s.seed = "a red cube", 3, 9
+bpy.context.scene.cursor.location = (0.0, 10.0, 0.0)
+before = set(bpy.data.objects)
+r["lods"] = list(bpy.ops.propdreamer.generate(wait=True))
+levels = sorted((o for o in bpy.data.objects if o not in before), key=lambda o: o.name)
+
+
+def normal_map_linked(o):
+    tree = o.active_material.node_tree
+    return any(l.from_node.type == "NORMAL_MAP" and l.to_socket.name == "Normal" for l in tree.links) and any(
+        n.type == "TEX_IMAGE" and n.image and n.image.colorspace_settings.name == "Non-Color" for n in tree.nodes
+    )
+
+
+r["lod_objects"] = [
+    {
+        "name": o.name,
+        "hidden": o.hide_get(),
+        "hide_render": o.hide_render,
+        "faces": len(o.data.polygons),
+        "normal_map": normal_map_linked(o),
+        "collections": [c.name for c in o.users_collection],
+        "location": list(o.location),
+        "size": max(o.dimensions),
+        "seed": o.get("propdreamer_seed"),
+    }
+    for o in levels
+]
+r["sent_lods"] = next(j for j in tracking.current().jobs.values() if j.body.get("seed") == 9).body.get("lods")
+s.lods = 1
+
 # Texture selected: Suzanne, Suzanne subdivided twice (7,872 quads) and a cylinder with n-gon caps, its
 # own UV map and a material keep their geometry, UV maps and materials, and gain a UV map (Blender's own
 # unwrapper: no polygon torn or flipped) and a material.
