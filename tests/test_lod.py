@@ -52,6 +52,19 @@ def test_tangents_point_along_u_and_the_sign_makes_the_bitangent_point_along_v(m
     np.testing.assert_allclose(bitangent, [[0, 1, 0]] * 4, atol=1e-6)  # +v, whichever way u runs
 
 
+def test_normals_and_tangents_are_unit_on_slivers_and_unmapped_faces():
+    """A decimator leaves zero-area slivers, an unwrap may leave a face without UV area: glTF requires
+    unit NORMAL and TANGENT vectors everywhere (the Khronos validator's ACCESSOR_VECTOR3_NON_UNIT)."""
+    v = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [2, 2, 2], [3, 3, 3], [4, 4, 4], [5, 0, 0], [6, 0, 0], [5, 1, 0]], dtype=np.float32)
+    f = np.array([[0, 1, 2], [3, 4, 5], [6, 7, 8]])  # a triangle, a sliver on its own (collinear corners), a triangle
+    uv = np.array([[0, 0], [1, 0], [0, 1], [0.5, 0.5], [0.5, 0.5], [0.5, 0.5], [0.2, 0.2], [0.2, 0.2], [0.2, 0.2]], dtype=np.float32)  # the last face has no UV area
+    n = smooth_normals(v, f)
+    t = tangent_frames(v, f, uv, n)
+    np.testing.assert_allclose(np.linalg.norm(n, axis=1), 1, atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(t[:, :3], axis=1), 1, atol=1e-6)
+    assert np.abs((t[:, :3] * n).sum(1)).max() < 1e-6
+
+
 def test_each_level_is_about_a_quarter_of_the_one_before(chain):
     _, _, config, lods = chain
     faces = [len(l.mesh.faces) for l in lods]

@@ -50,17 +50,29 @@ class Lod:
     seconds: float = 0.0  # decimating, unwrapping and baking this level
 
 
+def _unit(x: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    """Rows of x [N, 3] made unit; rows too short to have a direction take `fallback`'s [N, 3] (unit)."""
+    length = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.where(length > 1e-9, x / np.maximum(length, 1e-30), fallback)
+
+
 def smooth_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """[V, 3] area-weighted vertex normals, equal for vertices at the same position (UV seams do not show)."""
+    """[V, 3] area-weighted unit vertex normals, equal for vertices at the same position (UV seams do not
+    show). A vertex whose faces have no area (slivers a decimator leaves) or cancel out takes the mean
+    of its faces' directions, else +Z: every normal is unit, as glTF requires."""
     _, welded = np.unique(vertices, axis=0, return_inverse=True)
     welded = welded.reshape(-1)
-    tri = vertices[faces]  # [F, 3, 3]
+    tri = vertices[faces].astype(np.float64)  # [F, 3, 3]
     face_n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])  # [F, 3], length = 2 x area
-    acc = np.zeros((welded.max() + 1, 3))
+    face_u = _unit(face_n, np.zeros_like(face_n))
+    weighted, directions = np.zeros((welded.max() + 1, 3)), np.zeros((welded.max() + 1, 3))
     for corner in range(3):
-        np.add.at(acc, welded[faces[:, corner]], face_n)
-    n = acc[welded]
-    return (n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+        np.add.at(weighted, welded[faces[:, corner]], face_n)
+        np.add.at(directions, welded[faces[:, corner]], face_u)
+    up = np.broadcast_to([0.0, 0.0, 1.0], weighted.shape)
+    scale = max(float(np.abs(face_n).max(initial=0.0)), 1e-30)
+    n = np.where(np.linalg.norm(weighted, axis=1, keepdims=True) > 1e-6 * scale, weighted, directions)
+    return _unit(n, up)[welded].astype(np.float32)
 
 
 def tangent_frames(vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray, normals: np.ndarray) -> np.ndarray:
@@ -82,9 +94,8 @@ def tangent_frames(vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray, nor
         np.add.at(acc_b, faces[:, corner], unit(dp_dv) * area)
     n = normals.astype(np.float64)
     tangent = acc_t - n * (acc_t * n).sum(1, keepdims=True)  # Gram-Schmidt against the normal
-    length = np.linalg.norm(tangent, axis=1, keepdims=True)
-    fallback = np.cross(n, np.where(np.abs(n[:, :1]) < 0.9, [[1.0, 0, 0]], [[0, 1.0, 0]]))  # no UV gradient here: any T orthogonal to N
-    tangent = np.where(length > 1e-12, tangent / np.maximum(length, 1e-20), unit(fallback))
+    fallback = _unit(np.cross(n, np.where(np.abs(n[:, :1]) < 0.9, [[1.0, 0, 0]], [[0, 1.0, 0]])), np.broadcast_to([1.0, 0, 0], n.shape))  # no UV gradient: any T orthogonal to N
+    tangent = _unit(tangent, fallback)
     w = np.where((np.cross(n, tangent) * acc_b).sum(1) < 0, -1.0, 1.0)
     return np.concatenate([tangent, w[:, None]], 1).astype(np.float32)
 
