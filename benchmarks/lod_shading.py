@@ -3,8 +3,10 @@ panel's defaults otherwise), resolved and run by the worker's own functions (cor
 core/jobs.run_request), and per level: triangles, seconds to make it (decimate, unwrap, bake colour and
 normal map), and the shading difference against the refined high-detail surface it was made from
 (core/mesh/lod_shading.py: Lambert under a key light, 8 views around at 256 px, mean absolute
-difference where both cover the image), without and with its normal map; then the Khronos validator's
-report on the GLB the artist receives.
+difference where both cover the image), without and with its normal map; whether Blender reads the maps
+in the frame they were baked in (its glTF importer, then MikkTSpace tangents at every face corner,
+against the GLB's: bitangent signs that agree, the median and 95th-percentile angle between tangents);
+then the Khronos validator's report on the GLB the artist receives.
 
     python benchmarks/lod_shading.py [--prompts "a green cube,a white sphere,a blue torus"] [--out out/lods]
 """
@@ -31,6 +33,26 @@ def validate(path: Path) -> dict:
     prefix = subprocess.run(["bash", str(ROOT / "packaging/gltf_validator.sh")], capture_output=True, text=True, check=True).stdout.strip()
     out = subprocess.run(["node", str(ROOT / "packaging/validate_glb.js"), f"{prefix}/node_modules/gltf-validator", str(path)], capture_output=True, text=True, check=True)
     return json.loads(out.stdout)
+
+
+def blender_agreement(lods, path: Path, scratch: Path) -> str:
+    """Blender's tangent frame (tests/blender/lod_tangents.py, real bpy) against the one the maps were baked in."""
+    import numpy as np
+    from scipy.spatial import cKDTree
+
+    subprocess.run([sys.executable, str(ROOT / "tests/blender/lod_tangents.py"), str(path), str(scratch)], capture_output=True, text=True, check=True, timeout=600)
+    frames = np.load(scratch)
+    lo, hi = lods[0].mesh.vertices.min(0), lods[0].mesh.vertices.max(0)
+    rows = []
+    for k, lod in enumerate(lods):
+        key = next(name.split("/")[0] for name in frames.files if name.endswith(f"_LOD{k}/position"))
+        ours = np.concatenate([(lod.mesh.vertices - (lo + hi) / 2) / float((hi - lo).max()), lod.mesh.uvs], 1)
+        _, index = cKDTree(ours).query(np.concatenate([frames[f"{key}/position"], frames[f"{key}/uv"]], 1))
+        theirs = frames[f"{key}/tangent"] / np.linalg.norm(frames[f"{key}/tangent"], axis=1, keepdims=True)
+        angle = np.degrees(np.arccos(np.clip((theirs * lod.tangents[index, :3]).sum(1), -1, 1)))
+        signs = (frames[f"{key}/sign"] == lod.tangents[index, 3]).mean()
+        rows.append(f"LOD{k} signs {100 * signs:.2f}%, angle median {np.median(angle):.2f} / p95 {np.quantile(angle, 0.95):.1f} deg")
+    return "; ".join(rows)
 
 
 def main() -> int:
@@ -61,7 +83,9 @@ def main() -> int:
         (v, f), lods = seen["high"], seen["lods"]
         for k, lod in enumerate(lods):
             without, with_map = shading_difference(lod, v, f, cameras, 256)
-            print(f"{prompt} | LOD{k} | {len(lod.mesh.faces):,} | {lod.seconds:.1f} | {without:.4f} / {with_map:.4f} ({without / max(with_map, 1e-9):.2f}x)")
+            mapped = f"{with_map:.4f} ({without / max(with_map, 1e-9):.2f}x)" if lod.normal_map is not None else "no map (the level is the high-detail surface)"
+            print(f"{prompt} | LOD{k} | {len(lod.mesh.faces):,} | {lod.seconds:.1f} | {without:.4f} / {mapped}")
+        print(f"{prompt}: Blender's tangent frame against the baked one: {blender_agreement(lods, path, out / 'frames.npz')}")
         report = validate(path)
         checked = f"{report['numErrors']} errors, {report['numWarnings']} warnings, {report['numInfos']} infos"
         print(f"{prompt}: high-detail surface {len(f):,} triangles; job {time.time() - t0:.0f} s; GLB {len(glb) / 1024:.0f} KiB; Khronos validator: {checked}")

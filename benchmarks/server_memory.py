@@ -133,7 +133,7 @@ def main() -> int:
             Path(f"/proc/{server.pid}/clear_refs").write_text("5")
             mesh = _mesh(60 * 2**20)
             artist = Client(endpoint, client_id="artist", timeout_s=60)
-            job = artist.submit({"prompt": "a large crate", "kind": "texture"}, mesh).body["job"]
+            job = artist.submit({"prompt": "a red cube", "kind": "texture"}, mesh).body["job"]
             assert artist.wait_for(job, ("done", "failed"), timeout_s=120).body["event"] == "done"
             rows.append(("a 60 MiB mesh uploaded in chunks, its texture job run", rss_mib(server.pid)))
             peaks[rows[-1][0]] = rss_mib(server.pid, "VmHWM")

@@ -134,7 +134,7 @@ def lods_glb(lods: list[Lod], config: ExportConfig | None = None, name: str = "p
             {
                 "name": f"{name}_LOD{k}_material",
                 "pbrMetallicRoughness": {"baseColorTexture": {"index": texture(m.texture)}, "metallicFactor": config.metallic, "roughnessFactor": config.roughness},
-                "normalTexture": {"index": texture(lod.normal_map)},
+                **({"normalTexture": {"index": texture(lod.normal_map)}} if lod.normal_map is not None else {}),
             }
         )
         indices = accessor(m.faces.astype(np.uint32).reshape(-1), "SCALAR")

@@ -76,6 +76,15 @@ def test_each_level_is_about_a_quarter_of_the_one_before(chain):
         assert np.abs((lod.tangents[:, :3] * lod.normals).sum(1)).max() < 1e-4  # orthogonal to the normal
 
 
+def test_a_level_the_budget_leaves_whole_is_the_surface_itself_and_gets_no_map():
+    v, f = _bumpy_sphere(3)  # 1,280 triangles, under the budget: LOD0 is the surface, LOD1 a quarter of the budget
+    config = ExportConfig(face_budget=2000, texture_size=64)
+    lods = export_lods(v, f, lambda x: torch.sigmoid(4 * x), config, LodConfig(levels=2, samples=20_000))
+    assert len(lods[0].mesh.faces) == len(f) and lods[0].normal_map is None and lods[1].normal_map is not None
+    doc = json.loads(lods_glb(lods, config)[20:].split(b"BIN")[0].rstrip(b" \x00").rsplit(b"}", 1)[0] + b"}")
+    assert ["normalTexture" in m for m in doc["materials"]] == [False, True]
+
+
 def test_the_normal_map_brings_each_levels_shading_back_to_the_high_detail_surfaces(chain):
     v, f, _, lods = chain
     cameras = turntable_cameras(2)
@@ -102,3 +111,32 @@ def test_the_lod_glb_has_a_node_per_level_and_passes_the_khronos_validator(chain
     assert [len(scene.geometry[g].faces) for g in ("crate_LOD0", "crate_LOD1", "crate_LOD2")] == [len(l.mesh.faces) for l in lods]
     bounds = scene.geometry["crate_LOD0"].bounds
     np.testing.assert_allclose(bounds[1] - bounds[0], [1.0, 1.0, 1.0], atol=0.02)  # the unit box, every level in one frame
+
+
+def test_blender_reads_the_normal_maps_in_the_frame_they_were_baked_in(chain, tmp_path):
+    """Blender ignores a GLB's TANGENT and computes its own (MikkTSpace) from the imported normals and UVs:
+    at every face corner of every level its tangent points where ours does and its bitangent sign agrees,
+    so Blender decodes the maps as they were baked (real Blender, bpy)."""
+    import sys
+
+    from scipy.spatial import cKDTree
+
+    _, _, config, lods = chain
+    glb = tmp_path / "lods.glb"
+    glb.write_bytes(lods_glb(lods, config, name="crate"))
+    out = subprocess.run([sys.executable, str(ROOT / "tests/blender/lod_tangents.py"), str(glb), str(tmp_path / "frames.npz")], capture_output=True, text=True, timeout=300)
+    assert "RESULT" in out.stdout, out.stdout[-2000:] + out.stderr[-2000:]
+    frames = np.load(tmp_path / "frames.npz")
+    lo, hi = lods[0].mesh.vertices.min(0), lods[0].mesh.vertices.max(0)
+    for k, lod in enumerate(lods):
+        ours = np.concatenate([(lod.mesh.vertices - (lo + hi) / 2) / float((hi - lo).max()), lod.mesh.uvs], 1)  # as the GLB places it, Z up
+        theirs = np.concatenate([frames[f"crate_LOD{k}/position"], frames[f"crate_LOD{k}/uv"]], 1)
+        distance, index = cKDTree(ours).query(theirs)
+        assert distance.max() < 1e-4  # every corner found: same place, same UV
+        cos = (frames[f"crate_LOD{k}/tangent"] * lod.tangents[index, :3]).sum(1) / np.linalg.norm(frames[f"crate_LOD{k}/tangent"], axis=1)
+        signs = frames[f"crate_LOD{k}/sign"] == lod.tangents[index, 3]
+        assert signs.mean() > 0.99 and np.median(cos) > np.cos(np.radians(3)) and np.quantile(cos, 0.05) > np.cos(np.radians(20)), (
+            k,
+            signs.mean(),
+            np.degrees(np.arccos(np.clip(np.quantile(cos, [0.5, 0.05]), -1, 1))),
+        )

@@ -1,6 +1,7 @@
 """Levels of detail with tangent-space normal maps: LOD0 at the face budget, each next level about a
 quarter of the one before, every level decimated from the refined high-detail surface, unwrapped and
-baked on its own (base colour and a normal map of the high-detail surface's normals).
+baked on its own (base colour and a normal map of the high-detail surface's normals; a level the
+budget leaves undecimated is the surface itself and gets no map).
 
 Tangent space follows glTF (and Blender, which computes MikkTSpace tangents on import): per vertex a
 normal N (smooth, area-weighted, shared across UV seams), a tangent T along increasing u and a sign w so
@@ -46,7 +47,7 @@ class Lod:
     mesh: UnwrappedMesh  # positions, faces, UVs and the base colour, as a single export gives
     normals: np.ndarray  # [V, 3] float32, unit
     tangents: np.ndarray  # [V, 4] float32: xyz unit and orthogonal to the normal, w = +-1
-    normal_map: np.ndarray  # [T, T, 3] uint8, tangent space
+    normal_map: np.ndarray | None  # [T, T, 3] uint8, tangent space; None for a level that is the high-detail surface itself
     seconds: float = 0.0  # decimating, unwrapping and baking this level
 
 
@@ -162,5 +163,7 @@ def export_lods(vertices: np.ndarray, faces: np.ndarray, colour: Callable[[Tenso
         mesh = UnwrappedMesh(v_uv, f_uv, uvs, texture)
         normals = smooth_normals(v_uv, f_uv)
         tangents = tangent_frames(v_uv, f_uv, uvs, normals)
-        out.append(Lod(mesh, normals, tangents, bake_normal_map(mesh, normals, tangents, high, size, config.padding), time.time() - t0))
+        decimated = len(f) < len(f_hi)  # a level that is the high-detail surface has no detail to add (a map would only blur it)
+        normal_map = bake_normal_map(mesh, normals, tangents, high, size, config.padding) if decimated else None
+        out.append(Lod(mesh, normals, tangents, normal_map, time.time() - t0))
     return out

@@ -33,8 +33,8 @@ def lambert(vertices: np.ndarray, faces: np.ndarray, cameras: Cameras, resolutio
     v, f = torch.from_numpy(np.asarray(vertices, dtype=np.float32)), torch.from_numpy(np.asarray(faces, dtype=np.int64))
     frags = rasterize(v, f, cameras, resolution)
     covered = frags.face >= 0
-    if isinstance(normal, np.ndarray):
-        n = F.normalize(interpolate(torch.from_numpy(normal), f, frags), dim=-1, eps=1e-12)
+    if isinstance(normal, np.ndarray) or normal.normal_map is None:
+        n = F.normalize(interpolate(torch.from_numpy(normal if isinstance(normal, np.ndarray) else normal.normals), f, frags), dim=-1, eps=1e-12)
     else:
         n = F.normalize(interpolate(torch.from_numpy(normal.normals), f, frags), dim=-1, eps=1e-12)
         t = interpolate(torch.from_numpy(normal.tangents[:, :3]), f, frags)
