@@ -30,6 +30,17 @@ def server(tmp_path):
     server.close()
 
 
+def check_lods(r: dict) -> None:
+    """Generate with LODs 3, as the flow script saw it in Blender (5.0 here, the LTS releases in test_blender_lts.py)."""
+    assert r["lods"] == ["FINISHED"] and r["sent_lods"] == 3
+    lods = r["lod_objects"]  # LOD0..LOD2 in one collection, LOD0 shown, each a quarter of the one before, each normal-mapped
+    assert [o["name"] for o in lods] == [f"PropDreamer a red cube_LOD{k}" for k in range(3)], lods
+    assert [(o["hidden"], o["hide_render"]) for o in lods] == [(False, False), (True, True), (True, True)]
+    assert all(o["collections"] == ["PropDreamer a red cube LODs"] for o in lods) and all(o["normal_map"] and o["seed"] == 9 for o in lods)
+    assert lods[0]["faces"] > lods[1]["faces"] > lods[2]["faces"] and lods[1]["faces"] <= 0.3 * lods[0]["faces"]
+    assert all(o["location"] == pytest.approx([0.0, 10.0, 0.0], abs=1e-4) and o["size"] == pytest.approx(lods[0]["size"], rel=0.05) for o in lods)
+
+
 @pytest.mark.slow
 def test_addon_flows_in_real_blender(server, tmp_path):
     out = subprocess.run([sys.executable, str(ROOT / "tests/blender/addon_flows.py"), server.endpoint, str(tmp_path)], capture_output=True, text=True, timeout=600)
@@ -57,13 +68,7 @@ def test_addon_flows_in_real_blender(server, tmp_path):
     assert r["variations"] == ["FINISHED"]
     assert [seed for seed, _ in r["variation_objects"]] == [40, 41, 42]
     assert [c for _, loc in r["variation_objects"] for c in loc] == pytest.approx([0.0, -5.0, 0.0, 2.5, -5.0, 0.0, 5.0, -5.0, 0.0], abs=1e-4)
-    assert r["lods"] == ["FINISHED"] and r["sent_lods"] == 3
-    lods = r["lod_objects"]  # LOD0..LOD2 in one collection, LOD0 shown, each a quarter of the one before, each normal-mapped
-    assert [o["name"] for o in lods] == [f"PropDreamer a red cube_LOD{k}" for k in range(3)], lods
-    assert [(o["hidden"], o["hide_render"]) for o in lods] == [(False, False), (True, True), (True, True)]
-    assert all(o["collections"] == ["PropDreamer a red cube LODs"] for o in lods) and all(o["normal_map"] and o["seed"] == 9 for o in lods)
-    assert lods[0]["faces"] > lods[1]["faces"] > lods[2]["faces"] and lods[1]["faces"] <= 0.3 * lods[0]["faces"]
-    assert all(o["location"] == pytest.approx([0.0, 10.0, 0.0], abs=1e-4) and o["size"] == pytest.approx(lods[0]["size"], rel=0.05) for o in lods)
+    check_lods(r)
     assert r["texture"] == ["FINISHED"] and len(r["textured"]) == 3 and r["selection_kept"]
     for name, t in r["textured"].items():
         assert t == {"same_geometry": True, "kept_uv": True, "new_uv": True, "new_material": True}, name

@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from test_blender_addon import server  # noqa: F401  (the same loopback server with the stand-in pipeline)
+from test_blender_addon import check_lods, server  # noqa: F401  (the same loopback server with the stand-in pipeline)
 
 ROOT = Path(__file__).parents[1]
 LTS = ("4.2.23", "4.5.15")  # packaging/blender_lts.sh installs these
@@ -29,13 +29,7 @@ def test_addon_flows_in_blender_lts(version, server, tmp_path):  # noqa: F811
     assert g["n"] == 1 and g["uv"] >= 1 and g["image"]  # imported, with its UV map and its texture
     assert g["asset"] == ["a red cube (PropDreamer, seed 7)", ["PropDreamer", "nerf", "sds"]]
     assert r["rerun"] == ["FINISHED"] and r["rerun_selected"] == ["FINISHED"] and r["variations"] == ["FINISHED"]
-    assert r["lods"] == ["FINISHED"] and r["sent_lods"] == 3
-    lods = r["lod_objects"]  # LOD0..LOD2 in one collection, LOD0 shown, each a quarter of the one before, each normal-mapped
-    assert [o["name"] for o in lods] == [f"PropDreamer a red cube_LOD{k}" for k in range(3)], lods
-    assert [(o["hidden"], o["hide_render"]) for o in lods] == [(False, False), (True, True), (True, True)]
-    assert all(o["collections"] == ["PropDreamer a red cube LODs"] for o in lods) and all(o["normal_map"] and o["seed"] == 9 for o in lods)
-    assert lods[0]["faces"] > lods[1]["faces"] > lods[2]["faces"] and lods[1]["faces"] <= 0.3 * lods[0]["faces"]
-    assert all(o["location"] == pytest.approx([0.0, 10.0, 0.0], abs=1e-4) and o["size"] == pytest.approx(lods[0]["size"], rel=0.05) for o in lods)
+    check_lods(r)
     assert r["texture"] == ["FINISHED"] and r["selection_kept"]
     for name, t in r["textured"].items():  # the artists' geometry and UVs untouched, in this release too
         assert t == {"same_geometry": True, "kept_uv": True, "new_uv": True, "new_material": True}, name

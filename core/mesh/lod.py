@@ -76,8 +76,20 @@ def smooth_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     return _unit(n, up)[welded].astype(np.float32)
 
 
+def split_by_handedness(faces: np.ndarray, uvs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Vertices shared by faces whose UVs wind opposite ways (a fold the decimator or the unwrap left)
+    split in two, one per winding, as MikkTSpace splits them when it computes Blender's tangents: every
+    vertex's bitangent sign is then its faces' own. Returns vmapping [V'] (new -> old) and faces [F, 3]."""
+    t = uvs[faces].astype(np.float64)  # [F, 3, 2]
+    d1, d2 = t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]
+    positive = (d1[:, 0] * d2[:, 1] - d2[:, 0] * d1[:, 1]) >= 0  # [F]
+    key = faces * 2 + positive[:, None]  # (vertex, winding) of every corner
+    unique, inverse = np.unique(key.reshape(-1), return_inverse=True)
+    return unique // 2, inverse.reshape(-1, 3)
+
+
 def tangent_frames(vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray, normals: np.ndarray) -> np.ndarray:
-    """[V, 4] tangents: T along +u from each face's UV gradients (area-weighted), made orthogonal to the
+    """[V, 4] tangents: T along +u from each face's UV gradients (angle-weighted), made orthogonal to the
     normal; w = +1 when N x T points along +v, else -1."""
     p, t = vertices[faces].astype(np.float64), uvs[faces].astype(np.float64)  # [F, 3, 3], [F, 3, 2]
     e1, e2 = p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]
@@ -85,14 +97,15 @@ def tangent_frames(vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray, nor
     det = d1[:, 0] * d2[:, 1] - d2[:, 0] * d1[:, 1]  # [F]: twice the signed UV area
     ok = np.abs(det) > 1e-12
     r = np.where(ok, 1.0 / np.where(ok, det, 1.0), 0.0)[:, None]
-    area = 0.5 * np.linalg.norm(np.cross(e1, e2), axis=1)[:, None]
     dp_du = (e1 * d2[:, 1:2] - e2 * d1[:, 1:2]) * r  # [F, 3]
     dp_dv = (e2 * d1[:, 0:1] - e1 * d2[:, 0:1]) * r
     unit = lambda x: x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-20)
     acc_t, acc_b = np.zeros((len(vertices), 3)), np.zeros((len(vertices), 3))
-    for corner in range(3):
-        np.add.at(acc_t, faces[:, corner], unit(dp_du) * area)
-        np.add.at(acc_b, faces[:, corner], unit(dp_dv) * area)
+    for corner in range(3):  # each face's direction weighted by its angle at the corner, as MikkTSpace weights them
+        a, b = unit(p[:, (corner + 1) % 3] - p[:, corner]), unit(p[:, (corner + 2) % 3] - p[:, corner])
+        angle = np.arccos(np.clip((a * b).sum(1), -1.0, 1.0))[:, None]
+        np.add.at(acc_t, faces[:, corner], unit(dp_du) * angle)
+        np.add.at(acc_b, faces[:, corner], unit(dp_dv) * angle)
     n = normals.astype(np.float64)
     tangent = acc_t - n * (acc_t * n).sum(1, keepdims=True)  # Gram-Schmidt against the normal
     fallback = _unit(np.cross(n, np.where(np.abs(n[:, :1]) < 0.9, [[1.0, 0, 0]], [[0, 1.0, 0]])), np.broadcast_to([1.0, 0, 0], n.shape))  # no UV gradient: any T orthogonal to N
@@ -156,7 +169,13 @@ def export_lods(vertices: np.ndarray, faces: np.ndarray, colour: Callable[[Tenso
     for k, budget in enumerate(lods.budgets(config.face_budget)):
         t0 = time.time()
         v, f = clean(v_hi, f_hi, replace(config, face_budget=max(100, budget), min_component_fraction=0.0)) if budget < len(f_hi) else (v_hi, f_hi)
+        if len(f) < len(f_hi):  # the decimator leaves slivers without area (15% of a 364-triangle level): they show nothing
+            tri = v[f].astype(np.float64)
+            area = np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+            f = f[area > 1e-6 * max(float(area.max(initial=0.0)), 1e-30)]
         vmapping, f_uv, uvs = unwrap(v, f)
+        split, f_uv = split_by_handedness(f_uv, uvs)  # Blender's tangents split these too
+        vmapping, uvs = vmapping[split], uvs[split]
         v_uv = v[vmapping]
         size = max(64, config.texture_size >> k)
         texture = bake(torch.from_numpy(v_uv), torch.from_numpy(f_uv), torch.from_numpy(uvs), colour, size, config.padding)
