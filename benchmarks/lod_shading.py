@@ -69,9 +69,8 @@ def blender_agreement(lods, path: Path, scratch: Path) -> str:
         theirs = theirs / np.maximum(np.linalg.norm(theirs, axis=1, keepdims=True), 1e-12)
         angle = np.degrees(np.arccos(np.clip((theirs * lod.tangents[index[some], :3]).sum(1), -1, 1)))
         signs = (frames[f"{key}/sign"][some] == lod.tangents[index[some], 3]).mean()
-        rows.append(
-            f"LOD{k} signs {100 * signs:.2f}%, angle median {np.median(angle):.2f} / p95 {np.quantile(angle, 0.95):.1f} deg ({100 * (1 - some.mean()):.1f}% of corners on faces without area left out)"
-        )
+        left_out = f"{100 * (1 - some.mean()):.1f}% of corners on faces without area left out"
+        rows.append(f"LOD{k} signs {100 * signs:.2f}%, angle median {np.median(angle):.2f} / p95 {np.quantile(angle, 0.95):.1f} deg ({left_out})")
     return "; ".join(rows)
 
 
