@@ -82,7 +82,7 @@ def to_glb(mesh: UnwrappedMesh, config: ExportConfig | None = None, name: str = 
 def lods_glb(lods: list[Lod], config: ExportConfig | None = None, name: str = "propdreamer") -> bytes:
     """A GLB of an LOD chain: one root node per level, `{name}_LOD0`.. (extras `{"lod": k}`), each with its
     own mesh, UVs, base-colour texture and tangent-space normal map (NORMAL and TANGENT written, so a
-    viewer's tangent frame is the one the map was baked in). All levels share LOD0's centring and scale
+    viewer's tangent frame is the one the map was baked in; a level without a map has no TANGENT). All levels share LOD0's centring and scale
     into the unit box, Y up."""
     import json
     import struct
@@ -127,9 +127,10 @@ def lods_glb(lods: list[Lod], config: ExportConfig | None = None, name: str = "p
         attributes = {
             "POSITION": accessor(positions, "VEC3", bounds=True),
             "NORMAL": accessor(z_up_to_y_up(lod.normals).astype(np.float32), "VEC3"),
-            "TANGENT": accessor(np.concatenate([z_up_to_y_up(lod.tangents[:, :3]), lod.tangents[:, 3:]], 1).astype(np.float32), "VEC4"),
             "TEXCOORD_0": accessor(np.stack([m.uvs[:, 0], 1.0 - m.uvs[:, 1]], 1).astype(np.float32), "VEC2"),  # glTF's v points down the image
         }
+        if lod.normal_map is not None:  # the frame the map was baked in (a level without a map needs none)
+            attributes["TANGENT"] = accessor(np.concatenate([z_up_to_y_up(lod.tangents[:, :3]), lod.tangents[:, 3:]], 1).astype(np.float32), "VEC4")
         doc["materials"].append(
             {
                 "name": f"{name}_LOD{k}_material",

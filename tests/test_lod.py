@@ -81,8 +81,10 @@ def test_a_level_the_budget_leaves_whole_is_the_surface_itself_and_gets_no_map()
     config = ExportConfig(face_budget=2000, texture_size=64)
     lods = export_lods(v, f, lambda x: torch.sigmoid(4 * x), config, LodConfig(levels=2, samples=20_000))
     assert len(lods[0].mesh.faces) == len(f) and lods[0].normal_map is None and lods[1].normal_map is not None
-    doc = json.loads(lods_glb(lods, config)[20:].split(b"BIN")[0].rstrip(b" \x00").rsplit(b"}", 1)[0] + b"}")
+    glb = lods_glb(lods, config)
+    doc = json.loads(glb[20 : 20 + int.from_bytes(glb[12:16], "little")])
     assert ["normalTexture" in m for m in doc["materials"]] == [False, True]
+    assert ["TANGENT" in mesh["primitives"][0]["attributes"] for mesh in doc["meshes"]] == [False, True]  # no unused tangents (the validator's UNUSED_MESH_TANGENT)
 
 
 def test_the_normal_map_brings_each_levels_shading_back_to_the_high_detail_surfaces(chain):

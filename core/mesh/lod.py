@@ -1,7 +1,7 @@
 """Levels of detail with tangent-space normal maps: LOD0 at the face budget, each next level about a
 quarter of the one before, every level decimated from the refined high-detail surface, unwrapped and
 baked on its own (base colour and a normal map of the high-detail surface's normals; a level the
-budget leaves undecimated is the surface itself and gets no map).
+budget leaves (nearly) undecimated is (nearly) the surface itself and gets no map).
 
 Tangent space follows glTF (and Blender, which computes MikkTSpace tangents on import): per vertex a
 normal N (smooth, area-weighted, shared across UV seams), a tangent T along increasing u and a sign w so
@@ -24,6 +24,7 @@ from torch import Tensor
 from .export import ExportConfig, UnwrappedMesh, bake, clean, pad_charts, uv_rasterize
 from .uv import unwrap
 
+MAP_BELOW = 0.9  # a level gets a normal map when it has fewer than this fraction of the high-detail surface's triangles
 FLAT = np.array([0.5, 0.5, 1.0])  # a texel that leaves the normal as it is (0, 0, 1) in tangent space
 
 
@@ -182,7 +183,9 @@ def export_lods(vertices: np.ndarray, faces: np.ndarray, colour: Callable[[Tenso
         mesh = UnwrappedMesh(v_uv, f_uv, uvs, texture)
         normals = smooth_normals(v_uv, f_uv)
         tangents = tangent_frames(v_uv, f_uv, uvs, normals)
-        decimated = len(f) < len(f_hi)  # a level that is the high-detail surface has no detail to add (a map would only blur it)
+        # A level with 90% or more of the high-detail surface's triangles has next to no detail to add, and
+        # a map's 8 bits and texel filtering cost more than it gives (BENCHMARKS.md, "Levels of detail").
+        decimated = len(f) < MAP_BELOW * len(f_hi)
         normal_map = bake_normal_map(mesh, normals, tangents, high, size, config.padding) if decimated else None
         out.append(Lod(mesh, normals, tangents, normal_map, time.time() - t0))
     return out
