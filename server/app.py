@@ -92,7 +92,12 @@ class Server:
         self.artist_keys = ArtistKeys(config.artist_keys) if config.artist_keys else None
         self.replay = ReplayGuard(path=self.spool.root / "replay.json") if config.key or self.artist_keys else None
         self.seq = 0
-        self.pool = build_pool(config)
+        try:
+            self.pool = build_pool(config)
+        except BaseException:  # no workers (e.g. no Ray cluster): free the socket, or the process could not exit
+            self.socket.close(0)
+            self.context.term()
+            raise
         self.vocabulary = word_vocabulary(config.prior)  # None: the prior reads any word (or the worker checks once loaded)
         self.handlers: dict[str, Callable[[Message], Message]] = {
             "hello": self.on_hello,

@@ -136,6 +136,13 @@ class HeadProbe:
 def bridge_main(conn: Connection, address: str, worker: WorkerConfig, workers: int | None, resources: dict[str, float] | None) -> None:
     """The bridge process: connect, start the actors, relay until Close or the cluster is lost."""
     logging.basicConfig(level=logging.WARNING)
+    host, _, port = address.rpartition(":")
+    if host and port.isdigit():  # nothing listening there: say so now (Ray's own connect tries for over a minute)
+        try:
+            socket.create_connection((host, int(port)), timeout=5.0).close()
+        except OSError as err:
+            conn.send(Lost(f"nothing answers at {address} ({err.strerror or type(err).__name__})"))
+            os._exit(0)
     try:
         from .ray_actors import ActorPool
 

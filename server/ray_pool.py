@@ -113,7 +113,7 @@ class RayPool(Pool):
         up = self._first_word(START_TIMEOUT_S)
         if isinstance(up, Lost):
             self._reap()
-            raise RuntimeError(
+            raise ConnectionError(
                 f"no Ray cluster at '{address}' ({up.reason}); start one with `ray start --head` (and `ray start --address HEAD:6379` on each worker node), or run without --ray"
             )
         self.resources = up.resources

@@ -196,3 +196,30 @@ def test_the_server_outlives_its_cluster_and_reconnects_when_it_is_back(tmp_path
             socket.create_connection(("127.0.0.1", PORT), timeout=1).close()
         except OSError:
             _head("start")  # for any test after this one
+
+
+def test_unload_replaces_the_idle_actors_and_jobs_run_after(server):
+    c = Client(server.endpoint, timeout_s=30)
+    _wait_ready(c, 2)
+    running = c.request("submit", {"prompt": "slow"}).body["job"]
+    c.wait_for(running, ("progress",), timeout_s=60)
+    worker = c.request("status", {"job": running}).body
+    reply = c.request("unload").body
+    busy = [w["name"] for w in c.request("hello").body["pool"]["workers"] if w["busy"]]
+    assert reply["busy"] == busy and len(reply["workers"]) == 1 and reply["workers"] != busy, (reply, worker)
+    assert sum(s.restarts for s in server.pool.slots) == 1  # the idle actor was replaced; the busy one kept its job
+    _wait_ready(c, 2)
+    after = c.request("submit", {"prompt": "nap after unload"}).body["job"]
+    assert c.wait_for(after, ("done", "failed"), timeout_s=60).body["event"] == "done"
+    c.request("cancel", {"job": running})
+    assert c.wait_for(running, ("cancelled", "done", "failed"), timeout_s=30).body["event"] == "cancelled"
+    c.close()
+
+
+def test_a_server_pointed_at_no_cluster_says_how_to_start_one(tmp_path):
+    """At once (Ray's own connect tries for over a minute), and the process can exit (the socket is freed)."""
+    with pytest.raises(ConnectionError) as err:
+        Server(
+            ServerConfig(bind="tcp://127.0.0.1:0", spool=tmp_path / "spool", prior="stand-in", ray=f"127.0.0.1:{_free_port()}", worker=WorkerConfig(pipeline="fake_pipeline:run"))
+        )
+    assert "no Ray cluster at" in str(err.value) and "ray start --head" in str(err.value)
