@@ -9,6 +9,12 @@ against the GLB's: bitangent signs that agree, the median and 95th-percentile an
 then the Khronos validator's report on the GLB the artist receives.
 
     python benchmarks/lod_shading.py [--prompts "a green cube,a white sphere,a blue torus"] [--out out/lods]
+    python benchmarks/lod_shading.py --via-server      # the same jobs through `propdreamer serve` and the add-on's tracker
+
+--via-server sends each job as the add-on does (benchmarks/via_server.py: the panel's request with LODs
+4, a `propdreamer serve` process, the add-on's job tracker) and reports what the artist receives: the
+GLB's levels (node names, triangles, which carry a normal map), seconds from submit to done, and the
+Khronos validator's report (the refined surface is not in the GLB, so no shading figure).
 """
 
 from __future__ import annotations
@@ -74,14 +80,38 @@ def blender_agreement(lods, path: Path, scratch: Path) -> str:
     return "; ".join(rows)
 
 
+def via_server(prompts: list[str], lods: int, out: Path) -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from via_server import ArtistPath
+
+    with ArtistPath(prior="builtin") as path:
+        for prompt in prompts:
+            glb, seconds, _ = path.generate(prompt, lods=lods)
+            file = out / f"{prompt.replace(' ', '_')}_via_server.glb"
+            file.write_bytes(glb)
+            doc = json.loads(glb[20 : 20 + int.from_bytes(glb[12:16], "little")])
+            levels = []
+            for node in doc["nodes"]:
+                primitive = doc["meshes"][node["mesh"]]["primitives"][0]
+                mapped = "normalTexture" in doc["materials"][primitive["material"]]
+                levels.append(f"{node['name']} {doc['accessors'][primitive['indices']]['count'] // 3:,}{' +map' if mapped else ''}")
+            report = validate(file)
+            checked = f"{report['numErrors']} errors, {report['numWarnings']} warnings, {report['numInfos']} infos"
+            print(f"{prompt} (via the server): {seconds:.0f} s; {'; '.join(levels)}; Khronos validator: {checked}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--prompts", default="a green cube,a white sphere,a blue torus")
     ap.add_argument("--lods", type=int, default=4)
     ap.add_argument("--out", default="out/lods")
+    ap.add_argument("--via-server", action="store_true", help="through `propdreamer serve` and the add-on's tracker: the GLB the artist receives")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.via_server:
+        via_server([p.strip() for p in args.prompts.split(",") if p.strip()], args.lods, out)
+        return 0
     prior = jobs._prior({"prior": "builtin", "device": "cpu"})
     cameras = turntable_cameras(8)
     seen: dict = {}

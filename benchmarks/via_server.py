@@ -68,11 +68,11 @@ class ArtistPath:
         self._tmp.cleanup()
 
     def generate(
-        self, prompt: str, seed: int = 0, method: str = "auto", representation: str = "nerf", preset: str = "draft", timeout_s: float = 3600.0
+        self, prompt: str, seed: int = 0, method: str = "auto", representation: str = "nerf", preset: str = "draft", timeout_s: float = 3600.0, lods: int = 1
     ) -> tuple[bytes, float, JobState]:
         """Press Generate with the panel's defaults but these fields; the GLB, the seconds from submit to
         done, and the job (its `settings` are what the server resolved)."""
-        request = job_request("generate", PanelSettings(prompt=prompt, method=method, representation=representation, preset=preset, seed=seed))
+        request = job_request("generate", PanelSettings(prompt=prompt, method=method, representation=representation, preset=preset, seed=seed, lods=lods))
         t0 = time.monotonic()
         job = self.tracker.submit("generate", request.to_body())
         while job.active:
