@@ -107,7 +107,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
-    from .client import Client, ServerError
+    from .client import CHUNK_BYTES, Client, ServerError
 
     request, mesh_path = core_cli.job_request(args)
     mesh = mesh_path.read_bytes() if mesh_path else None
@@ -117,7 +117,7 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     except TimeoutError:
         raise ConnectionError(f"no PropDreamer server answered at {args.server}; start one with `propdreamer serve --bind {args.server}`") from None
     try:
-        accepted = client.request("submit", request.to_body(), [mesh] if mesh else []).body
+        accepted = client.submit(request.to_body(), mesh, int(welcome.body.get("max_chunk_bytes", CHUNK_BYTES))).body  # a large mesh goes in chunks
     except ServerError as err:
         raise ValueError(f"the server refused the job: {err}") from None
     job = accepted["job"]

@@ -92,6 +92,16 @@ def test_the_addon_sends_a_large_mesh_in_chunks(server):
         tracker.close()
 
 
+def test_propdreamer_submit_sends_a_large_mesh_in_chunks(server, tmp_path):
+    from propdreamer.server.cli import main
+
+    mesh = _glb(20_000, 500_000)
+    (tmp_path / "big.glb").write_bytes(mesh)
+    out = tmp_path / "textured.glb"
+    assert main(["submit", "a red cube", "--server", server.endpoint, "--texture", str(tmp_path / "big.glb"), "-o", str(out), "--timeout", "60"]) == 0
+    assert out.read_bytes() == b"GLB:a red cube:" + mesh
+
+
 def test_uploads_out_of_order_unfinished_or_too_many_are_refused_with_what_to_do(server):
     c = Client(server.endpoint, timeout_s=10)
     data = os.urandom(3 * CHUNK)
