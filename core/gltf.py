@@ -89,11 +89,10 @@ def lods_glb(lods: list[Lod], config: ExportConfig | None = None, name: str = "p
 
     from PIL import Image
 
-    from .mesh.export import ExportConfig
+    from .mesh.export import ExportConfig, unit_box
 
     config = config or ExportConfig()
-    lo, hi = lods[0].mesh.vertices.min(0), lods[0].mesh.vertices.max(0)
-    centre, scale = (lo + hi) / 2, 1.0 / max(float((hi - lo).max()), 1e-9)
+    centre, scale = unit_box(lods[0].mesh.vertices)
     binary = bytearray()
     doc: dict = {"asset": {"version": "2.0", "generator": "PropDreamer"}, "scene": 0, "scenes": [{"nodes": []}], "nodes": [], "meshes": [], "materials": []}
     doc.update(accessors=[], bufferViews=[], images=[], textures=[], samplers=[{"magFilter": 9729, "minFilter": 9987, "wrapS": 10497, "wrapT": 10497}])
@@ -107,8 +106,6 @@ def lods_glb(lods: list[Lod], config: ExportConfig | None = None, name: str = "p
     def accessor(values: np.ndarray, kind: str, bounds: bool = False) -> int:
         component = 5125 if values.dtype == np.uint32 else 5126
         entry = {"bufferView": view(values.tobytes(), 34963 if component == 5125 else 34962), "componentType": component, "count": len(values), "type": kind}
-        if component == 5125:
-            entry["count"] = values.size
         if bounds:
             entry.update(min=values.min(0).tolist(), max=values.max(0).tolist())
         doc["accessors"].append(entry)

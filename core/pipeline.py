@@ -147,7 +147,8 @@ def from_stage_one(
     colour = ColourField()
     v, f = dmtet.extract()
     colour.fit(lambda x: rep.albedo(x.to(device)).cpu(), _surface_points(v, f), refine.colour_fit_steps, torch.Generator().manual_seed(config.seed))
-    return _refine_and_export(prior, prompt, config, refine, MeshModel(colour, dmtet.to(device)).to(device), callbacks, seconds)
+    lr = prior.defaults.surface_lr
+    return _refine_and_export(prior, prompt, config, refine, MeshModel(colour, dmtet.to(device), lr_sdf=lr, lr_deform=lr).to(device), callbacks, seconds)
 
 
 def _unit_frame(vertices: Tensor) -> tuple[Tensor, Tensor, float]:

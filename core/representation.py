@@ -26,6 +26,8 @@ class RenderRequest:
     light: Tensor | None = None  # [B, 3] unit vectors toward the light (diffuse, textureless)
     shading: ShadingConfig = field(default_factory=ShadingConfig)
     generator: torch.Generator | None = None
+    normal_smooth_step: float = 0.0  # > 0: also return R_smooth with normals perturbed by this much (NeRF)
+    normal_smooth_share: float = 1.0  # R_smooth over this random share of the evaluated samples (1: all, as the reference)
 
 
 @dataclass
@@ -34,6 +36,7 @@ class ShapeTerms:
     the kind. Weighted by the same-named fields of `stage1.defaults.RegulariserWeights`."""
 
     orientation: Tensor | None = None  # NeRF: DreamFusion's R_orient, normals facing away from the camera
+    normal_smooth: Tensor | None = None  # NeRF: mean |n(x) - n(x + eps)|, eps ~ N(0, step^2 I) (stable-dreamfusion's 3D normal smoothness)
     normal_consistency: Tensor | None = None  # meshes: 1 - n_f . n_g over adjacent faces
     laplacian: Tensor | None = None  # meshes: |v - mean(neighbours)|^2
 

@@ -57,6 +57,18 @@ def test_the_artists_face_budget_sets_the_exported_triangles(builtin_prior, gene
     assert 500 < len(small.faces) <= 1000 and sum(len(g.faces) for g in scene.geometry.values()) == len(small.faces)
 
 
+def test_stage_two_refines_stage_ones_surface_at_the_priors_learning_rate(builtin_prior, monkeypatch):
+    """The builtin prior's surface_lr (3e-3: 1e-2 roughened the surface, BENCHMARKS.md) reaches the DMTet's optimiser."""
+    from propdreamer.core import pipeline
+
+    seen = []
+    original = pipeline._refine_and_export
+    monkeypatch.setattr(pipeline, "_refine_and_export", lambda *a, **k: (seen.append(a[4].optimisers()["geometry"]), original(*a, **k))[1])
+    generate(builtin_prior, "a red cube", DistillationConfig(steps=2), refine=TINY)
+    assert builtin_prior.defaults.surface_lr == 3e-3
+    assert [g["lr"] for g in seen[0].param_groups][:2] == [3e-3, 3e-3]
+
+
 def test_generate_with_lods_writes_a_level_per_node_with_normal_maps(builtin_prior, tmp_path):
     result = generate(builtin_prior, "a red cube", DistillationConfig(steps=10, face_budget=1000, lods=3), refine=TINY)
     path = tmp_path / "lods.glb"

@@ -98,10 +98,16 @@ def bake(vertices: Tensor, faces: Tensor, uvs: Tensor, colour: Callable[[Tensor]
     return (texture.clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8)
 
 
+def unit_box(vertices: np.ndarray) -> tuple[np.ndarray, float]:
+    """The centre [3] of the vertices' bounding box and the scale that makes its largest side 1."""
+    lo, hi = vertices.min(0), vertices.max(0)
+    return (lo + hi) / 2, 1.0 / max(float((hi - lo).max()), 1e-9)
+
+
 def normalise_to_unit_box(vertices: np.ndarray) -> np.ndarray:
     """Centred on its bounding box, scaled so the largest side is 1."""
-    lo, hi = vertices.min(0), vertices.max(0)
-    return ((vertices - (lo + hi) / 2) / max(float((hi - lo).max()), 1e-9)).astype(np.float32)
+    centre, scale = unit_box(vertices)
+    return ((vertices - centre) * scale).astype(np.float32)
 
 
 def export_mesh(vertices: np.ndarray, faces: np.ndarray, colour: Callable[[Tensor], Tensor], config: ExportConfig = ExportConfig()) -> UnwrappedMesh:

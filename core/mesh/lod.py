@@ -102,11 +102,12 @@ def tangent_frames(vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray, nor
     dp_dv = (e2 * d1[:, 0:1] - e1 * d2[:, 0:1]) * r
     unit = lambda x: x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-20)
     acc_t, acc_b = np.zeros((len(vertices), 3)), np.zeros((len(vertices), 3))
+    dir_u, dir_v = unit(dp_du), unit(dp_dv)  # [F, 3]
     for corner in range(3):  # each face's direction weighted by its angle at the corner, as MikkTSpace weights them
         a, b = unit(p[:, (corner + 1) % 3] - p[:, corner]), unit(p[:, (corner + 2) % 3] - p[:, corner])
         angle = np.arccos(np.clip((a * b).sum(1), -1.0, 1.0))[:, None]
-        np.add.at(acc_t, faces[:, corner], unit(dp_du) * angle)
-        np.add.at(acc_b, faces[:, corner], unit(dp_dv) * angle)
+        np.add.at(acc_t, faces[:, corner], dir_u * angle)
+        np.add.at(acc_b, faces[:, corner], dir_v * angle)
     n = normals.astype(np.float64)
     tangent = acc_t - n * (acc_t * n).sum(1, keepdims=True)  # Gram-Schmidt against the normal
     fallback = _unit(np.cross(n, np.where(np.abs(n[:, :1]) < 0.9, [[1.0, 0, 0]], [[0, 1.0, 0]])), np.broadcast_to([1.0, 0, 0], n.shape))  # no UV gradient: any T orthogonal to N

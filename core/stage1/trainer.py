@@ -203,7 +203,9 @@ class DistillationTrainer:
         mode = c.shading.sample_mode(self.generator)
         light = to_device(light_directions(cameras, c.shading.light_jitter, self.generator), device)
         self.rep.before_step(StepInfo(step, preset.steps))
-        out: Rendered = self.rep.render(RenderRequest(cameras, resolution, mode, light, c.shading, self.generator))
+        w = self.regularisers
+        smooth_step = w.normal_smooth_step if w.normal_smooth > 0 else 0.0
+        out: Rendered = self.rep.render(RenderRequest(cameras, resolution, mode, light, c.shading, self.generator, smooth_step, w.normal_smooth_share))
         _, dirs = camera_rays(cameras, resolution)
         images = self.background.composite(out.premult, out.alpha, dirs, self.generator)  # [B, 3, H, W]
         g = self.guidance(
@@ -218,10 +220,11 @@ class DistillationTrainer:
             plain_prompts=[self.prompt] * len(cameras),
             shading=mode,
         )
-        w, r = self.regularisers, out.regularisers
+        r = out.regularisers
         a = out.alpha.clamp(1e-5, 1 - 1e-5)
         sparsity, opaque = out.alpha.mean(), -(a * a.log() + (1 - a) * (1 - a).log()).mean()
-        weighted = [(w.sparsity, sparsity), (w.opaque, opaque), (w.orientation, r.orientation), (w.normal_consistency, r.normal_consistency), (w.laplacian, r.laplacian)]
+        weighted = [(w.sparsity, sparsity), (w.opaque, opaque), (w.orientation, r.orientation), (w.normal_smooth, r.normal_smooth)]
+        weighted += [(w.normal_consistency, r.normal_consistency), (w.laplacian, r.laplacian)]
         loss = g.loss + sum(weight * term for weight, term in weighted if term is not None)
         terms = {"guidance": g.loss, "sparsity": sparsity, "opaque": opaque, **r.present()}
         for opt in self.optimisers.values():
