@@ -138,7 +138,8 @@ def _stage_two(prior, prompt, config, refine, rep, dmtet, record, start):
     colour = ColourField()
     v, f = dmtet.extract()
     colour.fit(lambda x: rep.albedo(x.to(device)).cpu(), pipeline._surface_points(v, f), refine.colour_fit_steps, torch.Generator().manual_seed(config.seed))
-    model = MeshModel(colour, dmtet.to(device)).to(device)
+    lr = prior.defaults.surface_lr  # as pipeline.from_stage_one
+    model = MeshModel(colour, dmtet.to(device), lr_sdf=lr, lr_deform=lr).to(device)
     t0 = time.time()
     original = pipeline.DistillationTrainer
 
