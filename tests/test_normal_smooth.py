@@ -78,7 +78,7 @@ def test_the_render_returns_r_smooth_only_when_asked():
     base = RenderRequest(cams, 8, "diffuse", light, ShadingConfig(), torch.Generator().manual_seed(0))
     assert render_volume(field, None, base, VolumeConfig(samples_per_ray=8)).regularisers.normal_smooth is None
     asked = render_volume(field, None, replace(base, normal_smooth_step=1e-2), VolumeConfig(samples_per_ray=8)).regularisers.normal_smooth
-    assert asked is not None and float(asked) > 0 and asked.requires_grad
+    assert asked is not None and float(asked.detach()) > 0 and asked.requires_grad
 
 
 @pytest.mark.parametrize("weight", [0.0, 50.0])
