@@ -84,12 +84,14 @@ def via_server(prompts: list[str], lods: int, out: Path) -> None:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from via_server import ArtistPath
 
+    from propdreamer.core import provenance
+
     with ArtistPath(prior="builtin") as path:
         for prompt in prompts:
             glb, seconds, _ = path.generate(prompt, lods=lods)
             file = out / f"{prompt.replace(' ', '_')}_via_server.glb"
             file.write_bytes(glb)
-            doc = json.loads(glb[20 : 20 + int.from_bytes(glb[12:16], "little")])
+            doc, _ = provenance._split(glb)  # the GLB's JSON chunk
             levels = []
             for node in doc["nodes"]:
                 primitive = doc["meshes"][node["mesh"]]["primitives"][0]

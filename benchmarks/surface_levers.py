@@ -22,12 +22,13 @@ import argparse
 import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from propdreamer.core.builtin_prior.shapes import SDFS
-from propdreamer.core.geometry.surface import crease_fraction, surface_error, true_surface
+from propdreamer.core.geometry.surface import crease_fraction, true_surface
 from propdreamer.core.mesh.dmtet import DMTet, DMTetConfig
 from propdreamer.core.priors.diffusers_prior import PriorConfig, load_prior
 from propdreamer.core.request import JobRequest
@@ -35,15 +36,23 @@ from propdreamer.core.resolve import resolve
 from propdreamer.core.stage1.defaults import RegulariserWeights
 from propdreamer.core.stage1.trainer import DistillationTrainer, build_representation
 
-TURNS = tuple(range(0, 90, 10))
+sys.path.insert(0, str(Path(__file__).parent))
+from surface_stages import TURNS, best
+
 COLOURS = {"red": (0.8, 0.1, 0.1), "green": (0.1, 0.6, 0.1), "blue": (0.1, 0.2, 0.8), "yellow": (0.9, 0.8, 0.1), "white": (0.9, 0.9, 0.9)}
 
 
+_truths: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor]] = {}
+
+
 def score(vertices: torch.Tensor, faces: torch.Tensor, shape: str) -> str:
-    """'normal error / Chamfer' at the turn with the lowest normal error."""
-    turns = TURNS if shape in ("cube", "pyramid") else (0,)
-    top = min((surface_error(vertices.detach().float(), faces, SDFS[shape], t, samples=10_000) for t in turns), key=lambda e: e.normal_deg)
-    return f"{top.normal_deg:.1f} / {top.chamfer:.4f}"
+    """'normal error / Chamfer' at the turn with the lowest normal error (surface_stages.best; each true
+    surface extracted once)."""
+    for turn in TURNS if shape in ("cube", "pyramid") else (0,):
+        if (shape, turn) not in _truths:
+            _truths[(shape, turn)] = true_surface(SDFS[shape], turn)
+    normal, chamfer = best(vertices, faces, shape, _truths)
+    return f"{normal:.1f} / {chamfer:.4f}"
 
 
 def iso_surface(rep) -> tuple[torch.Tensor, torch.Tensor]:

@@ -103,6 +103,15 @@ class Lost:
 FromBridge = Up | SlotReady | SlotMessages | SlotDead | Lost
 
 
+def refusal(host: str, port: int, timeout_s: float) -> str | None:
+    """Why a TCP connect to host:port fails (None: it connects)."""
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+        return None
+    except OSError as err:
+        return err.strerror or type(err).__name__
+
+
 class HeadProbe:
     """Whether the cluster's head accepts TCP connections, checked on a thread (never blocks the loop)."""
 
@@ -113,23 +122,18 @@ class HeadProbe:
 
     def refuses_now(self) -> bool:
         """One connect, now (when an actor dies: did its cluster go with it?)."""
-        try:
-            socket.create_connection(self.where, timeout=1.0).close()
-            return False
-        except OSError as err:
-            self.misses, self.error = PROBE_MISSES, err.strerror or type(err).__name__
-            return True
+        error = refusal(*self.where, timeout_s=1.0)
+        if error is not None:
+            self.misses, self.error = PROBE_MISSES, error
+        return error is not None
 
     def gone(self) -> str | None:
         return f"its head at {self.where[0]}:{self.where[1]} refuses connections ({self.error})" if self.misses >= PROBE_MISSES else None
 
     def _watch(self) -> None:
         while True:
-            try:
-                socket.create_connection(self.where, timeout=2.0).close()
-                self.misses = 0
-            except OSError as err:
-                self.misses, self.error = self.misses + 1, err.strerror or type(err).__name__
+            error = refusal(*self.where, timeout_s=2.0)
+            self.misses, self.error = (0, self.error) if error is None else (self.misses + 1, error)
             time.sleep(PROBE_EVERY_S)
 
 
@@ -137,12 +141,9 @@ def bridge_main(conn: Connection, address: str, worker: WorkerConfig, workers: i
     """The bridge process: connect, start the actors, relay until Close or the cluster is lost."""
     logging.basicConfig(level=logging.WARNING)
     host, _, port = address.rpartition(":")
-    if host and port.isdigit():  # nothing listening there: say so now (Ray's own connect tries for over a minute)
-        try:
-            socket.create_connection((host, int(port)), timeout=5.0).close()
-        except OSError as err:
-            conn.send(Lost(f"nothing answers at {address} ({err.strerror or type(err).__name__})"))
-            os._exit(0)
+    if host and port.isdigit() and (error := refusal(host, int(port), timeout_s=5.0)) is not None:  # say so now (Ray's own connect tries for over a minute)
+        conn.send(Lost(f"nothing answers at {address} ({error})"))
+        os._exit(0)
     try:
         from .ray_actors import ActorPool
 

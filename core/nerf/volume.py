@@ -55,11 +55,12 @@ def ray_box(origins: Tensor, dirs: Tensor, bound: float) -> tuple[Tensor, Tensor
 def _normal_smoothness(field: NeRFField, points: Tensor, normals: Tensor, real: Tensor, request: RenderRequest, chunk: int) -> Tensor:
     """R_smooth over the evaluated samples: points [M, 3], their normals [M, 3], real [M] False on the static
     path's padding (a random share of them when the request asks)."""
+    generator = device_generator(request.generator, points.device)
     if request.normal_smooth_share < 1:
         count = max(1, round(request.normal_smooth_share * len(points)))
-        pick = torch.randperm(len(points), generator=device_generator(request.generator, points.device), device=points.device)[:count]  # [K]
+        pick = torch.randperm(len(points), generator=generator, device=points.device)[:count]  # [K]
         points, normals, real = points[pick], normals[pick], real[pick]
-    noise = torch.randn(points.shape, generator=device_generator(request.generator, points.device), device=points.device, dtype=points.dtype)
+    noise = torch.randn(points.shape, generator=generator, device=points.device, dtype=points.dtype)
     perturbed = (points + request.normal_smooth_step * noise).clamp(-field.config.bound, field.config.bound)  # [K, 3]
     moved = torch.cat([field(c, with_normals=True)[2] for c in perturbed.split(chunk)])  # [K, 3]
     per_sample = (normals - moved).abs().mean(-1)  # [K]
