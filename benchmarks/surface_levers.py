@@ -8,11 +8,12 @@ core/geometry/surface.py (normal error in degrees / Chamfer, at the true shape's
     python benchmarks/surface_levers.py from-truth --prompts "a green cube"
 
 - stage1: stage one with the settings the server resolves for the panel's defaults, its regularisers
-  replaced by the variant's (`name:field=value,...`, fields of stage1.defaults.RegulariserWeights); the
+  replaced by the variant's (`name:field=value,...`: fields of stage1.defaults.RegulariserWeights, or of the
+  config as `configured` reads them: cfg, t_min, t_max, annealed_max, anneal_at, textureless, light_jitter); the
   density's iso-surface extracted at 96 cells.
 - stage2: one stage one per prompt, then geometry refinement from it once per variant (`lr=` the DMTet's
   learning rate; other fields are RegulariserWeights' for stage two); the surface before and after.
-- from-truth: stage one started from the true primitive (its density fitted as a Shap-E start is) and
+- from-truth (variants as stage1's): stage one started from the true primitive (its density fitted as a Shap-E start is) and
   distilled for 300 steps: whether SDS on this prior holds a true shape or pulls it away.
 """
 
@@ -64,13 +65,38 @@ def parse(variant: str) -> tuple[str, dict[str, float]]:
     return name or "default", {k: float(v) for k, v in (item.split("=") for item in spec.split(",") if item)}
 
 
+# Variant fields that set the distillation's config rather than a regulariser's weight.
+SCHEDULE_FIELDS = ("t_min", "t_max", "annealed_max", "anneal_at")
+SHADING_FIELDS = ("textureless", "light_jitter")
+
+
+def configured(config, prior, fields: dict[str, float]):
+    """`config` with the variant's fields: cfg (the CFG scale), t_min / t_max / annealed_max / anneal_at
+    (the timestep schedule; annealed_max makes it a step schedule), textureless (the share of
+    geometry-only renders, the rest diffuse), light_jitter; the rest are RegulariserWeights' fields."""
+    fields = dict(fields)
+    if "cfg" in fields:
+        config = replace(config, guidance_scale=fields.pop("cfg"))
+    schedule = {k: fields.pop(k) for k in SCHEDULE_FIELDS if k in fields}
+    if schedule:
+        base = config.timesteps or prior.defaults.timesteps_for(config.resolved_method)
+        kind = "step" if "annealed_max" in schedule or base.kind == "step" else base.kind
+        config = replace(config, timesteps=replace(base, kind=kind, **schedule))
+    shading = config.shading
+    if "textureless" in fields:
+        share = fields.pop("textureless")
+        shading = replace(shading, probabilities=(0.0, 1.0 - share, share))
+    if "light_jitter" in fields:
+        shading = replace(shading, light_jitter=fields.pop("light_jitter"))
+    return replace(config, shading=shading, regularisers=replace(prior.defaults.regularisers, **fields))
+
+
 def stage1(prior, prompts: list[str], variants: list[str]) -> None:
     for variant in variants:
         name, fields = parse(variant)
         cells = []
         for prompt in prompts:
-            config = resolve(JobRequest(prompt=prompt, preset="draft", seed=0), prior).config
-            config = replace(config, regularisers=replace(prior.defaults.regularisers, **fields))
+            config = configured(resolve(JobRequest(prompt=prompt, preset="draft", seed=0), prior).config, prior, fields)
             t0 = time.time()
             rep = DistillationTrainer(prior, prompt, config).run().representation
             seconds = time.time() - t0
@@ -108,23 +134,24 @@ def stage2(prior, prompts: list[str], variants: list[str]) -> None:
             print(f"stage2 {prompt} {name} lr {lr} {fields} | DMTet start {before} | after geometry refinement {score(v, f, prompt.split()[-1])}", flush=True)
 
 
-def from_truth(prior, prompts: list[str], steps: int) -> None:
+def from_truth(prior, prompts: list[str], steps: int, variants: list[str]) -> None:
     from propdreamer.core.shape_init import ShapEConfig, StartingShape, fit_nerf_density
 
-    for prompt in prompts:
+    for prompt, variant in ((p, v) for v in variants for p in prompts):
+        name, fields = parse(variant)
         shape = prompt.split()[-1]
         tv, tf = true_surface(SDFS[shape], 0.0)
         colour = np.array(COLOURS.get(prompt.split()[1], (0.5, 0.5, 0.5)), dtype=np.float32)
         start = StartingShape(tv.numpy(), tf.numpy(), np.tile(colour, (len(tv), 1)))
-        config = resolve(JobRequest(prompt=prompt, preset="draft", seed=0), prior).config
+        config = configured(resolve(JobRequest(prompt=prompt, preset="draft", seed=0), prior).config, prior, fields)
         nerf = build_representation(config, config.resolved_preset())
         fit_nerf_density(nerf, start, ShapEConfig())
-        print(f"from-truth {prompt} | fitted: {score(*iso_surface(nerf), shape)}", flush=True)
+        print(f"from-truth {prompt} {name} {fields} | fitted: {score(*iso_surface(nerf), shape)}", flush=True)
         trainer = DistillationTrainer(prior, prompt, config, representation=nerf)
         for done in range(steps // 3, steps + 1, steps // 3):
             trainer.preset = replace(trainer.preset, steps=done)
             trainer.run()
-            print(f"from-truth {prompt} | after {done} SDS steps: {score(*iso_surface(nerf), shape)}", flush=True)
+            print(f"from-truth {prompt} {name} | after {done} SDS steps: {score(*iso_surface(nerf), shape)}", flush=True)
 
 
 def main() -> int:
@@ -143,7 +170,7 @@ def main() -> int:
     elif args.lever == "stage2":
         stage2(prior, prompts, args.variant or ["default:"])
     else:
-        from_truth(prior, prompts, args.steps)
+        from_truth(prior, prompts, args.steps, args.variant or ["default:"])
     return 0
 
 

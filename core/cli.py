@@ -167,11 +167,30 @@ def _cmd_prior_train(args: argparse.Namespace) -> int:
     _set_threads(args.threads)
     rule = ViewPromptRule(elevation_bands=ELEVATION_BANDS if args.elevation_words else ())
     orbit = _orbit_with_elevations(args.elevation) if args.elevation else PRIOR_ORBIT
-    data = DatasetConfig(views_per_label=args.views_per_label, seed=args.data_seed, view_rule=rule, orbit=orbit)
-    attention = _attention_levels(args.attention_levels, len(ModelConfig.block_out_channels)) if args.attention_levels else ModelConfig.attention
-    model = ModelConfig(camera_features=CAMERA_FEATURES if args.cameras else 0, attention=attention)
-    train(TrainConfig(steps=args.steps, seed=args.seed, lr=args.lr, init=args.init, ema_decay=args.ema, loss_weighting=args.loss_weighting, data=data, model=model), Path(args.out))
+    levels = len(ModelConfig.block_out_channels)
+    if args.resolution < 8 or args.resolution % 2 ** (levels - 1):
+        raise ValueError(f"--resolution must be a multiple of {2 ** (levels - 1)} (the UNet halves it {levels - 1} times), e.g. 32 or 64; got {args.resolution}")
+    _check_device(args.device)
+    data = DatasetConfig(views_per_label=args.views_per_label, seed=args.data_seed, view_rule=rule, orbit=orbit, resolution=args.resolution)
+    attention = _attention_levels(args.attention_levels, levels) if args.attention_levels else ModelConfig.attention
+    model = ModelConfig(camera_features=CAMERA_FEATURES if args.cameras else 0, attention=attention, resolution=args.resolution)
+    config = TrainConfig(
+        steps=args.steps, seed=args.seed, lr=args.lr, init=args.init, ema_decay=args.ema, loss_weighting=args.loss_weighting, device=args.device, data=data, model=model
+    )
+    train(config, Path(args.out))
     return 0
+
+
+def _check_device(name: str) -> None:
+    """Raise, saying what to pass, when torch cannot use the device `name`."""
+    import torch
+
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device takes a torch device such as cpu, cuda or cuda:1; got '{name}'") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: this torch sees no CUDA GPU; train on --device cpu or install a CUDA build of torch")
 
 
 def _orbit_with_elevations(text: str):
@@ -273,8 +292,10 @@ def build_parser(extra: Callable[[argparse._SubParsersAction], None] | None = No
     p.add_argument(
         "--attention-levels",
         default=None,
-        help="UNet levels with cross-attention, 0 = 32 px ... 3 = 4 px (default 1,2,3); with --init, levels may be added (they start as the identity)",
+        help="UNet levels with cross-attention, 0 = full resolution (32 px) ... 3 = 1/8 of it (default 1,2,3); with --init, levels may be added (they start as the identity)",
     )
+    p.add_argument("--resolution", type=int, default=32, help="render and model resolution in pixels, a multiple of 8 (default 32; 64 takes about 4x the time)")
+    p.add_argument("--device", default="cpu", help="where the model trains: cpu (default), cuda, cuda:1, ...")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     p.set_defaults(func=_cmd_prior_train)
 

@@ -182,6 +182,8 @@ def test_training_elevations_are_saved_and_stage_one_reads_them(tmp_path):
         ("--elevation", "x", "lowest and highest"),
         ("--attention-levels", "1,7", "from 0 .32 px. to 3"),
         ("--attention-levels", "a", "from 0"),
+        ("--resolution", "36", "multiple of 8"),
+        ("--device", "banana", "torch device such as cpu, cuda"),
     ],
 )
 def test_prior_train_refuses_bad_elevations_and_levels_with_advice(tmp_path, capsys, flag, value, message):
@@ -190,3 +192,38 @@ def test_prior_train_refuses_bad_elevations_and_levels_with_advice(tmp_path, cap
     assert main(["prior", "train", "--out", str(tmp_path / "p"), "--steps", "1", f"{flag}={value}"]) == 2
     err = capsys.readouterr().err
     assert re.search(message, err), err
+
+
+def test_a_prior_trains_at_a_finer_resolution_and_loads_at_it(tmp_path):
+    """`prior train --resolution`: the renders, the UNet and the loaded prior's image size all follow it
+    (a finer prior is the lever on the surface's normal error, BENCHMARKS.md "Surface quality")."""
+    from dataclasses import replace
+
+    from propdreamer.core.priors.diffusers_prior import PriorConfig, load_prior
+
+    train(_config(data=DatasetConfig(resolution=16, views_per_label=1), model=replace(TINY, resolution=16)), tmp_path / "p16", log=lambda m: None)
+    prior = load_prior(PriorConfig(source=str(tmp_path / "p16"), device="cpu"))
+    assert prior.image_size == 16
+    z = prior.encode(torch.rand(1, 3, 40, 40))
+    assert z.shape == (1, 3, 16, 16)
+    with pytest.raises(ValueError, match="must be the renders'"):
+        _config(data=DatasetConfig(resolution=16, views_per_label=1))
+
+
+def test_the_cli_trains_at_the_resolution_and_on_the_device_it_is_given(tmp_path):
+    from propdreamer.core.cli import main
+
+    assert main(["prior", "train", "--out", str(tmp_path / "p"), "--steps", "1", "--views-per-label", "1", "--resolution", "16", "--device", "cpu"]) == 0
+    meta = json.loads((tmp_path / "p" / "propdreamer_prior.json").read_text())
+    assert meta["model"]["resolution"] == 16 and meta["train"]["data"]["resolution"] == 16 and meta["train"]["device"] == "cpu"
+
+
+def test_a_prior_continues_at_another_resolution_from_the_same_weights(tmp_path):
+    from dataclasses import replace
+
+    train(_config(), tmp_path / "p8", log=lambda m: None)
+    finer = _config(lr=0.0, init=str(tmp_path / "p8"), data=DatasetConfig(resolution=16, views_per_label=1), model=replace(TINY, resolution=16))
+    train(finer, tmp_path / "p16", log=lambda m: None)
+    a, b = _unet_weights(tmp_path / "p8"), _unet_weights(tmp_path / "p16")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert json.loads((tmp_path / "p16" / "propdreamer_prior.json").read_text())["model"]["resolution"] == 16

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..device import to_device
 from ..priors.camera_conditioning import camera_features
 from .dataset import DatasetConfig, render_dataset
 from .model import ModelConfig, build_scheduler, build_text_encoder, build_tokenizer, build_unet, save_prior
@@ -57,6 +58,9 @@ class TrainConfig:
     # 0 saves the raw weights.
     ema_decay: float = 0.999
     init: str | None = None  # a saved prior folder to continue from; None: random weights
+    # Where the model trains ("cpu", "cuda", "cuda:1"). Random draws stay on one seeded CPU generator
+    # (a run reproduces its draws on any device); the renders move to the device once.
+    device: str = "cpu"
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DatasetConfig = field(default_factory=DatasetConfig)
 
@@ -69,6 +73,8 @@ class TrainConfig:
             raise ValueError(f"loss_weighting must be 'eps' or 'truncated_snr', got '{self.loss_weighting}'")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
+        if self.model.resolution != self.data.resolution:
+            raise ValueError(f"the model's resolution ({self.model.resolution} px) must be the renders' ({self.data.resolution} px)")
 
 
 def lr_factor(step: int, config: TrainConfig) -> float:
@@ -141,6 +147,9 @@ def continue_from(folder: Path, unet, text_encoder, model: ModelConfig) -> list[
     saved, wanted = {"camera_features": 0, **meta["model"]}, json.loads(json.dumps(asdict(model)))  # JSON keeps tuples as lists
     saved_cameras, wanted_cameras = saved.pop("camera_features"), wanted.pop("camera_features")
     saved_attention, wanted_attention = saved.pop("attention"), wanted.pop("attention")
+    # A prior continues at another resolution: its weights do not depend on it (the UNet's convolutions
+    # and attention carry no positions), so a 32 px prior can be fine-tuned on 64 px renders.
+    saved.pop("resolution"), wanted.pop("resolution")
     if saved != wanted or len(saved_attention) != len(wanted_attention):
         raise ValueError(f"{folder} holds a prior of another architecture ({meta['model']}); continue it with the same model config")
     if saved_cameras and saved_cameras != wanted_cameras:
@@ -216,8 +225,12 @@ def train(config: TrainConfig, out: Path, log=lambda msg: print(msg, flush=True)
     if config.init is not None:
         history = continue_from(Path(config.init), unet, text_encoder, config.model)
         log(f"continuing from {config.init} ({sum(h.get('steps_done', 0) for h in history)} steps so far)")
+    device = torch.device(config.device)
+    unet.to(device)
+    text_encoder.to(device)
+    images = to_device(data.images, device)  # [N, 3, H, W] in [0, 1]
     scheduler = build_scheduler(config.model)
-    abar = scheduler.alphas_cumprod  # [T]
+    abar = scheduler.alphas_cumprod.to(device)  # [T]
     params = list(unet.parameters()) + list(text_encoder.parameters())
     n_params = sum(p.numel() for p in params)
     log(f"model: {n_params / 1e6:.2f} M parameters")
@@ -232,18 +245,19 @@ def train(config: TrainConfig, out: Path, log=lambda msg: print(msg, flush=True)
     running = 0.0
     for step in range(config.steps):
         idx = torch.randint(len(data), (config.batch_size,), generator=generator)
-        x0 = data.images[idx] * 2 - 1  # z = 2x - 1, [B, 3, H, W]
+        x0 = images[to_device(idx, device)] * 2 - 1  # z = 2x - 1, [B, 3, H, W]
         batch_captions = dropped_captions([captions[i] for i in idx.tolist()], config, generator)
         ids = tokenizer(batch_captions, padding="max_length", max_length=config.model.max_tokens, truncation=True, return_tensors="pt").input_ids
-        t = torch.randint(config.model.num_train_timesteps, (config.batch_size,), generator=generator)
-        eps = torch.randn(x0.shape, generator=generator)
+        ids = to_device(ids, device)
+        t = to_device(torch.randint(config.model.num_train_timesteps, (config.batch_size,), generator=generator), device)
+        eps = to_device(torch.randn(x0.shape, generator=generator), device)
         a = abar[t].sqrt()[:, None, None, None]
         s = (1 - abar[t]).sqrt()[:, None, None, None]
         z_t = a * x0 + s * eps  # z_t = alpha_t z + sigma_t eps
         extra = {}
         if config.model.camera_features:
             keep = (torch.rand(config.batch_size, 1, generator=generator) >= config.camera_dropout).float()
-            extra["class_labels"] = camera_features(data.cameras[idx], config.batch_size) * keep  # [B, F], zeros: unknown
+            extra["class_labels"] = to_device(camera_features(data.cameras[idx], config.batch_size) * keep, device)  # [B, F], zeros: unknown
         eps_pred = unet(z_t, t, encoder_hidden_states=text_encoder(ids)[0], **extra).sample
         loss = loss_weights(abar[t], config.loss_weighting) @ (eps_pred - eps).pow(2).mean(dim=(1, 2, 3)) / config.batch_size
         optimiser.zero_grad(set_to_none=True)
