@@ -13,7 +13,7 @@ core/geometry/surface.py (normal error in degrees / Chamfer, at the true shape's
   density's iso-surface extracted at 96 cells.
 - stage2: one stage one per prompt, then geometry refinement from it once per variant (`lr=` the DMTet's
   learning rate; other fields are RegulariserWeights' for stage two); the surface before and after.
-- from-truth (variants as stage1's): stage one started from the true primitive (its density fitted as a Shap-E start is) and
+- from-truth (variants as stage1's, and res=N: the renders' resolution): stage one started from the true primitive (its density fitted as a Shap-E start is) and
   distilled for 300 steps: whether SDS on this prior holds a true shape or pulls it away.
 """
 
@@ -143,11 +143,14 @@ def from_truth(prior, prompts: list[str], steps: int, variants: list[str]) -> No
         tv, tf = true_surface(SDFS[shape], 0.0)
         colour = np.array(COLOURS.get(prompt.split()[1], (0.5, 0.5, 0.5)), dtype=np.float32)
         start = StartingShape(tv.numpy(), tf.numpy(), np.tile(colour, (len(tv), 1)))
-        config = configured(resolve(JobRequest(prompt=prompt, preset="draft", seed=0), prior).config, prior, fields)
+        config = configured(resolve(JobRequest(prompt=prompt, preset="draft", seed=0), prior).config, prior, {k: v for k, v in fields.items() if k != "res"})
         nerf = build_representation(config, config.resolved_preset())
         fit_nerf_density(nerf, start, ShapEConfig())
         print(f"from-truth {prompt} {name} {fields} | fitted: {score(*iso_surface(nerf), shape)}", flush=True)
-        trainer = DistillationTrainer(prior, prompt, config, representation=nerf)
+        preset = config.resolved_preset()
+        if "res" in fields:  # the renders' resolution (the draft preset's 32 px; capped at the prior's own)
+            preset = replace(preset, resolutions=((0.0, int(fields["res"])),))
+        trainer = DistillationTrainer(prior, prompt, config, representation=nerf, preset=preset)
         for done in range(steps // 3, steps + 1, steps // 3):
             trainer.preset = replace(trainer.preset, steps=done)
             trainer.run()
@@ -161,9 +164,10 @@ def main() -> int:
     ap.add_argument("--variant", action="append", default=[], help="name:field=value,... (stage1, stage2); repeat for several")
     ap.add_argument("--steps", type=int, default=300, help="from-truth: SDS steps (measured at each third)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--prior", default="builtin", help="'builtin' or a prior folder (e.g. one `prior train --resolution 64` wrote)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    prior = load_prior(PriorConfig(source="builtin"))
+    prior = load_prior(PriorConfig(source=args.prior))
     prompts = [p.strip() for p in args.prompts.split(",")]
     if args.lever == "stage1":
         stage1(prior, prompts, args.variant or ["default:"])
