@@ -67,7 +67,6 @@ def parse(variant: str) -> tuple[str, dict[str, float]]:
 
 # Variant fields that set the distillation's config rather than a regulariser's weight.
 SCHEDULE_FIELDS = ("t_min", "t_max", "annealed_max", "anneal_at")
-SHADING_FIELDS = ("textureless", "light_jitter")
 
 
 def configured(config, prior, fields: dict[str, float]):
@@ -139,17 +138,18 @@ def from_truth(prior, prompts: list[str], steps: int, variants: list[str]) -> No
 
     for prompt, variant in ((p, v) for v in variants for p in prompts):
         name, fields = parse(variant)
+        res = fields.pop("res", None)  # the renders' resolution (the draft preset's 32 px; capped at the prior's own)
         shape = prompt.split()[-1]
         tv, tf = true_surface(SDFS[shape], 0.0)
         colour = np.array(COLOURS.get(prompt.split()[1], (0.5, 0.5, 0.5)), dtype=np.float32)
         start = StartingShape(tv.numpy(), tf.numpy(), np.tile(colour, (len(tv), 1)))
-        config = configured(resolve(JobRequest(prompt=prompt, preset="draft", seed=0), prior).config, prior, {k: v for k, v in fields.items() if k != "res"})
-        nerf = build_representation(config, config.resolved_preset())
-        fit_nerf_density(nerf, start, ShapEConfig())
-        print(f"from-truth {prompt} {name} {fields} | fitted: {score(*iso_surface(nerf), shape)}", flush=True)
+        config = configured(resolve(JobRequest(prompt=prompt, preset="draft", seed=0), prior).config, prior, fields)
         preset = config.resolved_preset()
-        if "res" in fields:  # the renders' resolution (the draft preset's 32 px; capped at the prior's own)
-            preset = replace(preset, resolutions=((0.0, int(fields["res"])),))
+        if res is not None:
+            preset = replace(preset, resolutions=((0.0, int(res)),))
+        nerf = build_representation(config, preset)
+        fit_nerf_density(nerf, start, ShapEConfig())
+        print(f"from-truth {prompt} {name} {fields | ({'res': res} if res is not None else {})} | fitted: {score(*iso_surface(nerf), shape)}", flush=True)
         trainer = DistillationTrainer(prior, prompt, config, representation=nerf, preset=preset)
         for done in range(steps // 3, steps + 1, steps // 3):
             trainer.preset = replace(trainer.preset, steps=done)

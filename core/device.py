@@ -17,6 +17,18 @@ import torch
 from torch import Tensor
 
 
+def usable_device(name: str, what: str) -> torch.device:
+    """The torch device `name` ("cpu", "cuda", "cuda:1"), or a ValueError naming `what` set it and what to
+    pass instead when torch cannot parse it or sees no CUDA GPU."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"{what} takes a torch device such as cpu, cuda or cuda:1; got '{name}'") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{what} is '{name}' but PyTorch sees no CUDA GPU; use 'cpu' or install a CUDA build of torch")
+    return device
+
+
 def to_device(x: Tensor, device: torch.device | str) -> Tensor:
     """`x.to(device)`, without a host sync when `x` is on the host and `device` is a GPU."""
     device = torch.device(device)

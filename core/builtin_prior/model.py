@@ -39,6 +39,13 @@ class ModelConfig:
     # cameras continues unchanged until training teaches it to read them.
     camera_features: int = 0
 
+    def __post_init__(self) -> None:
+        halvings = len(self.block_out_channels) - 1
+        if self.resolution < 2**halvings or self.resolution % 2**halvings:
+            raise ValueError(
+                f"the prior's resolution (--resolution) must be a multiple of {2**halvings} (the UNet halves it {halvings} times), e.g. 32 or 64; got {self.resolution}"
+            )
+
 
 def vocabulary_words() -> list[str]:
     words = ["a", "an", "the", ","] + list(COLOURS) + list(SHAPES)

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..device import to_device
+from ..device import to_device, usable_device
 from ..priors.camera_conditioning import camera_features
 from .dataset import DatasetConfig, render_dataset
 from .model import ModelConfig, build_scheduler, build_text_encoder, build_tokenizer, build_unet, save_prior
@@ -73,6 +73,7 @@ class TrainConfig:
             raise ValueError(f"loss_weighting must be 'eps' or 'truncated_snr', got '{self.loss_weighting}'")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
+        usable_device(self.device, "TrainConfig.device (--device)")
         if self.model.resolution != self.data.resolution:
             raise ValueError(f"the model's resolution ({self.model.resolution} px) must be the renders' ({self.data.resolution} px)")
 
@@ -225,7 +226,7 @@ def train(config: TrainConfig, out: Path, log=lambda msg: print(msg, flush=True)
     if config.init is not None:
         history = continue_from(Path(config.init), unet, text_encoder, config.model)
         log(f"continuing from {config.init} ({sum(h.get('steps_done', 0) for h in history)} steps so far)")
-    device = torch.device(config.device)
+    device = torch.device(config.device)  # checked by TrainConfig
     unet.to(device)
     text_encoder.to(device)
     images = to_device(data.images, device)  # [N, 3, H, W] in [0, 1]

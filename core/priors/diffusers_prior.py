@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..cameras import Cameras, OrbitRange, ViewPromptRule
+from ..device import usable_device
 from .base import v_to_eps
 from .camera_conditioning import camera_features
 from .loading import BUILTIN, resolve_prior_folder
@@ -43,10 +44,7 @@ class PriorConfig:
     def resolved_device(self) -> torch.device:
         if self.device == "auto":
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        device = torch.device(self.device)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"PriorConfig.device is '{self.device}' but PyTorch sees no CUDA GPU; use device='cpu' or 'auto'.")
-        return device
+        return usable_device(self.device, "PriorConfig.device (or 'auto')")
 
     def resolved_dtype(self, device: torch.device) -> torch.dtype:
         if self.dtype == "auto":
