@@ -227,3 +227,31 @@ def test_oracle_fits_the_true_primitive_renders(builtin_prior):
     after = synthetic3d.score(trainer.rep, "green", "cube", refs)
     assert before["nearest"] == "sphere" and after["nearest"] == "cube"  # the blob, then the shape it was fitted to
     assert after["ious"]["cube"] > before["ious"]["cube"] + 0.05 and after["delta_e"] < 10 < before["delta_e"]
+
+
+def test_supersampling_renders_s_times_finer_and_guides_with_the_box_average(builtin_prior):
+    """supersample 2: the representation renders 64 px for the 32 px prior and the guidance sees each 2 x 2
+    block of rays averaged (the filter the builtin prior's training renders use); 1 renders at the prior's."""
+    import torch.nn.functional as F
+
+    for s in (1, 2):
+        trainer = DistillationTrainer(builtin_prior, "a red cube", DistillationConfig(steps=1, supersample=s))
+        seen: dict = {}
+        render, guidance = trainer.rep.render, trainer.guidance
+
+        def spy_render(request, render=render, seen=seen):
+            out = render(request)
+            seen["resolution"], seen["alpha"] = request.resolution, out.alpha.detach()
+            return out
+
+        def spy_guidance(images, *args, guidance=guidance, seen=seen, **kw):
+            seen["images"], seen["guided_alpha"] = images.detach(), kw["alpha"].detach()
+            return guidance(images, *args, **kw)
+
+        trainer.rep.render, trainer.guidance = spy_render, spy_guidance
+        trainer.train_step()
+        assert seen["resolution"] == 32 * s
+        assert seen["images"].shape[-2:] == (32, 32)
+        torch.testing.assert_close(seen["guided_alpha"], F.avg_pool2d(seen["alpha"], s) if s > 1 else seen["alpha"])
+    with pytest.raises(ValueError, match="supersample"):
+        DistillationConfig(supersample=0)

@@ -53,6 +53,7 @@ class DistillationConfig:
     explicit_fov_deg: tuple[float, ...] = ()
     view_prompts: ViewPromptRule | None = field(default_factory=ViewPromptRule)  # None: the bare prompt
     regularisers: RegulariserWeights | None = None  # None: the prior's
+    supersample: int = 1  # s: render s x s rays a pixel and average them, a box filter (1: one ray a pixel)
     # Any other field of the method's config, e.g. {"negative_prompt": ...} (NFSD), {"depth_estimator": FOLDER} (SSD).
     guidance_options: dict = field(default_factory=dict)
     init: StartName = "ball"  # where `generate` starts stage one (core/shape_init.py)
@@ -68,6 +69,8 @@ class DistillationConfig:
         get_preset(self.preset)  # raises with the list of presets
         if self.init not in ("ball", "shap-e"):
             raise ValueError(f"init must be 'ball' or 'shap-e', got '{self.init}'")
+        if not 1 <= self.supersample <= 4:
+            raise ValueError(f"supersample must be 1 (off) to 4 rays a pixel per side, got {self.supersample}")
 
     @property
     def resolved_method(self) -> str:
@@ -200,22 +203,27 @@ class DistillationTrainer:
         device = self.prior.device
         cameras = self.sample_cameras(preset.batch).to(device)
         resolution = preset.resolution(step, self.prior.image_size)
+        s = c.supersample  # the builtin prior's training renders average 2 x 2 rays a pixel (builtin_prior/render.py)
         mode = c.shading.sample_mode(self.generator)
         light = to_device(light_directions(cameras, c.shading.light_jitter, self.generator), device)
         self.rep.before_step(StepInfo(step, preset.steps))
         w = self.regularisers
         smooth_step = w.normal_smooth_step if w.normal_smooth > 0 else 0.0
-        out: Rendered = self.rep.render(RenderRequest(cameras, resolution, mode, light, c.shading, self.generator, smooth_step, w.normal_smooth_share))
-        _, dirs = camera_rays(cameras, resolution)
-        images = self.background.composite(out.premult, out.alpha, dirs, self.generator)  # [B, 3, H, W]
+        out: Rendered = self.rep.render(RenderRequest(cameras, resolution * s, mode, light, c.shading, self.generator, smooth_step, w.normal_smooth_share))
+        _, dirs = camera_rays(cameras, resolution * s)
+        images = self.background.composite(out.premult, out.alpha, dirs, self.generator)  # [B, 3, sH, sW]
+        alpha, depth = out.alpha, out.depth
+        if s > 1:  # -> [B, C, H, W]
+            images, alpha = F.avg_pool2d(images, s), F.avg_pool2d(alpha, s)
+            depth = F.avg_pool2d(depth, s) if depth is not None else None
         g = self.guidance(
             images,
             self.prompts_for(cameras),
             step,
             preset.steps,
             cameras=cameras,
-            alpha=out.alpha,
-            depth=out.depth,
+            alpha=alpha,
+            depth=depth,
             generator=self.generator,
             plain_prompts=[self.prompt] * len(cameras),
             shading=mode,
