@@ -70,9 +70,10 @@ SCHEDULE_FIELDS = ("t_min", "t_max", "annealed_max", "anneal_at")
 
 
 def configured(config, prior, fields: dict[str, float]):
-    """`config` with the variant's fields: cfg (the CFG scale), supersample (rays a pixel per side), t_min / t_max / annealed_max / anneal_at
-    (the timestep schedule; annealed_max makes it a step schedule), textureless (the share of
-    geometry-only renders, the rest diffuse), light_jitter; the rest are RegulariserWeights' fields."""
+    """`config` with the variant's fields: cfg (the CFG scale), supersample (rays a pixel per side),
+    t_min / t_max / annealed_max / anneal_at (the timestep schedule; annealed_max makes it a step
+    schedule), textureless (the share of geometry-only renders, the rest diffuse), light_jitter; the rest
+    are RegulariserWeights' fields."""
     fields = dict(fields)
     if "cfg" in fields:
         config = replace(config, guidance_scale=fields.pop("cfg"))

@@ -212,10 +212,8 @@ class DistillationTrainer:
         out: Rendered = self.rep.render(RenderRequest(cameras, resolution * s, mode, light, c.shading, self.generator, smooth_step, w.normal_smooth_share))
         _, dirs = camera_rays(cameras, resolution * s)
         images = self.background.composite(out.premult, out.alpha, dirs, self.generator)  # [B, 3, sH, sW]
-        alpha, depth = out.alpha, out.depth
-        if s > 1:  # -> [B, C, H, W]
-            images, alpha = F.avg_pool2d(images, s), F.avg_pool2d(alpha, s)
-            depth = F.avg_pool2d(depth, s) if depth is not None else None
+        box = lambda x: F.avg_pool2d(x, s) if x is not None and s > 1 else x  # [B, C, sH, sW] -> [B, C, H, W]
+        images, alpha, depth = box(images), box(out.alpha), box(out.depth)
         g = self.guidance(
             images,
             self.prompts_for(cameras),
