@@ -24,18 +24,26 @@ class ServerError(RuntimeError):
 
 
 class Client:
-    def __init__(self, endpoint: str, client_id: str | None = None, key: bytes | None = None, timeout_s: float = 10.0) -> None:
+    def __init__(self, endpoint: str, client_id: str | None = None, key: bytes | None = None, timeout_s: float = 10.0, watch_connections: bool = False) -> None:
+        """`watch_connections`: `connections` receives one message per (re)connection to the server, the
+        first one included (the monitor is attached before the socket connects)."""
         self.endpoint, self.key, self.timeout_s = endpoint, key, timeout_s
         self.client_id = client_id or uuid.uuid4().hex
         self.context: zmq.Context = zmq.Context.instance()
         self.socket = self.context.socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.IDENTITY, uuid.uuid4().bytes)
+        self.connections: zmq.Socket | None = self.socket.get_monitor_socket(zmq.EVENT_CONNECTED) if watch_connections else None
         self.socket.connect(endpoint)
         self.seq = int(time.time() * 1000)  # grows across restarts of the same client id
         self.events: list[Message] = []
 
     def close(self) -> None:
+        if self.connections is not None:
+            try:
+                self.socket.disable_monitor()
+            finally:
+                self.connections.close(0)
         self.socket.close(0)
 
     def send(self, type_: str, body: dict[str, Any] | None = None, buffers: list[bytes] | None = None) -> Message:

@@ -87,6 +87,27 @@ def test_an_interrupted_job_reaches_the_panel_after_the_server_restarts(tmp_path
         _stop(server, thread)
 
 
+def test_the_first_connection_counts_however_fast_it_is_made(served, monkeypatch):
+    """A connection made before the tracker watches its socket would go uncounted (the race that left a
+    restarted server's reconnection at `connections` 1): the connect here completes before it returns."""
+    import zmq
+
+    server, _ = served
+    connect = zmq.Socket.connect
+
+    def connect_and_settle(self, address):
+        done = connect(self, address)
+        time.sleep(0.3)  # loopback TCP connects in well under this
+        return done
+
+    monkeypatch.setattr(zmq.Socket, "connect", connect_and_settle)
+    tracker = JobTracker(server.endpoint, timeout_s=10)
+    try:
+        _until(tracker, lambda: tracker.connections == 1, timeout_s=5)
+    finally:
+        tracker.close()
+
+
 def test_a_silent_job_is_resubscribed_without_blocking(served, monkeypatch):
     """Events dropped (a busy Blender, a full queue): after a silence the tracker asks again from the last
     one it saw, and replayed events change nothing."""

@@ -59,20 +59,13 @@ class JobState:
 class JobTracker:
     def __init__(self, endpoint: str, key: bytes | None = None, timeout_s: float = 10.0, client_id: str | None = None) -> None:
         self.endpoint = endpoint
-        self.client = Client(endpoint, client_id=client_id, key=key, timeout_s=timeout_s)
+        self.client = Client(endpoint, client_id=client_id, key=key, timeout_s=timeout_s, watch_connections=True)
         self.jobs: dict[str, JobState] = {}
         self._limits: dict[str, Any] | None = None
-        import zmq
-
-        self._monitor = self.client.socket.get_monitor_socket(zmq.EVENT_CONNECTED)  # each (re)connection to the server
         self.connections = 0  # connections made, the first one included
 
     def close(self) -> None:
-        try:
-            self.client.socket.disable_monitor()
-        finally:
-            self._monitor.close(0)
-            self.client.close()
+        self.client.close()
 
     def hello(self) -> dict[str, Any]:
         """The server's handshake; raises with a clear reason (down, wrong version, refused)."""
@@ -110,9 +103,11 @@ class JobTracker:
         they are counted, not just noticed)."""
         import zmq
 
+        monitor = self.client.connections  # a message per (re)connection to the server, the first one included
+        assert monitor is not None
         count = 0
-        while self._monitor.poll(0):
-            self._monitor.recv_multipart(zmq.NOBLOCK)
+        while monitor.poll(0):
+            monitor.recv_multipart(zmq.NOBLOCK)
             count += 1
         return count
 
